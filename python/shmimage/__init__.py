@@ -1,0 +1,45 @@
+"""Share images between processes through named shared memory."""
+from __future__ import annotations
+
+from .errors import (
+    AccessMode,
+    AlreadyExistsError,
+    ErrorCode,
+    IncompatibleSegmentError,
+    InvalidImageError,
+    InvalidKeyError,
+    InvalidSizeError,
+    LockError,
+    NoFrameError,
+    NotAttachedError,
+    NotFoundError,
+    OutOfResourcesError,
+    PermissionDeniedError,
+    SharedMemoryError,
+    TornFrameError,
+)
+from .memory import SharedMemory
+from .image import FrameInfo, SharedImage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessMode",
+    "AlreadyExistsError",
+    "ErrorCode",
+    "FrameInfo",
+    "IncompatibleSegmentError",
+    "InvalidImageError",
+    "InvalidKeyError",
+    "InvalidSizeError",
+    "LockError",
+    "NoFrameError",
+    "NotAttachedError",
+    "NotFoundError",
+    "OutOfResourcesError",
+    "PermissionDeniedError",
+    "SharedImage",
+    "SharedMemory",
+    "SharedMemoryError",
+    "TornFrameError",
+]
