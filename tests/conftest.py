@@ -1,0 +1,117 @@
+"""Shared fixtures: unique keys, leak checks, child-process bookkeeping."""
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+SHM_DIR = "/dev/shm"
+JOIN_TIMEOUT = 30.0
+
+
+def _shm_entries() -> set[str]:
+    if not os.path.isdir(SHM_DIR):
+        return set()
+    return set(os.listdir(SHM_DIR))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shm_dir_unchanged() -> Iterator[None]:
+    """The whole suite must leave the shared-memory directory as it found it."""
+    before = _shm_entries()
+    yield
+    gc.collect()
+    # Entries that vanish within a moment belong to processes still shutting down.
+    deadline = time.monotonic() + 3.0
+    left = _shm_entries() - before
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _shm_entries() - before
+    assert not left, f"the test session left entries in {SHM_DIR}: {sorted(left)}"
+
+
+class KeyFactory:
+    """Hands out keys no other test (or test run) uses, and remembers them."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.native_keys: list[str] = []
+
+    def __call__(self, label: str = "") -> str:
+        key = f"shmi-test-{label}{uuid.uuid4().hex}"
+        self.keys.append(key)
+        return key
+
+    def native(self) -> str:
+        """A raw POSIX name (for `native_key=`) that is unique to this call."""
+        name = "/shmi-t-" + uuid.uuid4().hex[:20]
+        self.native_keys.append(name)
+        return name
+
+    def leftovers(self) -> list[str]:
+        """Remove whatever these keys left behind; return what had to be removed."""
+        from shmimage import NotFoundError, SharedMemory
+
+        left: list[str] = []
+        for key in self.keys:
+            try:
+                SharedMemory.remove(key)
+            except NotFoundError:
+                continue
+            left.append(key)
+        for name in self.native_keys:
+            path = os.path.join(SHM_DIR, name.lstrip("/"))
+            if os.path.exists(path):
+                os.unlink(path)
+                left.append(name)
+        return left
+
+
+@pytest.fixture
+def unique_key() -> Iterator[KeyFactory]:
+    """`unique_key()` gives a fresh key; segments the test leaves under them fail it."""
+    factory = KeyFactory()
+    yield factory
+    gc.collect()
+    left = factory.leftovers()
+    if left:
+        pytest.fail(f"test leaked shared memory segments: {left}", pytrace=False)
+
+
+class Processes:
+    """Starts child processes and makes sure none outlives its test."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+
+    def start(
+        self, target: Callable[..., Any], *args: Any, method: str = "spawn"
+    ) -> Any:
+        proc = multiprocessing.get_context(method).Process(target=target, args=args)
+        proc.daemon = True
+        proc.start()
+        self.started.append(proc)
+        return proc
+
+    def cleanup(self) -> None:
+        for proc in self.started:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.join(JOIN_TIMEOUT)
+
+
+@pytest.fixture
+def procs(unique_key: KeyFactory) -> Iterator[Processes]:
+    # Depends on unique_key so that children are gone before the leak check runs.
+    processes = Processes()
+    try:
+        yield processes
+    finally:
+        processes.cleanup()

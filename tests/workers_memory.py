@@ -1,0 +1,194 @@
+"""Module-level helpers and child-process workers for the SharedMemory tests.
+
+Workers run in spawned (or forked) children. They report failure through a
+non-zero exit code (the traceback goes to stderr) or through a Pipe.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import struct
+import time
+from typing import Any
+
+from shmimage import AccessMode, SharedMemory
+
+SHM_DIR = "/dev/shm"
+WAIT = 30.0  # upper bound for any wait: a hung test fails instead of hanging
+HOLD = 120.0  # how long a "holder" child lives if nobody kills it
+
+# Producer/consumer layout: round, acks, then the payload.
+ROUND_AT, ACKS_AT, PAYLOAD_AT = 0, 4, 16
+
+
+def shm_path(native_key: str) -> str:
+    """Where a POSIX native name lives on Linux."""
+    return os.path.join(SHM_DIR, native_key.lstrip("/"))
+
+
+def pattern(seed: int, size: int) -> bytes:
+    """Deterministic bytes that differ for every seed."""
+    block = bytes((seed * 31 + i * 7 + (i >> 8)) % 256 for i in range(256))
+    return (block * (size // 256 + 1))[:size]
+
+
+def write_pattern(shm: SharedMemory, seed: int) -> None:
+    with shm.data as mv:
+        mv[:] = pattern(seed, len(mv))
+
+
+def has_pattern(shm: SharedMemory, seed: int) -> bool:
+    with shm.data as mv:
+        return bytes(mv) == pattern(seed, len(mv))
+
+
+# --- producer / consumer over the segment's own lock --------------------------
+
+
+def _get(mv: memoryview, offset: int) -> int:
+    return struct.unpack_from("<I", mv, offset)[0]
+
+
+def _put(mv: memoryview, offset: int, value: int) -> None:
+    struct.pack_into("<I", mv, offset, value)
+
+
+def _check_deadline(deadline: float, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise TimeoutError(f"gave up waiting for {what}")
+
+
+def produce(shm: SharedMemory, consumers: int, rounds: int) -> None:
+    """Write `rounds` payloads, each only after every consumer acked the last."""
+    deadline = time.monotonic() + WAIT
+    for r in range(1, rounds + 2):
+        while True:
+            with shm.locked(timeout=WAIT), shm.data as mv:
+                if _get(mv, ACKS_AT) == consumers * (r - 1):
+                    if r <= rounds:
+                        mv[PAYLOAD_AT:] = pattern(r, len(mv) - PAYLOAD_AT)
+                        _put(mv, ROUND_AT, r)
+                    break
+            _check_deadline(deadline, f"acks of round {r - 1}")
+            time.sleep(0.001)
+
+
+def consume(shm: SharedMemory, rounds: int) -> None:
+    """Read every round under the lock, check it and ack it."""
+    deadline = time.monotonic() + WAIT
+    seen = 0
+    while seen < rounds:
+        with shm.locked(timeout=WAIT), shm.data as mv:
+            current = _get(mv, ROUND_AT)
+            if current > seen:
+                if current != seen + 1:
+                    raise AssertionError(f"skipped from round {seen} to {current}")
+                if bytes(mv[PAYLOAD_AT:]) != pattern(current, len(mv) - PAYLOAD_AT):
+                    raise AssertionError(f"round {current} payload is corrupt")
+                _put(mv, ACKS_AT, _get(mv, ACKS_AT) + 1)
+                seen = current
+                continue
+        _check_deadline(deadline, f"round {seen + 1}")
+        time.sleep(0.001)
+
+
+def consumer_worker(key: str, rounds: int, ready: Any) -> None:
+    shm = SharedMemory(key)
+    shm.attach()
+    ready.set()
+    consume(shm, rounds)
+    assert shm.detach()
+
+
+# --- small spawn workers -------------------------------------------------------
+
+
+def send_native_key(key: str, conn: Any) -> None:
+    conn.send(SharedMemory(key).native_key)
+    conn.close()
+
+
+def attach_read_write(key: str, seed: int, new_seed: int, conn: Any) -> None:
+    """Check the parent's pattern, write our own, report, detach."""
+    shm = SharedMemory(key)
+    shm.attach()
+    conn.send((shm.size, has_pattern(shm, seed)))
+    write_pattern(shm, new_seed)
+    conn.send(shm.detach())
+    conn.close()
+
+
+def attach_and_exit(key: str, seed: int, explicit_detach: bool, conn: Any) -> None:
+    """Attach, read, and leave (detaching explicitly or by exiting)."""
+    shm = SharedMemory(key)
+    shm.attach()
+    conn.send(has_pattern(shm, seed))
+    conn.close()
+    if explicit_detach:
+        shm.detach()
+
+
+def attach_read_only(key: str, seed: int, conn: Any) -> None:
+    shm = SharedMemory(key)
+    shm.attach(AccessMode.READ_ONLY)
+    conn.send((shm.data.readonly, has_pattern(shm, seed)))
+    conn.close()
+    shm.detach()
+
+
+def hold_lock(key: str, seed: int, ready: Any, stop: Any) -> None:
+    """Attach, take the lock, scribble, tell the parent, and wait to be killed."""
+    shm = SharedMemory(key)
+    shm.attach()
+    assert shm.lock(timeout=WAIT)
+    write_pattern(shm, seed)
+    ready.set()
+    stop.wait(HOLD)
+
+
+def create_and_hold(key: str, size: int, seed: int, persistent: bool, ready: Any,
+                    stop: Any) -> None:
+    """Create, fill, tell the parent; stay attached until told to stop (or killed)."""
+    shm = SharedMemory(key)
+    shm.create(size, persistent=persistent)
+    write_pattern(shm, seed)
+    ready.set()
+    stop.wait(HOLD)
+    shm.detach()
+
+
+def attach_and_hold(key: str, ready: Any, stop: Any) -> None:
+    shm = SharedMemory(key)
+    shm.attach()
+    ready.set()
+    stop.wait(HOLD)
+    shm.detach()
+
+
+def create_persistent_and_exit(key: str, size: int, seed: int) -> None:
+    shm = SharedMemory(key)
+    shm.create(size, persistent=True)
+    write_pattern(shm, seed)
+    shm.detach()
+
+
+# --- fork workers (the SharedMemory object is inherited, not pickled) ----------
+
+
+def forked_child(box: list[SharedMemory], action: str, seed: int) -> None:
+    """What a forked child does with the segment it inherited (``box`` holds it)."""
+    shm = box[0]
+    if not has_pattern(shm, seed):
+        raise AssertionError("the inherited mapping does not show the parent's data")
+    if action == "write":
+        write_pattern(shm, seed + 1)
+    elif action == "detach":
+        if not shm.detach():
+            raise AssertionError("detach() in the child returned False")
+    elif action == "dealloc":
+        # Drop every reference the child has, so the object is deallocated here.
+        box.clear()
+        del shm
+        gc.collect()
+    elif action == "exit":
+        os._exit(0)
