@@ -1,0 +1,80 @@
+"""SharedMemory across real (spawned) processes."""
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from shmimage import SharedMemory
+from workers_memory import (
+    WAIT,
+    attach_read_only,
+    attach_read_write,
+    consumer_worker,
+    has_pattern,
+    produce,
+    send_native_key,
+    write_pattern,
+)
+
+ctx = multiprocessing.get_context("spawn")
+
+
+def receive(conn, what: str):
+    assert conn.poll(WAIT), f"child sent no {what}"
+    return conn.recv()
+
+
+def finish(proc) -> None:
+    proc.join(WAIT)
+    assert not proc.is_alive(), "child did not exit"
+    assert proc.exitcode == 0, f"child failed with exit code {proc.exitcode}"
+
+
+@pytest.mark.parametrize("key", ["QSharedMemoryExample", "Noël", "Nol", "k" * 500])
+def test_native_key_is_the_same_in_another_process(procs, key: str) -> None:
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    proc = procs.start(send_native_key, key, child_end)
+    child_end.close()
+    assert receive(parent_end, "native key") == SharedMemory(key).native_key
+    finish(proc)
+
+
+def test_child_reads_and_writes_parent_segment(procs, unique_key) -> None:
+    key = unique_key()
+    with SharedMemory(key) as shm:
+        shm.create(10_000)
+        write_pattern(shm, 11)
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = procs.start(attach_read_write, key, 11, 12, child_end)
+        child_end.close()
+        assert receive(parent_end, "size and check") == (10_000, True)
+        assert receive(parent_end, "detach result") is True
+        finish(proc)
+        assert has_pattern(shm, 12)
+
+
+def test_child_read_only_attach(procs, unique_key) -> None:
+    key = unique_key()
+    with SharedMemory(key) as shm:
+        shm.create(3000)
+        write_pattern(shm, 4)
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = procs.start(attach_read_only, key, 4, child_end)
+        child_end.close()
+        assert receive(parent_end, "read-only check") == (True, True)
+        finish(proc)
+
+
+@pytest.mark.parametrize("consumers", [1, 5])
+def test_producer_consumer_processes(procs, unique_key, consumers: int) -> None:
+    key = unique_key()
+    rounds = 25
+    with SharedMemory(key) as producer:
+        producer.create(64 * 1024)
+        ready = [ctx.Event() for _ in range(consumers)]
+        children = [procs.start(consumer_worker, key, rounds, event) for event in ready]
+        for event in ready:
+            assert event.wait(WAIT), "a consumer did not attach"
+        produce(producer, consumers, rounds)
+        for child in children:
+            finish(child)
