@@ -1,0 +1,395 @@
+"""The example's dialog in Tk: load an image into shared memory, or display it from there.
+
+Launch two: in the first press "Load Image From File...", in the second
+"Display Image From Shared Memory".  The "Live" toggle goes beyond the
+example and redraws on every new frame, waiting on a worker thread.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import InvalidImageError, SharedMemoryError
+
+TITLE = "SharedMemory Example"
+LOAD_TEXT = "Load Image From File..."
+DISPLAY_TEXT = "Display Image From Shared Memory"
+LIVE_TEXT = "Live"
+INTRO_TEXT = (
+    "Launch two of these dialogs.  In the first, press the top button and load an image "
+    "from a file.  In the second, press the bottom button and display the loaded image "
+    "from shared memory."
+)
+SELECT_TEXT = "Select an image file"
+NOT_IMAGE_TEXT = "Selected file is not an image, please select another."
+CREATE_FAILED_TEXT = "Unable to create shared memory segment."
+ATTACH_FAILED_TEXT = "Unable to attach to shared memory segment.\nLoad an image first."
+
+BOX = (400, 300)
+BACKGROUND = (217, 217, 217)
+LIVE_POLL_MS = 30
+Tracer = Callable[..., None]
+
+
+# ---- pixels -> something Tk can show -------------------------------------------------
+
+def to_rgba8(frame: np.ndarray) -> np.ndarray:
+    """Any frame SharedImage holds (gray, RGB, RGBA; uint8, uint16, float32) as RGBA uint8."""
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    elif frame.dtype.kind == "f":
+        frame = (np.clip(np.nan_to_num(frame), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        raise InvalidImageError(f"cannot display frames of dtype {frame.dtype}")
+    if frame.ndim == 2:
+        frame = frame[:, :, None]
+    channels = frame.shape[2]
+    if channels == 1:
+        frame = np.repeat(frame, 3, axis=2)
+    if channels in (1, 3):
+        alpha = np.full(frame.shape[:2] + (1,), 255, np.uint8)
+        frame = np.concatenate([frame, alpha], axis=2)
+    if frame.ndim != 3 or frame.shape[2] != 4:
+        raise InvalidImageError(f"cannot display a frame of shape {frame.shape}")
+    return np.ascontiguousarray(frame)
+
+
+def fit_size(width: int, height: int, box: tuple[int, int]) -> tuple[int, int]:
+    """The largest size with the image's aspect ratio that fits in ``box``."""
+    scale = min(box[0] / width, box[1] / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def to_ppm(frame: np.ndarray, box: tuple[int, int] = BOX) -> tuple[bytes, tuple[int, int]]:
+    """The frame scaled to fit ``box``, over the window's grey, as binary PPM bytes."""
+    from PIL import Image
+
+    rgba = to_rgba8(frame)
+    image = Image.fromarray(rgba, "RGBA")
+    size = fit_size(image.width, image.height, box)
+    if size != image.size:
+        shrinking = size[0] < image.width
+        image = image.resize(size, Image.Resampling.LANCZOS if shrinking else Image.Resampling.NEAREST)
+    flat = Image.new("RGB", image.size, BACKGROUND)
+    flat.paste(image, mask=image.getchannel("A"))
+    header = f"P6 {flat.width} {flat.height} 255\n".encode("ascii")
+    return header + flat.tobytes(), flat.size
+
+
+def image_filetypes() -> list[tuple[str, str]]:
+    """File dialog filters: every extension Pillow can open, then all files."""
+    from PIL import Image
+
+    Image.init()
+    readable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    patterns = " ".join(f"*{ext}" for ext in sorted(readable))
+    return [("Images", patterns), ("All files", "*")]
+
+
+# ---- where frames come from and go to ----------------------------------------------
+
+class Store:
+    """The shmimage side of the dialog: one SharedImage kept for publishing."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self._publisher: Any = None
+
+    def publish_file(self, path: str) -> np.ndarray:
+        from .image import SharedImage
+
+        if self._publisher is None:
+            self._publisher = SharedImage(self.key)
+        return self._publisher.load_from_file(path)
+
+    def read_once(self) -> np.ndarray:
+        from .image import SharedImage
+
+        return SharedImage(self.key).load_from_memory()
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.detach()
+            self._publisher = None
+
+
+class QtStore(Store):
+    """Speaks Qt's own segment format, so the real Qt example can be on the other side."""
+
+    def publish_file(self, path: str) -> np.ndarray:
+        from .qt import QtSharedImage
+
+        pixels = decode_file(path)
+        if self._publisher is None:
+            self._publisher = QtSharedImage(self.key)
+        self._publisher.publish(pixels)
+        return pixels
+
+    def read_once(self) -> np.ndarray:
+        from .qt import QtSharedImage
+
+        with QtSharedImage(self.key) as source:
+            return source.read()
+
+
+def decode_file(path: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGBA")).copy()
+    except (UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise InvalidImageError(f"{path}: not an image ({exc})") from exc
+
+
+class LiveFeed:
+    """Waits for new frames on a worker thread; the Tk side picks them up with ``poll()``."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self._stop = threading.Event()
+        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="shmimage-live", daemon=True)
+        self._thread.start()
+
+    def poll(self) -> tuple[str, Any] | None:
+        try:
+            return self._inbox.get_nowait()
+        except queue.Empty:
+            return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+    def _post(self, kind: str, payload: Any) -> None:
+        if kind == "frame":
+            self._drop_stale_frames()
+        try:
+            self._inbox.put(item=(kind, payload), timeout=0.5)
+        except queue.Full:
+            pass
+
+    def _drop_stale_frames(self) -> None:
+        try:
+            while True:
+                self._inbox.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _run(self) -> None:
+        from .image import SharedImage
+
+        image = None
+        after = None
+        while not self._stop.is_set():
+            try:
+                if image is None:
+                    image = SharedImage(self.key)
+                    after = image.info().generation
+                    self._post("frame", (image.read(), after))
+                after = image.wait(timeout=0.25, after=after)
+                self._post("frame", (image.read(), after))
+            except TimeoutError:
+                continue
+            except (SharedMemoryError, OSError) as exc:
+                self._post("error", exc)
+                self._drop(image)
+                image = None
+                self._stop.wait(0.5)
+        self._drop(image)
+
+    @staticmethod
+    def _drop(image: Any) -> None:
+        if image is not None:
+            try:
+                image.detach()
+            except (SharedMemoryError, OSError):
+                pass
+
+
+# ---- the dialog ----------------------------------------------------------------------
+
+class Viewer:
+    """The dialog: two buttons around a label that shows text or the image."""
+
+    def __init__(self, root: Any, store: Store, *, live_ok: bool = True,
+                 trace: Tracer | None = None) -> None:
+        self.root = root
+        self.store = store
+        self.trace = trace or (lambda **_: None)
+        self._feed: LiveFeed | None = None
+        self._photo: Any = None
+        self._closed = False
+        self._build(live_ok)
+        root.protocol("WM_DELETE_WINDOW", self.close)
+
+    def _build(self, live_ok: bool) -> None:
+        import tkinter as tk
+        from tkinter import ttk
+
+        self.root.title(TITLE)
+        self.root.configure(background="#{:02x}{:02x}{:02x}".format(*BACKGROUND))
+        outer = ttk.Frame(self.root, padding=8)
+        outer.pack(fill="both", expand=True)
+        self.load_button = ttk.Button(outer, text=LOAD_TEXT, command=self.load_from_file)
+        self.load_button.pack(fill="x")
+        box = ttk.Frame(outer, width=BOX[0], height=BOX[1])
+        box.pack_propagate(False)
+        box.pack(pady=6)
+        self.label = ttk.Label(box, text=INTRO_TEXT, anchor="center", justify="center",
+                               wraplength=BOX[0] - 20)
+        self.label.pack(fill="both", expand=True)
+        self.display_button = ttk.Button(outer, text=DISPLAY_TEXT, command=self.load_from_memory)
+        self.display_button.pack(fill="x")
+        self.live = tk.BooleanVar(value=False)
+        self.live_check = ttk.Checkbutton(outer, text=LIVE_TEXT, variable=self.live,
+                                          command=self._toggle_live)
+        self.live_check.pack(anchor="w", pady=(6, 0))
+        if not live_ok:
+            self.live_check.state(["disabled"])
+        for widget in (self.load_button, self.display_button, self.live_check):
+            widget.bind("<FocusIn>", self._traced_focus, add="+")
+        self.load_button.focus_set()
+
+    def _traced_focus(self, event: Any) -> None:
+        self.trace(event="focus", widget=event.widget.cget("text"))
+
+    def announce(self) -> None:
+        """Tell a script (or a test) what the window is once it is on screen."""
+        self.root.update_idletasks()
+        self.trace(event="ready", title=self.root.title(), window=int(self.root.wm_frame(), 16),
+                   buttons=[self.load_button.cget("text"), self.display_button.cget("text")],
+                   label=self.label.cget("text"), live=self.live_check.cget("text"))
+
+    # -- the two buttons --
+
+    def load_from_file(self) -> None:
+        from tkinter import filedialog
+
+        self.set_text(SELECT_TEXT)
+        path = filedialog.askopenfilename(parent=self.root, title=SELECT_TEXT,
+                                          filetypes=image_filetypes())
+        if path:
+            self.load_path(path)
+
+    def load_path(self, path: str) -> None:
+        try:
+            pixels = self.store.publish_file(str(path))
+        except InvalidImageError:
+            self.set_text(NOT_IMAGE_TEXT)
+        except (SharedMemoryError, ImportError):
+            self.set_text(CREATE_FAILED_TEXT)
+        except OSError:
+            self.set_text(NOT_IMAGE_TEXT)
+        else:
+            self.show(pixels, source="file")
+
+    def load_from_memory(self) -> None:
+        try:
+            pixels = self.store.read_once()
+        except (SharedMemoryError, OSError, ImportError, ValueError):
+            self.set_text(ATTACH_FAILED_TEXT)
+        else:
+            self.show(pixels, source="memory")
+
+    # -- showing things --
+
+    def set_text(self, text: str) -> None:
+        self._photo = None
+        self.label.configure(image="", text=text)
+        self.trace(event="status", text=text)
+
+    def show(self, frame: np.ndarray, *, source: str, generation: int | None = None) -> None:
+        import tkinter as tk
+
+        try:
+            data, shown = to_ppm(frame)
+        except InvalidImageError:
+            self.set_text(NOT_IMAGE_TEXT)
+            return
+        self._photo = tk.PhotoImage(master=self.root, data=data, format="ppm")
+        self.label.configure(image=self._photo, text="")
+        self.trace(event="image", source=source, width=int(frame.shape[1]),
+                   height=int(frame.shape[0]), shown=list(shown), generation=generation)
+
+    # -- live mode --
+
+    def _toggle_live(self) -> None:
+        if self.live.get():
+            self._feed = LiveFeed(self.store.key)
+            self.trace(event="live", on=True)
+            self.root.after(LIVE_POLL_MS, self._poll_live)
+        else:
+            self._stop_live()
+            self.trace(event="live", on=False)
+
+    def _poll_live(self) -> None:
+        if self._feed is None:
+            return
+        item = self._feed.poll()
+        if item is not None:
+            self._show_live(*item)
+        self.root.after(LIVE_POLL_MS, self._poll_live)
+
+    def _show_live(self, kind: str, payload: Any) -> None:
+        if kind == "frame":
+            frame, generation = payload
+            self.show(frame, source="live", generation=generation)
+        elif self.label.cget("text") != ATTACH_FAILED_TEXT:
+            self.set_text(ATTACH_FAILED_TEXT)
+
+    def _stop_live(self) -> None:
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.stop()
+
+    def close(self) -> None:
+        self._stop_live()
+        self.store.close()
+        if not self._closed:
+            self._closed = True
+            self.root.destroy()
+
+
+def json_tracer(stream: Any = None) -> Tracer:
+    def trace(**fields: Any) -> None:
+        out = stream or sys.stdout
+        out.write(json.dumps(fields) + "\n")
+        out.flush()
+    return trace
+
+
+def run_viewer(key: str, *, load: Path | None = None, geometry: str | None = None,
+               live: bool = False, qt: bool = False, trace: bool = False) -> int:
+    """Open one dialog and run it until its window closes, Ctrl+C or SIGTERM."""
+    import tkinter as tk
+
+    root = tk.Tk(className="shmimage")
+    if geometry:
+        root.geometry(geometry)
+    store = QtStore(key) if qt else Store(key)
+    viewer = Viewer(root, store, live_ok=not qt, trace=json_tracer() if trace else None)
+    previous = signal.signal(signal.SIGTERM, lambda *_: root.after_idle(viewer.close))
+    try:
+        viewer.announce()
+        if load is not None:
+            viewer.load_path(str(load))
+        if live:
+            viewer.live.set(True)
+            viewer._toggle_live()
+        root.mainloop()
+    except KeyboardInterrupt:
+        viewer.close()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        viewer._stop_live()
+        store.close()
+    return 0
