@@ -192,3 +192,18 @@ def forked_child(box: list[SharedMemory], action: str, seed: int) -> None:
         gc.collect()
     elif action == "exit":
         os._exit(0)
+
+
+def attach_as_user(key: str, uid: int, conn: Any) -> None:
+    """Drop root, then try to attach; report the exception type name (or None)."""
+    os.setgid(uid)
+    os.setuid(uid)
+    try:
+        shm = SharedMemory(key)
+        shm.attach()
+        shm.detach()
+    except Exception as exc:  # noqa: BLE001 - the parent checks what it was
+        conn.send((type(exc).__name__, isinstance(exc, PermissionError)))
+    else:
+        conn.send((None, False))
+    conn.close()

@@ -1,0 +1,126 @@
+"""Foreign, damaged and impossible segments give typed exceptions, never a crash."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+
+import pytest
+from shmimage import (
+    AccessMode,
+    AlreadyExistsError,
+    IncompatibleSegmentError,
+    OutOfResourcesError,
+    SharedMemory,
+    SharedMemoryError,
+)
+from shmimage.memory import collect_garbage
+from workers_memory import SHM_DIR, WAIT, attach_as_user, shm_path
+
+HEADER = 4096  # a segment's header is at least this big, then the data
+
+
+@pytest.fixture
+def raw_name(unique_key) -> Iterator[str]:
+    """A native name whose file the test writes by hand; removed afterwards."""
+    name = unique_key.native()
+    yield name
+    if os.path.exists(shm_path(name)):
+        os.unlink(shm_path(name))
+
+
+def write_file(name: str, content: bytes) -> None:
+    fd = os.open(shm_path(name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        os.write(fd, content)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\0" * 100, b"\0" * 8192, os.urandom(8192), b"_SHMIMG1" + b"\xff" * 8184],
+    ids=["empty", "tiny", "zeros", "random", "magic-then-junk"],
+)
+@pytest.mark.parametrize("mode", [AccessMode.READ_WRITE, AccessMode.READ_ONLY])
+def test_attach_foreign_file(raw_name: str, content: bytes, mode: AccessMode) -> None:
+    write_file(raw_name, content)
+    shm = SharedMemory(native_key=raw_name)
+    with pytest.raises(IncompatibleSegmentError) as info:
+        shm.attach(mode)
+    assert isinstance(info.value, SharedMemoryError)
+    assert not shm.is_attached
+    assert shm.error_string != ""
+    with open(shm_path(raw_name), "rb") as f:
+        assert f.read() == content, "a failed attach must not touch the file"
+
+
+def test_create_over_foreign_file(raw_name: str) -> None:
+    content = os.urandom(5000)
+    write_file(raw_name, content)
+    with pytest.raises(AlreadyExistsError):
+        SharedMemory(native_key=raw_name).create(64)
+    with open(shm_path(raw_name), "rb") as f:
+        assert f.read() == content
+
+
+def test_collect_garbage_leaves_foreign_files(raw_name: str) -> None:
+    write_file(raw_name, b"\0" * 8192)
+    assert raw_name not in collect_garbage()
+    assert os.path.exists(shm_path(raw_name))
+
+
+def persistent_segment(name: str, size: int) -> None:
+    shm = SharedMemory(native_key=name)
+    shm.create(size, persistent=True)
+    shm.detach()
+
+
+@pytest.mark.parametrize("new_size", [0, 64, HEADER - 1, HEADER, HEADER + 100])
+def test_attach_truncated_segment(raw_name: str, new_size: int) -> None:
+    persistent_segment(raw_name, 8192)
+    os.truncate(shm_path(raw_name), new_size)
+    for mode in (AccessMode.READ_WRITE, AccessMode.READ_ONLY):
+        with pytest.raises(IncompatibleSegmentError):
+            SharedMemory(native_key=raw_name).attach(mode)
+
+
+def test_attach_segment_with_other_layout_version(raw_name: str) -> None:
+    persistent_segment(raw_name, 64)
+    with open(shm_path(raw_name), "r+b") as f:
+        f.seek(8)  # the version follows the 8-byte magic
+        f.write((999).to_bytes(4, "little"))
+    with pytest.raises(IncompatibleSegmentError):
+        SharedMemory(native_key=raw_name).attach()
+
+
+def test_create_larger_than_the_filesystem(unique_key) -> None:
+    stats = os.statvfs(SHM_DIR)
+    too_big = stats.f_blocks * stats.f_frsize + (1 << 20)
+    shm = SharedMemory(unique_key())
+    with pytest.raises(OutOfResourcesError):
+        shm.create(too_big)
+    assert not shm.is_attached and shm.size == 0
+    assert not os.path.exists(shm_path(shm.native_key))
+
+
+def test_create_absurd_size(unique_key) -> None:
+    shm = SharedMemory(unique_key())
+    with pytest.raises(OutOfResourcesError):
+        shm.create(1 << 62)
+    assert not os.path.exists(shm_path(shm.native_key))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_other_user_gets_permission_denied(procs, unique_key) -> None:
+    key = unique_key()
+    ctx = multiprocessing.get_context("spawn")
+    with SharedMemory(key) as shm:
+        shm.create(64)
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = procs.start(attach_as_user, key, 65534, child_end)
+        child_end.close()
+        assert parent_end.poll(WAIT), "child sent nothing"
+        assert parent_end.recv() == ("PermissionDeniedError", True)
+        proc.join(WAIT)
+        assert proc.exitcode == 0
