@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +18,7 @@ from shmimage import (
     SharedMemoryError,
 )
 from shmimage.memory import collect_garbage
-from workers_memory import SHM_DIR, WAIT, attach_as_user, shm_path
+from workers_memory import WAIT, attach_as_user, shm_path
 
 HEADER = 4096  # a segment's header is at least this big, then the data
 
@@ -94,14 +97,43 @@ def test_attach_segment_with_other_layout_version(raw_name: str) -> None:
         SharedMemory(native_key=raw_name).attach()
 
 
-def test_create_larger_than_the_filesystem(unique_key) -> None:
-    stats = os.statvfs(SHM_DIR)
-    too_big = stats.f_blocks * stats.f_frsize + (1 << 20)
-    shm = SharedMemory(unique_key())
-    with pytest.raises(OutOfResourcesError):
-        shm.create(too_big)
-    assert not shm.is_attached and shm.size == 0
-    assert not os.path.exists(shm_path(shm.native_key))
+FULL_SHM_SCRIPT = """
+import os
+from shmimage import OutOfResourcesError, SharedMemory
+small = SharedMemory("fits")
+small.create(256 * 1024)
+for size in (600 * 1024, 4 << 20):
+    shm = SharedMemory("too-big")
+    try:
+        shm.create(size)
+    except OutOfResourcesError:
+        assert not shm.is_attached and shm.size == 0
+    else:
+        raise SystemExit(f"create({size}) on a 1 MiB /dev/shm did not fail")
+assert sorted(os.listdir("/dev/shm")) == [small.native_key[1:]], os.listdir("/dev/shm")
+small.detach()
+assert os.listdir("/dev/shm") == []
+print("ok")
+"""
+
+
+def test_full_dev_shm_is_an_exception_not_a_crash() -> None:
+    """In a private mount namespace, /dev/shm is a 1 MiB tmpfs that fills up."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) for a private, tiny /dev/shm")
+    probe = subprocess.run(
+        [unshare, "--mount", "true"], check=False, capture_output=True, timeout=WAIT
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespaces here: {probe.stderr.decode().strip()}")
+    shell = 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" -c "$1"'
+    result = subprocess.run(
+        [unshare, "--mount", "sh", "-c", shell, sys.executable, FULL_SHM_SCRIPT],
+        check=False, capture_output=True, text=True, timeout=WAIT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 def test_create_absurd_size(unique_key) -> None:
