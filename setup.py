@@ -22,6 +22,14 @@ extensions = [
         define_macros=define_macros,
         extra_compile_args=extra_compile_args,
     ),
+    Extension(
+        "shmimage._qtipc",
+        sources=["src/shmcore/_qtipc.pyx", "src/shmcore/qt_ipc.c"],
+        include_dirs=["src/shmcore"],
+        libraries=libraries,
+        define_macros=define_macros,
+        extra_compile_args=extra_compile_args,
+    ),
 ]
 
 setup(

@@ -1,0 +1,617 @@
+/* Qt's IPC mechanisms, called the way QSharedMemory and QSystemSemaphore
+ * call them (see qt_ipc.h). Every function returns 0 or an errno value. */
+#if !defined(_WIN32) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* semtimedop */
+#endif
+
+#include "qt_ipc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(_WIN32)
+#include <windows.h>
+#else
+#include <fcntl.h>
+#include <semaphore.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#endif
+
+#if !defined(_WIN32)
+
+/* ---- time ------------------------------------------------------------- */
+
+static double now_seconds(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct timespec to_timespec(double seconds)
+{
+    struct timespec ts;
+    if (seconds < 0)
+        seconds = 0;
+    ts.tv_sec = (time_t)seconds;
+    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec += 1;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+#if !defined(__linux__)
+static void sleep_briefly(void)
+{
+    struct timespec ts = {0, 1000000L}; /* 1 ms: only where no timed wait exists */
+    nanosleep(&ts, NULL);
+}
+#endif
+
+/* ---- key files -------------------------------------------------------- */
+
+int qtipc_key_file(const char *path, int *created)
+{
+    int fd;
+    *created = 0;
+    do {
+        fd = open(path, O_EXCL | O_CREAT | O_RDWR | O_CLOEXEC, 0640);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return errno == EEXIST ? 0 : errno;
+    close(fd);
+    *created = 1;
+    return 0;
+}
+
+int qtipc_ftok(const char *path, int proj, long *key)
+{
+    key_t k = ftok(path, proj);
+    if (k == (key_t)-1)
+        return errno;
+    *key = (long)k;
+    return 0;
+}
+
+int qtipc_unlink(const char *path)
+{
+    return unlink(path) == 0 ? 0 : errno;
+}
+
+/* ---- System V shared memory ------------------------------------------- */
+
+int qtipc_sysv_shm_get(long key, size_t size, int create, int *id)
+{
+    int flags = create ? (0600 | IPC_CREAT | IPC_EXCL) : 0;
+    int r = shmget((key_t)key, create ? size : 0, flags);
+    if (r < 0)
+        return errno;
+    *id = r;
+    return 0;
+}
+
+int qtipc_sysv_shm_attach(int id, int readonly, void **addr, size_t *size)
+{
+    struct shmid_ds ds;
+    void *p = shmat(id, NULL, readonly ? SHM_RDONLY : 0);
+    if (p == (void *)-1)
+        return errno;
+    if (shmctl(id, IPC_STAT, &ds) != 0) {
+        int err = errno;
+        shmdt(p);
+        return err;
+    }
+    *addr = p;
+    *size = (size_t)ds.shm_segsz;
+    return 0;
+}
+
+int qtipc_sysv_shm_detach(const void *addr)
+{
+    return shmdt(addr) == 0 ? 0 : errno;
+}
+
+int qtipc_sysv_shm_nattch(int id, unsigned long *nattch)
+{
+    struct shmid_ds ds;
+    if (shmctl(id, IPC_STAT, &ds) != 0)
+        return errno;
+    *nattch = (unsigned long)ds.shm_nattch;
+    return 0;
+}
+
+int qtipc_sysv_shm_remove(int id)
+{
+    return shmctl(id, IPC_RMID, NULL) == 0 ? 0 : errno;
+}
+
+/* ---- System V semaphore ----------------------------------------------- */
+
+union qtipc_semun {
+    int val;
+    struct semid_ds *buf;
+    unsigned short *array;
+};
+
+int qtipc_sysv_sem_get(long key, int *id, int *created)
+{
+    int attempt;
+    *created = 0;
+    for (attempt = 0; attempt < 8; ++attempt) {
+        int r = semget((key_t)key, 1, 0600 | IPC_CREAT | IPC_EXCL);
+        if (r >= 0) {
+            union qtipc_semun arg;
+            arg.val = 1;
+            if (semctl(r, 0, SETVAL, arg) != 0) {
+                int err = errno;
+                semctl(r, 0, IPC_RMID);
+                return err;
+            }
+            *id = r;
+            *created = 1;
+            return 0;
+        }
+        if (errno != EEXIST)
+            return errno;
+        r = semget((key_t)key, 1, 0);
+        if (r >= 0) {
+            *id = r;
+            return 0;
+        }
+        if (errno != ENOENT)
+            return errno;
+        /* removed between the two calls: try again */
+    }
+    return EAGAIN;
+}
+
+int qtipc_sysv_sem_op(int id, int delta, double timeout)
+{
+    struct sembuf op;
+    double deadline = now_seconds(CLOCK_MONOTONIC) + timeout;
+    int r;
+    op.sem_num = 0;
+    op.sem_op = (short)delta;
+    op.sem_flg = SEM_UNDO;
+    if (timeout < 0 || delta >= 0) {
+        do {
+            r = semop(id, &op, 1);
+        } while (r != 0 && errno == EINTR);
+        return r == 0 ? 0 : errno;
+    }
+    for (;;) {
+        double left = deadline - now_seconds(CLOCK_MONOTONIC);
+#if defined(__linux__)
+        struct timespec ts = to_timespec(left);
+        r = semtimedop(id, &op, 1, &ts);
+#else
+        op.sem_flg = SEM_UNDO | IPC_NOWAIT;
+        r = semop(id, &op, 1);
+#endif
+        if (r == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return errno;
+        if (left <= 0)
+            return ETIMEDOUT;
+#if !defined(__linux__)
+        sleep_briefly();
+#endif
+    }
+}
+
+int qtipc_sysv_sem_remove(int id)
+{
+    return semctl(id, 0, IPC_RMID) == 0 ? 0 : errno;
+}
+
+/* ---- POSIX shared memory ---------------------------------------------- */
+
+int qtipc_posix_shm_create(const char *name, size_t size, int *fd)
+{
+    int err, f;
+    do {
+        f = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    } while (f < 0 && errno == EINTR);
+    if (f < 0)
+        return errno;
+    if (ftruncate(f, (off_t)size) != 0) {
+        err = errno;
+        goto fail;
+    }
+#if defined(__linux__)
+    /* Reserve the pages now: a full /dev/shm is an error here, not a SIGBUS
+     * at the first write. */
+    err = posix_fallocate(f, 0, (off_t)size);
+    if (err != 0 && err != EOPNOTSUPP && err != ENOSYS)
+        goto fail;
+#endif
+    *fd = f;
+    return 0;
+fail:
+    close(f);
+    shm_unlink(name);
+    return err;
+}
+
+int qtipc_posix_shm_open(const char *name, int readonly, int *fd)
+{
+    int f;
+    do {
+        f = shm_open(name, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+    } while (f < 0 && errno == EINTR);
+    if (f < 0)
+        return errno;
+    *fd = f;
+    return 0;
+}
+
+int qtipc_posix_shm_unlink(const char *name)
+{
+    return shm_unlink(name) == 0 ? 0 : errno;
+}
+
+int qtipc_fd_size(int fd, size_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return errno;
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
+int qtipc_fd_map(int fd, size_t size, int readonly, void **addr)
+{
+    int prot = readonly ? PROT_READ : (PROT_READ | PROT_WRITE);
+    void *p;
+    if (size == 0)
+        return EINVAL;
+    p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return errno;
+    *addr = p;
+    return 0;
+}
+
+int qtipc_unmap(void *addr, size_t size)
+{
+    return munmap(addr, size) == 0 ? 0 : errno;
+}
+
+int qtipc_fd_close(int fd)
+{
+    return close(fd) == 0 ? 0 : errno;
+}
+
+/* ---- POSIX named semaphore -------------------------------------------- */
+
+int qtipc_psem_open(const char *name, int create, void **sem, int *created)
+{
+    int attempt;
+    *created = 0;
+    for (attempt = 0; attempt < 8; ++attempt) {
+        sem_t *s = sem_open(name, O_CREAT | O_EXCL, 0600, 1u);
+        if (s != SEM_FAILED) {
+            *sem = s;
+            *created = 1;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EEXIST)
+            return errno;
+        if (create) {
+            if (sem_unlink(name) != 0 && errno != ENOENT)
+                return errno;
+            continue;
+        }
+        s = sem_open(name, 0);
+        if (s != SEM_FAILED) {
+            *sem = s;
+            return 0;
+        }
+        if (errno != ENOENT && errno != EINTR)
+            return errno;
+    }
+    return EAGAIN;
+}
+
+int qtipc_psem_wait(void *sem, double timeout)
+{
+    sem_t *s = (sem_t *)sem;
+    int r;
+    if (timeout < 0) {
+        do {
+            r = sem_wait(s);
+        } while (r != 0 && errno == EINTR);
+        return r == 0 ? 0 : errno;
+    }
+#if defined(__APPLE__)
+    {
+        double deadline = now_seconds(CLOCK_MONOTONIC) + timeout;
+        for (;;) {
+            if (sem_trywait(s) == 0)
+                return 0;
+            if (errno != EAGAIN && errno != EINTR)
+                return errno;
+            if (now_seconds(CLOCK_MONOTONIC) >= deadline)
+                return ETIMEDOUT;
+            sleep_briefly();
+        }
+    }
+#else
+    {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
+        clockid_t clock = CLOCK_MONOTONIC;
+#else
+        clockid_t clock = CLOCK_REALTIME;
+#endif
+        struct timespec deadline = to_timespec(now_seconds(clock) + timeout);
+        do {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
+            r = sem_clockwait(s, clock, &deadline);
+#else
+            r = sem_timedwait(s, &deadline);
+#endif
+        } while (r != 0 && errno == EINTR);
+        return r == 0 ? 0 : errno;
+    }
+#endif
+}
+
+int qtipc_psem_post(void *sem)
+{
+    return sem_post((sem_t *)sem) == 0 ? 0 : errno;
+}
+
+int qtipc_psem_close(void *sem)
+{
+    return sem_close((sem_t *)sem) == 0 ? 0 : errno;
+}
+
+int qtipc_psem_unlink(const char *name)
+{
+    return sem_unlink(name) == 0 ? 0 : errno;
+}
+
+/* ---- Windows: not here ------------------------------------------------ */
+
+int qtipc_win_shm_create(const char *name, size_t size, void **handle)
+{
+    (void)name; (void)size; (void)handle;
+    return ENOSYS;
+}
+
+int qtipc_win_shm_open(const char *name, int readonly, void **handle)
+{
+    (void)name; (void)readonly; (void)handle;
+    return ENOSYS;
+}
+
+int qtipc_win_map(void *handle, int readonly, void **addr, size_t *size)
+{
+    (void)handle; (void)readonly; (void)addr; (void)size;
+    return ENOSYS;
+}
+
+int qtipc_win_unmap(void *addr)
+{
+    (void)addr;
+    return ENOSYS;
+}
+
+int qtipc_win_sem_open(const char *name, void **handle)
+{
+    (void)name; (void)handle;
+    return ENOSYS;
+}
+
+int qtipc_win_sem_wait(void *handle, double timeout)
+{
+    (void)handle; (void)timeout;
+    return ENOSYS;
+}
+
+int qtipc_win_sem_post(void *handle)
+{
+    (void)handle;
+    return ENOSYS;
+}
+
+int qtipc_win_close(void *handle)
+{
+    (void)handle;
+    return ENOSYS;
+}
+
+#else /* _WIN32 */
+
+/* ---- Windows ---------------------------------------------------------- */
+
+static int errno_of(DWORD error)
+{
+    switch (error) {
+    case ERROR_ALREADY_EXISTS:
+        return EEXIST;
+    case ERROR_FILE_NOT_FOUND:
+    case ERROR_PATH_NOT_FOUND:
+        return ENOENT;
+    case ERROR_ACCESS_DENIED:
+        return EACCES;
+    case ERROR_NOT_ENOUGH_MEMORY:
+    case ERROR_OUTOFMEMORY:
+    case ERROR_NO_SYSTEM_RESOURCES:
+    case ERROR_COMMITMENT_LIMIT:
+        return ENOMEM;
+    case ERROR_INVALID_NAME:
+    case ERROR_FILENAME_EXCED_RANGE:
+    case ERROR_INVALID_PARAMETER:
+        return EINVAL;
+    default:
+        return EIO;
+    }
+}
+
+static int widen(const char *utf8, wchar_t **out)
+{
+    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, utf8, -1, NULL, 0);
+    wchar_t *w;
+    if (n <= 0)
+        return EINVAL;
+    w = (wchar_t *)malloc((size_t)n * sizeof(wchar_t));
+    if (w == NULL)
+        return ENOMEM;
+    MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, utf8, -1, w, n);
+    *out = w;
+    return 0;
+}
+
+int qtipc_win_shm_create(const char *name, size_t size, void **handle)
+{
+    wchar_t *w;
+    DWORD high = (DWORD)(((unsigned long long)size) >> 32);
+    DWORD low = (DWORD)(((unsigned long long)size) & 0xffffffffULL);
+    HANDLE h;
+    DWORD error;
+    int err = widen(name, &w);
+    if (err)
+        return err;
+    h = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, high, low, w);
+    error = GetLastError();
+    free(w);
+    if (h == NULL)
+        return errno_of(error);
+    if (error == ERROR_ALREADY_EXISTS) {
+        CloseHandle(h);
+        return EEXIST;
+    }
+    *handle = h;
+    return 0;
+}
+
+int qtipc_win_shm_open(const char *name, int readonly, void **handle)
+{
+    wchar_t *w;
+    HANDLE h;
+    DWORD error;
+    int err = widen(name, &w);
+    if (err)
+        return err;
+    h = OpenFileMappingW(readonly ? FILE_MAP_READ : FILE_MAP_ALL_ACCESS, FALSE, w);
+    error = GetLastError();
+    free(w);
+    if (h == NULL)
+        return errno_of(error);
+    *handle = h;
+    return 0;
+}
+
+int qtipc_win_map(void *handle, int readonly, void **addr, size_t *size)
+{
+    MEMORY_BASIC_INFORMATION info;
+    void *p = MapViewOfFile((HANDLE)handle, readonly ? FILE_MAP_READ : FILE_MAP_ALL_ACCESS,
+                            0, 0, 0);
+    if (p == NULL)
+        return errno_of(GetLastError());
+    if (VirtualQuery(p, &info, sizeof(info)) == 0) {
+        UnmapViewOfFile(p);
+        return EIO;
+    }
+    *addr = p;
+    *size = (size_t)info.RegionSize;
+    return 0;
+}
+
+int qtipc_win_unmap(void *addr)
+{
+    return UnmapViewOfFile(addr) ? 0 : errno_of(GetLastError());
+}
+
+int qtipc_win_sem_open(const char *name, void **handle)
+{
+    wchar_t *w;
+    HANDLE h;
+    DWORD error;
+    int err = widen(name, &w);
+    if (err)
+        return err;
+    h = CreateSemaphoreW(NULL, 1, MAXLONG, w);
+    error = GetLastError();
+    free(w);
+    if (h == NULL)
+        return errno_of(error);
+    *handle = h;
+    return 0;
+}
+
+int qtipc_win_sem_wait(void *handle, double timeout)
+{
+    DWORD ms = INFINITE;
+    DWORD r;
+    if (timeout >= 0)
+        ms = timeout * 1000.0 >= (double)(INFINITE - 1) ? INFINITE - 1
+                                                        : (DWORD)(timeout * 1000.0 + 0.5);
+    r = WaitForSingleObjectEx((HANDLE)handle, ms, FALSE);
+    if (r == WAIT_OBJECT_0)
+        return 0;
+    if (r == WAIT_TIMEOUT)
+        return ETIMEDOUT;
+    return errno_of(GetLastError());
+}
+
+int qtipc_win_sem_post(void *handle)
+{
+    return ReleaseSemaphore((HANDLE)handle, 1, NULL) ? 0 : errno_of(GetLastError());
+}
+
+int qtipc_win_close(void *handle)
+{
+    return CloseHandle((HANDLE)handle) ? 0 : errno_of(GetLastError());
+}
+
+/* ---- System V and POSIX: not here ------------------------------------- */
+
+int qtipc_key_file(const char *path, int *created) { (void)path; *created = 0; return ENOSYS; }
+int qtipc_ftok(const char *path, int proj, long *key) { (void)path; (void)proj; (void)key; return ENOSYS; }
+int qtipc_unlink(const char *path) { (void)path; return ENOSYS; }
+int qtipc_sysv_shm_get(long key, size_t size, int create, int *id)
+{ (void)key; (void)size; (void)create; (void)id; return ENOSYS; }
+int qtipc_sysv_shm_attach(int id, int readonly, void **addr, size_t *size)
+{ (void)id; (void)readonly; (void)addr; (void)size; return ENOSYS; }
+int qtipc_sysv_shm_detach(const void *addr) { (void)addr; return ENOSYS; }
+int qtipc_sysv_shm_nattch(int id, unsigned long *nattch) { (void)id; (void)nattch; return ENOSYS; }
+int qtipc_sysv_shm_remove(int id) { (void)id; return ENOSYS; }
+int qtipc_sysv_sem_get(long key, int *id, int *created)
+{ (void)key; (void)id; *created = 0; return ENOSYS; }
+int qtipc_sysv_sem_op(int id, int delta, double timeout)
+{ (void)id; (void)delta; (void)timeout; return ENOSYS; }
+int qtipc_sysv_sem_remove(int id) { (void)id; return ENOSYS; }
+int qtipc_posix_shm_create(const char *name, size_t size, int *fd)
+{ (void)name; (void)size; (void)fd; return ENOSYS; }
+int qtipc_posix_shm_open(const char *name, int readonly, int *fd)
+{ (void)name; (void)readonly; (void)fd; return ENOSYS; }
+int qtipc_posix_shm_unlink(const char *name) { (void)name; return ENOSYS; }
+int qtipc_fd_size(int fd, size_t *size) { (void)fd; (void)size; return ENOSYS; }
+int qtipc_fd_map(int fd, size_t size, int readonly, void **addr)
+{ (void)fd; (void)size; (void)readonly; (void)addr; return ENOSYS; }
+int qtipc_unmap(void *addr, size_t size) { (void)addr; (void)size; return ENOSYS; }
+int qtipc_fd_close(int fd) { (void)fd; return ENOSYS; }
+int qtipc_psem_open(const char *name, int create, void **sem, int *created)
+{ (void)name; (void)create; (void)sem; *created = 0; return ENOSYS; }
+int qtipc_psem_wait(void *sem, double timeout) { (void)sem; (void)timeout; return ENOSYS; }
+int qtipc_psem_post(void *sem) { (void)sem; return ENOSYS; }
+int qtipc_psem_close(void *sem) { (void)sem; return ENOSYS; }
+int qtipc_psem_unlink(const char *name) { (void)name; return ENOSYS; }
+
+#endif /* _WIN32 */
