@@ -5,6 +5,8 @@ import os
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shmimage import (
     AccessMode,
     AlreadyExistsError,
@@ -397,3 +399,13 @@ def test_lock_and_unlock_need_an_attached_segment(unique_key) -> None:
             pass
         with pytest.raises(NotAttachedError):
             shm.data  # noqa: B018
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=300), st.text(min_size=1, max_size=300))
+def test_native_key_properties_hold_for_any_keys(key1: str, key2: str) -> None:
+    native1, native2 = SharedMemory(key1).native_key, SharedMemory(key2).native_key
+    for native in (native1, native2):
+        assert native.startswith("/") and len(native) <= 30
+        assert "/" not in native[1:] and "\0" not in native
+    assert (native1 == native2) == (key1 == key2)
