@@ -409,3 +409,14 @@ def test_native_key_properties_hold_for_any_keys(key1: str, key2: str) -> None:
         assert native.startswith("/") and len(native) <= 30
         assert "/" not in native[1:] and "\0" not in native
     assert (native1 == native2) == (key1 == key2)
+
+
+def test_key_that_cannot_be_encoded() -> None:
+    with pytest.raises(InvalidKeyError):
+        SharedMemory("lone surrogate \ud800").create(64)
+
+
+@pytest.mark.parametrize("key", [123, b"bytes-key", 1.5])
+def test_key_of_wrong_type(key: object) -> None:
+    with pytest.raises(TypeError):
+        SharedMemory(key)  # type: ignore[arg-type]
