@@ -1,0 +1,237 @@
+"""`SharedImage`: frames of raw pixels in one named segment."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from typing import Any, Iterator, Optional, Union
+
+import numpy as np
+
+from . import _shmcore
+from .errors import InvalidImageError, NotFoundError, SharedMemoryError
+from .imageio import as_frame_array, load_image_file, check_frame_spec
+from .memory import SharedMemory
+
+ImageLike = Union[np.ndarray, "os.PathLike[str]", str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameInfo:
+    shape: tuple
+    width: int
+    height: int
+    channels: int
+    dtype: np.dtype
+    generation: int
+    timestamp_ns: int
+    writer_pid: int
+
+
+class SharedImage:
+    """The latest frame of an image stream, shared under a key."""
+
+    def __init__(
+        self,
+        key: str = "QSharedMemoryExample",
+        *,
+        capacity: Optional[int] = None,
+        persistent: bool = False,
+    ) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, not {type(key).__name__}")
+        if capacity is not None and (not isinstance(capacity, int) or capacity <= 0):
+            raise ValueError(f"capacity must be a positive int, not {capacity!r}")
+        self._memory = SharedMemory(key)
+        self.key = key
+        self.native_key = self._memory._name()
+        self.capacity = capacity
+        self.persistent = persistent
+        self._store: Optional[_shmcore.FrameStore] = None
+
+    # -- attaching --
+
+    def _attach(self) -> "_shmcore.FrameStore":
+        store = self._store
+        if store is not None and not store.superseded:
+            return store
+        self._store = None
+        seg = _shmcore.Segment.attach(self.native_key, True)
+        try:
+            self._store = _shmcore.FrameStore(seg)
+        except BaseException:
+            seg.detach()
+            raise
+        return self._store
+
+    def _writer(self, nbytes: int) -> "_shmcore.FrameStore":
+        """The store to publish into, created on first use."""
+        for _ in range(16):
+            try:
+                return self._attach()
+            except NotFoundError:
+                pass
+            capacity = max(self.capacity or 0, nbytes)
+            store = _shmcore.FrameStore.build(
+                capacity, self.key.encode("utf-8")[: _shmcore.KEY_MAX], self.persistent
+            )
+            try:
+                store.segment.link(self.native_key)
+            except FileExistsError:
+                continue  # somebody else created it meanwhile: attach to theirs
+            self._store = store
+            return store
+        raise SharedMemoryError(f"could not create or attach {self.key!r}")
+
+    def _follow(self, store: "_shmcore.FrameStore") -> None:
+        """Move to the successor of a store that was grown or replaced."""
+        self._store = store.successor if store.successor is not None else None
+
+    # -- writing --
+
+    def publish(self, image: ImageLike, timeout: Optional[float] = None) -> int:
+        """Copy a frame in; returns its generation."""
+        array = as_frame_array(image)
+        while True:
+            store = self._writer(array.nbytes)
+            generation = store.publish(array, timeout)
+            if generation:
+                return generation
+            self._follow(store)
+
+    @contextlib.contextmanager
+    def loan(
+        self, shape: tuple, dtype: Any = np.uint8, timeout: Optional[float] = None
+    ) -> Iterator[np.ndarray]:
+        """A writable frame inside the segment, published when the block ends."""
+        shape, dtype = check_frame_spec(tuple(shape), np.dtype(dtype))
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        while True:
+            store = self._writer(nbytes)
+            claimed = store.loan_begin(shape, dtype, timeout)
+            if claimed is not None:
+                break
+            self._follow(store)
+        slot, array = claimed
+        try:
+            yield array
+        except BaseException:
+            store.loan_end(slot, shape, dtype, False)
+            raise
+        store.loan_end(slot, shape, dtype, True)
+
+    def load_from_file(self, path: Union[str, "os.PathLike[str]"]) -> np.ndarray:
+        """The example's first button: decode, publish as RGBA, stay attached."""
+        pixels = load_image_file(path)
+        self.publish(pixels)
+        return pixels
+
+    # -- reading --
+
+    def _pinned(self) -> tuple:
+        while True:
+            store = self._attach()
+            try:
+                slot, meta = store.pin()
+            except SharedMemoryError:
+                if store.superseded:
+                    self._store = None
+                    continue
+                raise
+            return store, slot, meta
+
+    def read(self) -> np.ndarray:
+        """A private copy of the latest complete frame."""
+        store, slot, meta = self._pinned()
+        try:
+            return store.copy_out(slot, meta[0], meta[1])
+        finally:
+            store.unpin(slot)
+
+    @contextlib.contextmanager
+    def view(self) -> Iterator[np.ndarray]:
+        """A read-only zero-copy array of the latest frame, stable in the block."""
+        store, slot, meta = self._pinned()
+        try:
+            yield store.array(slot, meta[0], meta[1], False)
+        finally:
+            store.unpin(slot)
+
+    def to_pil(self) -> Any:
+        from PIL import Image
+
+        frame = self.read()
+        if frame.dtype != np.uint8:
+            raise InvalidImageError(f"a {frame.dtype} frame has no Pillow mode; use read()")
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[:, :, 0]
+        modes = {2: "L", 3: "RGB", 4: "RGBA"}
+        mode = "L" if frame.ndim == 2 else modes[frame.shape[2] if frame.shape[2] > 1 else 2]
+        return Image.fromarray(frame, mode)
+
+    def info(self) -> FrameInfo:
+        store = self._attach()
+        shape, dtype, generation, timestamp_ns, pid = store.info()
+        return FrameInfo(
+            shape=shape,
+            width=shape[1],
+            height=shape[0],
+            channels=shape[2] if len(shape) == 3 else 1,
+            dtype=dtype,
+            generation=generation,
+            timestamp_ns=timestamp_ns,
+            writer_pid=pid,
+        )
+
+    def wait(self, timeout: Optional[float] = None, after: Optional[int] = None) -> int:
+        """Block until a frame newer than `after` (default: the current one)."""
+        store = self._attach()
+        if after is None:
+            after = store.generation
+        while True:
+            generation = store.wait(after, timeout)
+            if generation:
+                return generation
+            self._store = None
+            store = self._attach()
+
+    def load_from_memory(self) -> np.ndarray:
+        """The example's second button: attach, lock, copy, unlock, detach."""
+        memory = SharedMemory(self.key)
+        memory.attach()
+        store = None
+        try:
+            store = _shmcore.FrameStore(memory._seg)
+            with memory.locked():
+                slot, meta = store.pin()
+                try:
+                    return store.copy_out(slot, meta[0], meta[1])
+                finally:
+                    store.unpin(slot)
+        finally:
+            del store
+            memory.detach()
+
+    # -- lifetime --
+
+    @property
+    def is_attached(self) -> bool:
+        return self._store is not None
+
+    def detach(self) -> bool:
+        """Leave; the mapping lives on while arrays from view()/loan() do."""
+        store, self._store = self._store, None
+        if store is None:
+            return False
+        if not store.segment.export_count:
+            store.segment.detach()
+        return True
+
+    def __enter__(self) -> "SharedImage":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def __repr__(self) -> str:
+        return f"<SharedImage key={self.key!r} native_key={self.native_key!r}>"

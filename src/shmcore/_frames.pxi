@@ -1,0 +1,391 @@
+# Frames in a segment: a control block, then slots. Included by _shmcore.pyx.
+#
+# A writer holds the segment's mutex for a whole publish and an exclusive
+# byte-range lock on the slot it fills; readers pin the latest slot with a
+# shared byte-range lock (no mutex), so a slot being read is never chosen for
+# writing. The kernel drops both kinds of lock when a process dies, so a slot
+# abandoned mid-write is simply free again, and `latest` only ever names
+# complete slots.
+from cpython.exc cimport PyErr_CheckSignals
+from libc.string cimport memcpy
+
+import time
+
+import numpy as np
+
+from shmimage.errors import NoFrameError, TornFrameError
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
+cdef extern from *:
+    """
+    #if defined(_WIN32)
+    #include <windows.h>
+    static void shmp_nap(void) { Sleep(1); }
+    #else
+    #include <time.h>
+    static void shmp_nap(void) { struct timespec t = {0, 500000}; nanosleep(&t, NULL); }
+    #endif
+    """
+    void shmp_nap() nogil
+
+SLOTS = FRM_MIN_SLOTS
+CTRL_SIZE = FRM_CTRL_SIZE
+DTYPES = ("|u1", "<u2", "<f4")
+cdef int COPY_THREADS = 2
+cdef uint64_t PAGE = 4096
+
+
+cdef uint64_t round_page(uint64_t n):
+    return (n + PAGE - 1) & ~(PAGE - 1)
+
+
+def segment_size(uint64_t slot_capacity, int nslots=FRM_MIN_SLOTS):
+    """Data bytes for a frame store with `nslots` slots of `slot_capacity`."""
+    return FRM_CTRL_SIZE + nslots * round_page(max(slot_capacity, 1))
+
+
+cdef class FrameStore:
+    """The frame protocol over one attached Segment."""
+
+    cdef readonly Segment segment
+    cdef frm_ctrl *ctrl
+    cdef unsigned char *slots
+    cdef int nslots
+    cdef readonly uint64_t capacity
+    cdef int pins[8]
+    cdef public FrameStore successor
+
+    @staticmethod
+    def build(uint64_t slot_capacity, bytes key=b"", bint persistent=False,
+              int nslots=FRM_MIN_SLOTS, uint64_t last_generation=0):
+        """A new, unnamed store (name it with segment.link or segment.swap)."""
+        cdef uint64_t cap = round_page(max(slot_capacity, 1))
+        seg = Segment.build(segment_size(cap, nslots), key, persistent, reserve=FRM_CTRL_SIZE)
+        cdef frm_ctrl *c = <frm_ctrl *>shmp_data(&(<Segment>seg).seg)
+        c.magic = FRM_MAGIC
+        c.version = FRM_VERSION
+        c.nslots = nslots
+        c.slot_capacity = cap
+        c.slots_offset = FRM_CTRL_SIZE
+        c.last_generation = last_generation
+        return FrameStore(seg)
+
+    def __cinit__(self, Segment segment):
+        cdef frm_ctrl c
+        cdef uint64_t size = shmp_hdr(&segment.seg).data_size
+        if size < sizeof(frm_ctrl):
+            raise IncompatibleSegmentError("the segment holds no frames")
+        memcpy(&c, shmp_data(&segment.seg), sizeof(frm_ctrl))
+        if c.magic != FRM_MAGIC or c.version != FRM_VERSION:
+            raise IncompatibleSegmentError("the segment holds no shmimage frames of this version")
+        if (c.nslots < FRM_MIN_SLOTS or c.nslots > FRM_MAX_SLOTS or c.slot_capacity == 0
+                or c.slot_capacity % PAGE or c.slots_offset != FRM_CTRL_SIZE
+                or c.slot_capacity > (size - FRM_CTRL_SIZE) // c.nslots):
+            raise IncompatibleSegmentError("the frame control block disagrees with the segment")
+        self.segment = segment
+        self.ctrl = <frm_ctrl *>shmp_data(&segment.seg)
+        self.slots = shmp_data(&segment.seg) + FRM_CTRL_SIZE
+        self.nslots = c.nslots
+        self.capacity = c.slot_capacity
+        memset(self.pins, 0, sizeof(self.pins))
+
+    @property
+    def superseded(self):
+        return self.segment.superseded
+
+    @property
+    def generation(self):
+        return frm_load_latest(self.ctrl) >> 8
+
+    @property
+    def seq(self):
+        return frm_load_seq(self.ctrl)
+
+    # -- writing --
+
+    def publish(self, object array, object timeout=None):
+        """Copy `array` in as the new latest frame; its generation, or 0 when
+        the caller must move to `successor` (or reattach) and try again."""
+        cdef const unsigned char[::1] src
+        cdef int slot
+        cdef uint64_t nbytes = array.nbytes
+        contiguous = array.flags.c_contiguous
+        if contiguous:
+            src = array.reshape(-1).view(np.uint8)
+        if not self.segment._lock(timeout):
+            raise TimeoutError("timed out waiting for the segment's lock")
+        try:
+            if self._must_move(nbytes):
+                return 0
+            slot = self._claim(timeout)
+            try:
+                if contiguous and nbytes:
+                    with nogil:
+                        shmp_copy(self.slots + slot * self.capacity, &src[0], nbytes,
+                                  COPY_THREADS)
+                elif nbytes:
+                    np.copyto(self._array(slot, array.shape, array.dtype, True), array,
+                              casting="no")
+                return self._commit(slot, array.shape, array.dtype)
+            except BaseException:
+                self._abandon(slot)
+                raise
+        finally:
+            self.segment._unlock()
+
+    def loan_begin(self, tuple shape, object dtype, object timeout=None):
+        """Lock and claim a slot; (slot, writable ndarray over it) or None when
+        the caller must move to `successor` (or reattach) and try again."""
+        dtype = np.dtype(dtype)
+        cdef uint64_t nbytes = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
+        if not self.segment._lock(timeout):
+            raise TimeoutError("timed out waiting for the segment's lock")
+        try:
+            if self._must_move(nbytes):
+                self.segment._unlock()
+                return None
+            slot = self._claim(timeout)
+        except BaseException:
+            self.segment._unlock()
+            raise
+        return slot, self._array(slot, shape, dtype, True)
+
+    def loan_end(self, int slot, tuple shape, object dtype, bint commit):
+        """Publish (commit) or drop a loaned slot, then unlock."""
+        try:
+            if commit:
+                return self._commit(slot, shape, np.dtype(dtype))
+            self._abandon(slot)
+            return 0
+        finally:
+            self.segment._unlock()
+
+    cdef bint _must_move(self, uint64_t nbytes) except -1:
+        if self.segment.superseded:
+            return True
+        if nbytes > self.capacity:
+            self.successor = self._grow(nbytes)
+            return True
+        return False
+
+    cdef FrameStore _grow(self, uint64_t nbytes):
+        """A larger store under the same name; call with the lock held."""
+        new = FrameStore.build(max(nbytes, self.capacity * 2 if nbytes < self.capacity * 2
+                                   else nbytes), self.segment.key.encode(),
+                               self.segment.persistent, self.nslots,
+                               self.ctrl.last_generation)
+        new.segment.swap(self.segment)
+        frm_bump_seq(self.ctrl)
+        shmp_wake(&self.segment.seg, &self.ctrl.seq)
+        return new
+
+    cdef int _claim(self, object timeout) except -1:
+        """An exclusive slot: never the latest, never one pinned by a reader."""
+        cdef int64_t ns = timeout_ns(timeout)
+        cdef double deadline = time.monotonic() + ns / 1e9 if ns >= 0 else 0
+        cdef int i, slot, rc
+        cdef uint64_t latest
+        while True:
+            latest = frm_load_latest(self.ctrl)
+            for i in range(1, self.nslots + 1):
+                slot = (<int>(latest & 0xff) - 1 + i) % self.nslots
+                if (latest and slot == <int>(latest & 0xff) - 1) or self.pins[slot]:
+                    continue
+                rc = shmp_range_lock(&self.segment.seg, slot, 1)
+                if rc == 0:
+                    frm_store_state(&self.ctrl.slots[slot], FRM_WRITING)
+                    self._reserve(slot)
+                    return slot
+                if rc != EAGAIN:
+                    check(rc, "claim a frame slot")
+            if ns >= 0 and time.monotonic() >= deadline:
+                raise TimeoutError("every spare frame slot is pinned by a view")
+            with nogil:
+                shmp_nap()
+            PyErr_CheckSignals()
+
+    cdef int _reserve(self, int slot) except -1:
+        cdef frm_slot *s = &self.ctrl.slots[slot]
+        cdef int rc
+        cdef uint64_t off
+        if s.reserved:
+            return 0
+        off = SHMP_HEADER_SIZE + FRM_CTRL_SIZE + slot * self.capacity
+        with nogil:
+            rc = shmp_reserve(&self.segment.seg, off, self.capacity, COPY_THREADS)
+        if rc:
+            self._abandon(slot)
+            check(rc, "reserve a frame slot")
+        s.reserved = 1
+        return 0
+
+    cdef int _commit(self, int slot, tuple shape, object dtype) except -1:
+        cdef frm_slot *s = &self.ctrl.slots[slot]
+        cdef uint64_t gen = self.ctrl.last_generation + 1
+        cdef int i
+        s.ndim = len(shape)
+        for i in range(3):
+            s.shape[i] = shape[i] if i < len(shape) else 0
+        code = dtype.str.encode()
+        memset(s.dtype, 0, 8)
+        memcpy(s.dtype, <const char *>code, len(code))
+        s.itemsize = dtype.itemsize
+        s.nbytes = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
+        s.generation = gen
+        s.timestamp_ns = time.time_ns()
+        s.writer_pid = os.getpid()
+        frm_store_state(s, FRM_COMPLETE)
+        self.ctrl.last_generation = gen
+        frm_store_latest(self.ctrl, gen << 8 | <uint64_t>(slot + 1))
+        shmp_range_unlock(&self.segment.seg, slot)
+        frm_bump_seq(self.ctrl)
+        shmp_wake(&self.segment.seg, &self.ctrl.seq)
+        return gen
+
+    cdef void _abandon(self, int slot):
+        frm_store_state(&self.ctrl.slots[slot], FRM_FREE)
+        shmp_range_unlock(&self.segment.seg, slot)
+
+    # -- reading --
+
+    def pin(self):
+        """Pin the latest complete frame's slot: (slot, meta)."""
+        cdef uint64_t latest, gen
+        cdef int slot, rc, attempt
+        for attempt in range(10000):
+            latest = frm_load_latest(self.ctrl)
+            if latest == 0:
+                self._no_frame()
+            slot = <int>(latest & 0xff) - 1
+            gen = latest >> 8
+            if slot < 0 or slot >= self.nslots:
+                raise IncompatibleSegmentError("the latest frame names no slot")
+            if not self.pins[slot]:
+                rc = shmp_range_lock(&self.segment.seg, slot, 0)
+                if rc == EAGAIN:
+                    sched_yield()
+                    continue
+                check(rc, "pin a frame")
+            if (frm_load_state(&self.ctrl.slots[slot]) != FRM_COMPLETE
+                    or self.ctrl.slots[slot].generation != gen):
+                if not self.pins[slot]:
+                    shmp_range_unlock(&self.segment.seg, slot)
+                continue
+            self.pins[slot] += 1
+            try:
+                return slot, self._meta(slot)
+            except BaseException:
+                self.unpin(slot)
+                raise
+        raise TimeoutError("could not pin the latest frame")
+
+    def unpin(self, int slot):
+        self.pins[slot] -= 1
+        if self.pins[slot] == 0 and self.segment.is_attached:
+            shmp_range_unlock(&self.segment.seg, slot)
+
+    cdef tuple _meta(self, int slot):
+        """The slot's frame facts, checked against the slot's real size."""
+        cdef frm_slot s
+        memcpy(&s, &self.ctrl.slots[slot], sizeof(frm_slot))
+        if s.ndim not in (2, 3):
+            raise IncompatibleSegmentError("a frame with a bad number of dimensions")
+        shape = tuple(int(s.shape[i]) for i in range(s.ndim))
+        code = s.dtype[:strnlen8(s.dtype)].decode("ascii", "replace")
+        if code not in DTYPES or min(shape) < 1 or (s.ndim == 3 and shape[2] not in (1, 3, 4)):
+            raise IncompatibleSegmentError("a frame with a bad shape or dtype")
+        dtype = np.dtype(code)
+        nbytes = dtype.itemsize
+        for n in shape:
+            nbytes *= n
+            if nbytes > self.capacity:
+                raise IncompatibleSegmentError("a frame larger than its slot")
+        return shape, dtype, int(s.generation), int(s.timestamp_ns), int(s.writer_pid)
+
+    def array(self, int slot, tuple shape, object dtype, bint writable=False):
+        """A zero-copy ndarray over a slot; it keeps the mapping alive."""
+        return self._array(slot, shape, dtype, writable)
+
+    cdef object _array(self, int slot, tuple shape, object dtype, bint writable):
+        cdef uint64_t off = FRM_CTRL_SIZE + slot * self.capacity
+        dtype = np.dtype(dtype)
+        nbytes = dtype.itemsize
+        for n in shape:
+            nbytes *= n
+        mv = memoryview(self.segment)[off:off + nbytes]
+        if not writable:
+            mv = mv.toreadonly()
+        return np.frombuffer(mv, dtype=dtype).reshape(shape)
+
+    def copy_out(self, int slot, tuple shape, object dtype):
+        """A private copy of a pinned slot, copied with the GIL released."""
+        out = np.empty(shape, dtype=dtype)
+        cdef unsigned char[::1] dst = out.reshape(-1).view(np.uint8)
+        cdef unsigned char *src = self.slots + slot * self.capacity
+        cdef size_t n = out.nbytes
+        if n:
+            with nogil:
+                shmp_copy(&dst[0], src, n, COPY_THREADS)
+        return out
+
+    def info(self):
+        """Facts of the latest frame without pinning it (rechecked after)."""
+        cdef uint64_t latest
+        for _ in range(1000):
+            latest = frm_load_latest(self.ctrl)
+            if latest == 0:
+                self._no_frame()
+            slot = <int>(latest & 0xff) - 1
+            if slot < 0 or slot >= self.nslots:
+                raise IncompatibleSegmentError("the latest frame names no slot")
+            meta = self._meta(slot)
+            if frm_load_latest(self.ctrl) == latest and meta[2] == latest >> 8:
+                return meta
+        raise TimeoutError("frames change too fast to read their facts")
+
+    cdef int _no_frame(self) except -1:
+        cdef int i, locked
+        for i in range(self.nslots):
+            if frm_load_state(&self.ctrl.slots[i]) == FRM_WRITING:
+                locked = 1
+                shmp_range_test(&self.segment.seg, i, &locked)
+                if not locked:
+                    raise TornFrameError(
+                        "the writer died in the middle of a publish and no complete frame exists")
+        raise NoFrameError("nothing has been published yet")
+
+    def wait(self, uint64_t after, object timeout=None):
+        """Block until a generation newer than `after`; it, or 0 when the
+        store was superseded (reattach and wait again)."""
+        cdef int64_t ns = timeout_ns(timeout)
+        cdef int64_t left = ns
+        cdef double deadline = time.monotonic() + ns / 1e9 if ns >= 0 else 0
+        cdef uint32_t seq
+        cdef uint64_t gen
+        cdef int rc, spin
+        while True:
+            for spin in range(200):
+                seq = frm_load_seq(self.ctrl)
+                gen = frm_load_latest(self.ctrl) >> 8
+                if gen > after:
+                    return gen
+                if self.segment.superseded:
+                    return 0
+            if ns >= 0:
+                left = <int64_t>((deadline - time.monotonic()) * 1e9)
+                if left <= 0:
+                    raise TimeoutError("no new frame within the timeout")
+            with nogil:
+                rc = shmp_wait(&self.segment.seg, &self.ctrl.seq, seq, left)
+            if rc and rc != ETIMEDOUT:
+                check(rc, "wait")
+            PyErr_CheckSignals()
+
+
+cdef extern from *:
+    """
+    static size_t strnlen8(const char *s) { size_t n = 0; while (n < 8 && s[n]) n++; return n; }
+    """
+    size_t strnlen8(const char *s)

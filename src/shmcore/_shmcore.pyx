@@ -1,0 +1,326 @@
+# cython: language_level=3
+# cython: boundscheck=False, wraparound=False
+"""Low-level shared memory segments: names mirror shm_platform.h's calls."""
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
+from libc.errno cimport (EACCES, EAGAIN, EBUSY, EEXIST, EFBIG, EINVAL, EMFILE, ENAMETOOLONG,
+                         ENFILE, ENOENT, ENOMEM, ENOSPC, EPERM, ETIMEDOUT)
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.string cimport memset, strlen
+
+from shm_platform cimport *
+
+import os
+
+from shmimage.errors import (AlreadyExistsError, IncompatibleSegmentError, InvalidKeyError,
+                             InvalidSizeError, LockError, NotAttachedError, NotFoundError,
+                             OutOfResourcesError, PermissionDeniedError, SharedMemoryError)
+
+cdef extern from "pythread.h":
+    unsigned long PyThread_get_thread_ident()
+
+cdef extern from *:
+    """
+    #ifndef ENOTRECOVERABLE
+    #define ENOTRECOVERABLE 131
+    #endif
+    #ifndef EOWNERDEAD
+    #define EOWNERDEAD 130
+    #endif
+    #include <errno.h>
+    """
+    int EDEADLK
+    int ENOTRECOVERABLE
+    int EOWNERDEAD
+
+HEADER_SIZE = SHMP_HEADER_SIZE
+KEY_MAX = SHMP_KEY_MAX
+
+cdef dict _ERRORS = {
+    ENOENT: NotFoundError,
+    EEXIST: AlreadyExistsError,
+    EACCES: PermissionDeniedError,
+    EPERM: PermissionDeniedError,
+    ENOSPC: OutOfResourcesError,
+    ENOMEM: OutOfResourcesError,
+    EFBIG: OutOfResourcesError,
+    EMFILE: OutOfResourcesError,
+    ENFILE: OutOfResourcesError,
+    ENAMETOOLONG: InvalidKeyError,
+    EINVAL: InvalidKeyError,
+    SHMP_EINCOMPAT: IncompatibleSegmentError,
+}
+
+
+cdef int check(int rc, str what) except -1:
+    """Turn a status from the platform layer into the typed exception."""
+    if rc == 0:
+        return 0
+    if rc == SHMP_EINCOMPAT:
+        raise IncompatibleSegmentError(
+            f"{what}: not a shmimage segment of this layout version, half-built, or its "
+            f"header disagrees with its size")
+    cls = _ERRORS.get(rc, SharedMemoryError)
+    raise cls(f"{what}: {os.strerror(rc)}")
+
+
+cdef int check_lock(int rc, str what) except -1:
+    if rc in (EDEADLK, EPERM, ENOTRECOVERABLE, EOWNERDEAD, EBUSY):
+        raise LockError(f"{what}: {os.strerror(rc)}")
+    return check(rc, what)
+
+
+cdef int64_t timeout_ns(object timeout) except? -2:
+    if timeout is None:
+        return -1
+    t = float(timeout)
+    if t != t or t < 0:
+        raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
+    if t > 1e9:
+        return -1
+    return <int64_t>(t * 1e9)
+
+
+cdef class Segment:
+    """One mapping of a named segment, owned by this process.
+
+    The usable bytes are exported through the buffer protocol; exports are
+    counted and `detach` refuses while any is alive.
+    """
+
+    cdef shmp_seg seg
+    cdef bint attached
+    cdef bint unnamed
+    cdef long pid
+    cdef Py_ssize_t exports
+    cdef unsigned long lock_thread
+    cdef public bint owner_died
+
+    def __cinit__(self):
+        memset(&self.seg, 0, sizeof(self.seg))
+        self.attached = False
+        self.exports = 0
+        self.lock_thread = 0
+        self.owner_died = False
+
+    @staticmethod
+    def build(uint64_t size, bytes key=b"", bint persistent=False, reserve=None):
+        """shmp_build: a new segment, mapped but not yet named (see `link`)."""
+        cdef Segment self = Segment.__new__(Segment)
+        cdef const char *ckey = key
+        cdef size_t klen = min(len(key), SHMP_KEY_MAX)
+        cdef uint64_t res = size if reserve is None else min(<uint64_t>reserve, size)
+        cdef int rc
+        if size == 0:
+            raise InvalidSizeError("size must be > 0")
+        with nogil:
+            rc = shmp_build(&self.seg, size, res, persistent, ckey, klen)
+        check(rc, "create")
+        self._attached()
+        self.unnamed = True
+        return self
+
+    def link(self, str name):
+        """shmp_link: give a built segment its name; it is discarded on failure."""
+        cdef bytes bname = name.encode()
+        cdef const char *cname = bname
+        cdef int rc
+        with nogil:
+            rc = shmp_link(&self.seg, cname)
+        if rc:
+            self.discard()
+            check(rc, f"create {name!r}")
+        self.unnamed = False
+
+    def swap(self, Segment old):
+        """shmp_swap: put this built segment under `old`'s name."""
+        cdef int rc = shmp_swap(&self.seg, &old.seg)
+        if rc:
+            self.discard()
+            check(rc, f"grow {old.name!r}")
+        self.unnamed = False
+
+    def discard(self):
+        """shmp_discard: undo a build that was never named."""
+        if self.attached and self.unnamed:
+            self.attached = False
+            shmp_discard(&self.seg)
+
+    @staticmethod
+    def attach(str name, bint writable=True):
+        """shmp_attach: map an existing segment after validating its header."""
+        cdef Segment self = Segment.__new__(Segment)
+        cdef bytes bname = name.encode()
+        cdef const char *cname = bname
+        cdef int rc
+        with nogil:
+            rc = shmp_attach(&self.seg, cname, writable)
+        check(rc, f"attach {name!r}")
+        self._attached()
+        return self
+
+    cdef _attached(self):
+        self.attached = True
+        self.pid = os.getpid()
+
+    cdef int _check(self) except -1:
+        if not self.attached:
+            raise NotAttachedError("not attached")
+        return 0
+
+    def detach(self):
+        """shmp_detach, or shmp_close in a forked child: True when it was attached."""
+        if not self.attached:
+            return False
+        if self.exports:
+            raise BufferError(f"{self.exports} buffer(s) of this segment are still alive")
+        if self.lock_thread:
+            if self.lock_thread != PyThread_get_thread_ident():
+                raise LockError("the lock is held by another thread of this process")
+            self._unlock()
+        self._release()
+        return True
+
+    cdef _release(self):
+        if self.unnamed:
+            self.discard()
+            return
+        self.attached = False
+        if self.pid == os.getpid():
+            with nogil:
+                shmp_detach(&self.seg)
+        else:
+            shmp_close(&self.seg)
+
+    def __dealloc__(self):
+        if self.attached:
+            if self.lock_thread and self.pid == os.getpid():
+                shmp_unlock(&self.seg)
+            self._release()
+
+    # -- the mutex --
+
+    def lock(self, timeout=None):
+        """True when acquired, False on timeout; LockError when this thread holds it."""
+        return self._lock(timeout) == 1
+
+    cdef int _lock(self, object timeout) except -1:
+        cdef int died = 0
+        cdef int rc
+        cdef int64_t ns
+        if not self.attached:
+            raise NotAttachedError("not attached")
+        if not self.seg.writable:
+            raise LockError("a read-only mapping cannot take the lock")
+        rc = shmp_lock_try(&self.seg, &died)
+        if rc == EBUSY:
+            if self.lock_thread == PyThread_get_thread_ident():
+                raise LockError("this thread already holds the lock (it is not recursive)")
+            ns = timeout_ns(timeout)
+            if ns == 0:
+                return 0
+            with nogil:
+                rc = shmp_lock_wait(&self.seg, ns, &died)
+            if rc == ETIMEDOUT:
+                return 0
+        check_lock(rc, "lock")
+        self.lock_thread = PyThread_get_thread_ident()
+        self.owner_died = died != 0
+        return 1
+
+    def unlock(self):
+        self._unlock()
+
+    cdef int _unlock(self) except -1:
+        if not self.attached:
+            raise NotAttachedError("not attached")
+        if self.lock_thread != PyThread_get_thread_ident():
+            raise LockError("the lock is not held by this thread")
+        check_lock(shmp_unlock(&self.seg), "unlock")
+        self.lock_thread = 0
+        return 0
+
+    @property
+    def lock_held(self):
+        return self.lock_thread != 0
+
+    # -- facts --
+
+    @property
+    def is_attached(self):
+        return self.attached
+
+    @property
+    def size(self):
+        return shmp_hdr(&self.seg).data_size if self.attached else 0
+
+    @property
+    def writable(self):
+        return bool(self.seg.writable)
+
+    @property
+    def name(self):
+        return self.seg.name.decode()
+
+    @property
+    def persistent(self):
+        self._check()
+        return bool(shmp_load_flags(&shmp_hdr(&self.seg).flags) & SHMP_FLAG_PERSISTENT)
+
+    @property
+    def superseded(self):
+        if not self.attached:
+            return False
+        return bool(shmp_load_flags(&shmp_hdr(&self.seg).flags) & SHMP_FLAG_SUPERSEDED)
+
+    @property
+    def key(self):
+        self._check()
+        cdef shmp_header *h = shmp_hdr(&self.seg)
+        return h.key[:h.key_len].decode("utf-8", "replace")
+
+    @property
+    def export_count(self):
+        return self.exports
+
+    # -- the usable bytes --
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        self._check()
+        if (flags & PyBUF_WRITABLE) and not self.seg.writable:
+            raise BufferError("the segment is mapped read-only")
+        PyBuffer_FillInfo(view, self, shmp_data(&self.seg), shmp_hdr(&self.seg).data_size,
+                          not self.seg.writable, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+
+def remove(str name):
+    """shmp_remove: unlink a segment's name."""
+    cdef bytes bname = name.encode()
+    check(shmp_remove(bname), f"remove {name!r}")
+
+
+def probe(str name, bint reclaim=True):
+    """shmp_probe: facts about a name without attaching (reclaims it when stale)."""
+    cdef shmp_probe_info info
+    cdef bytes bname = name.encode()
+    cdef const char *cname = bname
+    cdef int rc
+    with nogil:
+        rc = shmp_probe(cname, reclaim, &info)
+    check(rc, f"probe {name!r}")
+    return {
+        "ours": bool(info.ours),
+        "stale": bool(info.stale),
+        "reclaimed": bool(info.reclaimed),
+        "persistent": bool(info.persistent),
+        "size": info.data_size,
+        "key": info.key[:strlen(info.key)].decode("utf-8", "replace"),
+        "dev": info.dev,
+        "ino": info.ino,
+    }
+
+
+include "_frames.pxi"

@@ -1,0 +1,589 @@
+/* POSIX implementation of shm_platform.h.
+ *
+ * Lifetime on Linux: every attached process holds a shared flock() on its
+ * descriptor; the kernel drops it when the process dies. Whoever can take an
+ * exclusive flock (through a second descriptor, never by converting a held
+ * lock, which drops it first) is alone and may unlink, after checking that the
+ * name still names the inode it locked. New segments are built on an unnamed
+ * O_TMPFILE in the shm directory and link()ed into place complete, so a
+ * half-built segment is never visible and EEXIST is the atomic "exists".
+ */
+#if !defined(_WIN32)
+#define _GNU_SOURCE
+#include "shm_platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+_Static_assert(sizeof(shmp_header) <= SHMP_HEADER_SIZE, "header too large");
+_Static_assert(offsetof(shmp_header, key) == 56, "header layout");
+
+#define SHM_DIR "/dev/shm"
+#define PIN_BASE 0x40000000LL
+#define PARALLEL_MIN (4u << 20)
+
+static int shm_path(char *out, size_t cap, const char *name) {
+    size_t n = strlen(name);
+    if (n < 2 || n > SHMP_NAME_MAX || name[0] != '/' || strchr(name + 1, '/'))
+        return EINVAL;
+    snprintf(out, cap, "%s%s", SHM_DIR, name);
+    return 0;
+}
+
+/* Does `path` still name the inode open as `fd`? 0, ESTALE or an errno. */
+static int same_inode(int fd, const char *path) {
+    struct stat a, b;
+    if (fstat(fd, &a) != 0) return errno;
+    if (stat(path, &b) != 0) return errno == ENOENT ? ESTALE : errno;
+    return (a.st_dev == b.st_dev && a.st_ino == b.st_ino) ? 0 : ESTALE;
+}
+
+static int header_ours(const shmp_header *h) {
+    return h->magic == SHMP_MAGIC && h->version == SHMP_VERSION &&
+           h->header_size == SHMP_HEADER_SIZE && h->state == SHMP_STATE_READY;
+}
+
+/* Read the fixed prefix of the header without mapping anything. */
+static int read_header(int fd, shmp_header *h, off_t *file_size) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return errno;
+    *file_size = st.st_size;
+    memset(h, 0, sizeof(*h));
+    if (st.st_size < (off_t)SHMP_HEADER_SIZE) return SHMP_EINCOMPAT;
+    ssize_t got = pread(fd, h, offsetof(shmp_header, pad), 0);
+    if (got < 0) return errno;
+    if ((size_t)got < offsetof(shmp_header, pad)) return SHMP_EINCOMPAT;
+    return 0;
+}
+
+/* Checks every field a reader relies on against the real file size. */
+static int validate_header(const shmp_header *h, off_t file_size) {
+    if (!header_ours(h)) return SHMP_EINCOMPAT;
+    if (h->data_size == 0 || h->data_size > UINT64_MAX - SHMP_HEADER_SIZE)
+        return SHMP_EINCOMPAT;
+    if (h->total_size != SHMP_HEADER_SIZE + h->data_size) return SHMP_EINCOMPAT;
+    if (h->total_size > (uint64_t)file_size || h->total_size > SIZE_MAX) return SHMP_EINCOMPAT;
+    if (h->key_len > SHMP_KEY_MAX) return SHMP_EINCOMPAT;
+    return 0;
+}
+
+/* ---- threads for large copies and reservations ---- */
+
+typedef struct job {
+    int (*fn)(struct job *);
+    unsigned char *dst;
+    const unsigned char *src;
+    size_t len;
+    int fd;
+    off_t off;
+    int rc;
+} job;
+
+static void *job_main(void *arg) {
+    job *j = (job *)arg;
+    j->rc = j->fn(j);
+    return NULL;
+}
+
+/* Splits [0, len) into page-aligned parts, runs them on nthreads threads
+ * (the caller's included) and returns the first error. */
+static int run_split(job *proto, size_t len, int nthreads) {
+    enum { MAXT = 8 };
+    job jobs[MAXT];
+    pthread_t tids[MAXT];
+    int started[MAXT] = {0};
+    if (nthreads < 1 || len < PARALLEL_MIN) nthreads = 1;
+    if (nthreads > MAXT) nthreads = MAXT;
+    size_t part = (len / (size_t)nthreads + 4095) & ~(size_t)4095;
+    size_t at = 0;
+    int n = 0;
+    for (; n < nthreads && at < len; n++) {
+        jobs[n] = *proto;
+        jobs[n].len = (len - at < part || n == nthreads - 1) ? len - at : part;
+        if (jobs[n].dst) jobs[n].dst += at;
+        if (jobs[n].src) jobs[n].src += at;
+        jobs[n].off += (off_t)at;
+        at += jobs[n].len;
+    }
+    for (int i = 1; i < n; i++)
+        started[i] = pthread_create(&tids[i], NULL, job_main, &jobs[i]) == 0;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        if (i == 0 || !started[i]) job_main(&jobs[i]);
+        else pthread_join(tids[i], NULL);
+        if (!rc) rc = jobs[i].rc;
+    }
+    return rc;
+}
+
+static int copy_part(job *j) {
+    memcpy(j->dst, j->src, j->len);
+    return 0;
+}
+
+static int populate_part(job *j) {
+#if defined(__linux__)
+    if (madvise(j->dst, j->len, MADV_POPULATE_WRITE) == 0) return 0;
+    int e = errno;
+    if (e == EFAULT || e == ENOMEM || e == EIO) return ENOSPC;
+    if (e != EINVAL) return e;
+#endif
+    int rc = posix_fallocate(j->fd, j->off, (off_t)j->len);
+    if (rc == EINVAL || rc == EOPNOTSUPP) return 0;
+    return rc == ENOMEM ? ENOSPC : rc;
+}
+
+void shmp_copy(void *dst, const void *src, size_t len, int nthreads) {
+    job proto = {copy_part, (unsigned char *)dst, (const unsigned char *)src, 0, -1, 0, 0};
+    run_split(&proto, len, nthreads);
+}
+
+int shmp_reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads) {
+    if (offset > s->map_size || len > s->map_size - offset) return EINVAL;
+    if (!s->writable) return EACCES;
+    uint64_t start = offset & ~(uint64_t)4095;
+    len += offset - start;
+    job proto = {populate_part, s->base + start, NULL, 0, s->fd, (off_t)start, 0};
+    return run_split(&proto, (size_t)len, nthreads);
+}
+
+/* ---- building and publishing a segment ---- */
+
+static int init_mutex(pthread_mutex_t *m) {
+    pthread_mutexattr_t a;
+    int rc = pthread_mutexattr_init(&a);
+    if (rc) return rc;
+    rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (!rc) rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+#if defined(PTHREAD_MUTEX_ROBUST)
+    if (!rc) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+#endif
+    if (!rc) rc = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return rc;
+}
+
+static void unmap_close(shmp_seg *s) {
+    if (s->base) munmap(s->base, s->map_size);
+    if (s->fd >= 0) close(s->fd);
+    s->base = NULL;
+    s->map_size = 0;
+    s->fd = -1;
+}
+
+/* An unnamed file in the shm directory (a temporary name where O_TMPFILE is
+ * not supported; `tmp` receives it, empty otherwise). */
+static int open_unnamed(char *tmp, size_t cap) {
+    tmp[0] = '\0';
+#if defined(O_TMPFILE)
+    int fd = open(SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) return fd;
+#endif
+    for (unsigned i = 0; i < 100; i++) {
+        snprintf(tmp, cap, "%s/.shmimage-%ld-%u", SHM_DIR, (long)getpid(), i);
+        int fd2 = open(tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd2 >= 0 || errno != EEXIST) return fd2;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+int shmp_discard(shmp_seg *s) {
+    unmap_close(s);
+    if (s->tmp[0]) unlink(s->tmp);
+    s->tmp[0] = '\0';
+    return 0;
+}
+
+int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent,
+               const char *key, size_t key_len) {
+    memset(s, 0, sizeof(*s));
+    s->fd = -1;
+    if (data_size == 0) return EINVAL;
+    if (data_size > (uint64_t)SSIZE_MAX - SHMP_HEADER_SIZE) return ENOSPC;
+    if (key_len > SHMP_KEY_MAX) return ENAMETOOLONG;
+    uint64_t total = SHMP_HEADER_SIZE + data_size;
+    s->fd = open_unnamed(s->tmp, sizeof s->tmp);
+    if (s->fd < 0) return errno;
+    int rc = 0;
+    if (fchmod(s->fd, 0600) != 0 || ftruncate(s->fd, (off_t)total) != 0) rc = errno;
+    if (!rc) {
+        void *p = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+        if (p == MAP_FAILED) rc = errno;
+        else s->base = (unsigned char *)p;
+    }
+    if (!rc) {
+        s->map_size = (size_t)total;
+        s->writable = 1;
+        if (reserve > data_size) reserve = data_size;
+        rc = shmp_reserve(s, 0, SHMP_HEADER_SIZE + reserve, 2);
+    }
+    if (!rc) {
+        shmp_header *h = shmp_hdr(s);
+        h->magic = SHMP_MAGIC;
+        h->version = SHMP_VERSION;
+        h->header_size = SHMP_HEADER_SIZE;
+        h->data_size = data_size;
+        h->total_size = total;
+        h->flags = persistent ? SHMP_FLAG_PERSISTENT : 0;
+        h->creator_pid = (uint32_t)getpid();
+        h->key_len = (uint32_t)key_len;
+        memcpy(h->key, key, key_len);
+        rc = init_mutex(&h->mutex);
+        if (!rc && flock(s->fd, LOCK_SH) != 0) rc = errno;
+        if (!rc) h->state = SHMP_STATE_READY;
+    }
+    if (rc) {
+        shmp_discard(s);
+        return (rc == EFBIG || rc == ENOMEM) ? ENOSPC : rc;
+    }
+    return 0;
+}
+
+static void named(shmp_seg *s, const char *name) {
+    struct stat st;
+    if (fstat(s->fd, &st) == 0) {
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
+    }
+    snprintf(s->name, sizeof s->name, "%s", name);
+}
+
+/* Gives the built segment the name `path`: EEXIST when the name is taken. */
+static int link_into_place(shmp_seg *s, const char *path) {
+    if (s->tmp[0]) return link(s->tmp, path) == 0 ? 0 : errno;
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", s->fd);
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0) return 0;
+    int e = errno;
+#if defined(AT_EMPTY_PATH)
+    if (e == ENOENT && linkat(s->fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0) return 0;
+    if (e == ENOENT) e = errno;
+#endif
+    return e;
+}
+
+/* A second descriptor on `path`, exclusively flocked: proves nobody holds
+ * the segment. 0 (fd in *out), EWOULDBLOCK when held, ESTALE when the name
+ * moved meanwhile, or an errno (ENOENT). */
+static int lock_alone(const char *path, int *out) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return errno;
+    int rc = 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) rc = errno == EWOULDBLOCK ? EWOULDBLOCK : errno;
+    if (!rc) rc = same_inode(fd, path);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
+    char path[128];
+    int rc = shm_path(path, sizeof path, name);
+    if (rc) return rc;
+    memset(info, 0, sizeof(*info));
+    int fd = -1;
+    rc = lock_alone(path, &fd);
+    int stale = rc == 0;
+    if (rc == EWOULDBLOCK) {
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        rc = fd < 0 ? errno : 0;
+    }
+    if (rc) return rc == ESTALE ? EAGAIN : rc;
+    shmp_header h;
+    off_t size;
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        info->dev = (uint64_t)st.st_dev;
+        info->ino = (uint64_t)st.st_ino;
+    }
+    rc = read_header(fd, &h, &size);
+    if (!rc && validate_header(&h, size) == 0) {
+        info->ours = 1;
+        info->persistent = (h.flags & SHMP_FLAG_PERSISTENT) != 0;
+        info->data_size = h.data_size;
+        memcpy(info->key, h.key, h.key_len);
+    }
+    info->stale = stale;
+    if (stale && reclaim && info->ours && !info->persistent) {
+        if (unlink(path) == 0) info->reclaimed = 1;
+    }
+    close(fd);
+    return rc == SHMP_EINCOMPAT ? 0 : rc;
+}
+
+/* EEXIST taken by a live (or persistent, or foreign) segment; 0 when the
+ * name is free again (it was stale and is removed, or it just went away). */
+static int free_if_stale(const char *name) {
+    shmp_probe_info info;
+    int rc = shmp_probe(name, 1, &info);
+    if (rc == ENOENT || rc == EAGAIN) return 0;
+    if (rc) return rc;
+    return info.reclaimed ? 0 : EEXIST;
+}
+
+int shmp_link(shmp_seg *s, const char *name) {
+    char path[128];
+    int rc = shm_path(path, sizeof path, name);
+    if (rc) return rc;
+    for (int attempt = 0; attempt < 32; attempt++) {
+        rc = link_into_place(s, path);
+        if (rc != EEXIST) break;
+        rc = free_if_stale(name);
+        if (rc) break;
+        rc = EEXIST;
+    }
+    if (rc) return rc;
+    if (s->tmp[0]) unlink(s->tmp);
+    s->tmp[0] = '\0';
+    named(s, name);
+    return 0;
+}
+
+int shmp_swap(shmp_seg *s, shmp_seg *old) {
+    char path[128], from[128];
+    int rc = shm_path(path, sizeof path, old->name);
+    if (rc) return rc;
+    rc = same_inode(old->fd, path);
+    if (rc) return rc == ESTALE ? ENOENT : rc;
+    /* rename() replaces atomically but needs a name to move from. */
+    if (s->tmp[0]) {
+        snprintf(from, sizeof from, "%s", s->tmp);
+    } else {
+        snprintf(from, sizeof from, "%s/.shmimage-%ld-grow", SHM_DIR, (long)getpid());
+        unlink(from);
+        rc = link_into_place(s, from);
+    }
+    if (!rc && rename(from, path) != 0) rc = errno;
+    if (rc) {
+        unlink(from);
+        return rc;
+    }
+    s->tmp[0] = '\0';
+    __atomic_fetch_or(&shmp_hdr(old)->flags, SHMP_FLAG_SUPERSEDED, __ATOMIC_RELEASE);
+    named(s, old->name);
+    return 0;
+}
+
+/* ---- attaching and leaving ---- */
+
+static int attach_once(shmp_seg *s, const char *path, int writable) {
+    s->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+    if (s->fd < 0) return errno;
+    int rc = 0;
+    while (flock(s->fd, LOCK_SH) != 0) {
+        if (errno != EINTR) {
+            rc = errno;
+            break;
+        }
+    }
+    if (!rc) rc = same_inode(s->fd, path);
+    shmp_header h;
+    off_t size = 0;
+    if (!rc) rc = read_header(s->fd, &h, &size);
+    if (!rc) rc = validate_header(&h, size);
+    if (!rc) {
+        int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+        void *p = mmap(NULL, (size_t)h.total_size, prot, MAP_SHARED, s->fd, 0);
+        if (p == MAP_FAILED) rc = errno;
+        else {
+            s->base = (unsigned char *)p;
+            s->map_size = (size_t)h.total_size;
+        }
+    }
+    if (!rc) {
+        /* The mapped header must agree with what was validated. */
+        shmp_header *m = shmp_hdr(s);
+        if (m->total_size != h.total_size || m->data_size != h.data_size) rc = SHMP_EINCOMPAT;
+    }
+    if (rc) unmap_close(s);
+    return rc;
+}
+
+int shmp_attach(shmp_seg *s, const char *name, int writable) {
+    char path[128];
+    int rc = shm_path(path, sizeof path, name);
+    if (rc) return rc;
+    memset(s, 0, sizeof(*s));
+    s->fd = -1;
+    /* A segment every holder of which is gone is reclaimed, not joined. */
+    shmp_probe_info info;
+    for (int attempt = 0; attempt < 64; attempt++) {
+        rc = shmp_probe(name, 1, &info);
+        if (rc == EAGAIN) continue;
+        if (rc) return rc;
+        if (info.reclaimed) return ENOENT;
+        rc = attach_once(s, path, writable);
+        if (rc != ESTALE) break;
+    }
+    if (rc) return rc == ESTALE ? ENOENT : rc;
+    s->writable = writable;
+    named(s, name);
+    return 0;
+}
+
+int shmp_close(shmp_seg *s) {
+    unmap_close(s);
+    return 0;
+}
+
+int shmp_detach(shmp_seg *s) {
+    char path[128];
+    if (shm_path(path, sizeof path, s->name) != 0) return shmp_close(s);
+    int keep = (shmp_hdr(s)->flags & SHMP_FLAG_PERSISTENT) != 0;
+    dev_t dev = s->dev;
+    ino_t ino = s->ino;
+    unmap_close(s);
+    if (keep) return 0;
+    int fd = -1;
+    if (lock_alone(path, &fd) != 0) return 0; /* others still hold it, or it is gone */
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino) unlink(path);
+    close(fd);
+    return 0;
+}
+
+int shmp_remove(const char *name) {
+    char path[128];
+    int rc = shm_path(path, sizeof path, name);
+    if (rc) return rc;
+    return unlink(path) == 0 ? 0 : errno;
+}
+
+/* ---- the mutex ---- */
+
+static int took_lock(shmp_seg *s, int rc, int *owner_died) {
+    *owner_died = 0;
+#if defined(PTHREAD_MUTEX_ROBUST)
+    if (rc == EOWNERDEAD) {
+        *owner_died = 1;
+        rc = pthread_mutex_consistent(&shmp_hdr(s)->mutex);
+    }
+#endif
+    if (!rc) shmp_hdr(s)->lock_owner_pid = (uint32_t)getpid();
+    return rc;
+}
+
+int shmp_lock_try(shmp_seg *s, int *owner_died) {
+    return took_lock(s, pthread_mutex_trylock(&shmp_hdr(s)->mutex), owner_died);
+}
+
+int shmp_lock_wait(shmp_seg *s, int64_t timeout_ns, int *owner_died) {
+    pthread_mutex_t *m = &shmp_hdr(s)->mutex;
+    if (timeout_ns < 0) return took_lock(s, pthread_mutex_lock(m), owner_died);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(timeout_ns / 1000000000);
+    ts.tv_nsec += (long)(timeout_ns % 1000000000);
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return took_lock(s, pthread_mutex_timedlock(m, &ts), owner_died);
+}
+
+int shmp_unlock(shmp_seg *s) {
+    shmp_header *h = shmp_hdr(s);
+    uint32_t pid = h->lock_owner_pid;
+    h->lock_owner_pid = 0;
+    int rc = pthread_mutex_unlock(&h->mutex);
+    if (rc) h->lock_owner_pid = pid;
+    return rc;
+}
+
+/* ---- wait and wake ---- */
+
+int shmp_wait(shmp_seg *s, uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    (void)s;
+#if defined(__linux__)
+    struct timespec ts, *pts = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000);
+        pts = &ts;
+    }
+    if (syscall(SYS_futex, word, FUTEX_WAIT, expected, pts, NULL, 0) == 0) return 0;
+    int e = errno;
+    return (e == EAGAIN || e == EINTR) ? 0 : e;
+#else
+    /* Portable fallback: short sleeps until the word changes. */
+    int64_t waited = 0;
+    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
+        if (timeout_ns >= 0 && waited >= timeout_ns) return ETIMEDOUT;
+        struct timespec nap = {0, 200000};
+        nanosleep(&nap, NULL);
+        waited += 200000;
+    }
+    return 0;
+#endif
+}
+
+int shmp_wake(shmp_seg *s, uint32_t *word) {
+    (void)s;
+#if defined(__linux__)
+    if (syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0) < 0) return errno;
+#else
+    (void)word;
+#endif
+    return 0;
+}
+
+/* ---- per-slot pins ---- */
+
+#if defined(F_OFD_SETLK)
+#define SETLK F_OFD_SETLK
+#define GETLK F_OFD_GETLK
+#else
+#define SETLK F_SETLK /* per process, not per handle: the Python layer counts */
+#define GETLK F_GETLK
+#endif
+
+static int range_op(shmp_seg *s, uint64_t index, short type, int cmd, struct flock *out) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)(PIN_BASE + (long long)index);
+    fl.l_len = 1;
+    if (fcntl(s->fd, cmd, &fl) != 0) return (errno == EACCES) ? EAGAIN : errno;
+    if (out) *out = fl;
+    return 0;
+}
+
+int shmp_range_lock(shmp_seg *s, uint64_t index, int exclusive) {
+    return range_op(s, index, exclusive ? F_WRLCK : F_RDLCK, SETLK, NULL);
+}
+
+int shmp_range_unlock(shmp_seg *s, uint64_t index) {
+    return range_op(s, index, F_UNLCK, SETLK, NULL);
+}
+
+int shmp_range_test(shmp_seg *s, uint64_t index, int *locked) {
+    struct flock fl;
+    int rc = range_op(s, index, F_WRLCK, GETLK, &fl);
+    if (!rc) *locked = fl.l_type != F_UNLCK;
+    return rc;
+}
+
+#endif /* !_WIN32 */
