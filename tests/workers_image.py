@@ -1,0 +1,260 @@
+"""Module-level helpers and spawned child-process workers for the SharedImage tests.
+
+Workers report through a Pipe (results, or ("error", type name, message)) and
+through their exit code. Every wait has an upper bound so a hung child fails
+its test instead of hanging the suite.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import time
+from typing import Any
+
+import numpy as np
+from shmimage import SharedImage, SharedMemory, SharedMemoryError
+
+WAIT = 30.0  # upper bound for any wait
+HOLD = 120.0  # how long a child that should be killed lives if nobody kills it
+
+# frames.h: the control block starts the data area; slots[] begin at byte 128,
+# 128 bytes each, with the slot state as their first uint32.
+SLOTS_AT, SLOT_SIZE, STATE_WRITING = 128, 128, 1
+
+# Errors a worker sends back to the test instead of dying (TimeoutError is an OSError).
+REPORTED = (SharedMemoryError, OSError, ValueError, AssertionError)
+
+
+def shm_path(native_key: str) -> str:
+    return os.path.join("/dev/shm", native_key.lstrip("/"))
+
+
+def gen_frame(shape: tuple, generation: int) -> np.ndarray:
+    """A float32 frame whose every pixel carries `generation` (exact below 2**24)."""
+    return np.full(shape, generation, dtype=np.float32)
+
+
+def frame_generation(frame: np.ndarray) -> int:
+    """The generation a uniform frame carries, or -1 when it is torn (not uniform)."""
+    first = frame.flat[0]
+    if not np.all(frame == first):
+        return -1
+    return int(first)
+
+
+def writing_slots(memory: SharedMemory) -> list[int]:
+    """Indexes of the frame slots whose state is WRITING, read from the raw layout."""
+    data = memory.data
+    try:
+        nslots = struct.unpack_from("<I", data, 12)[0]
+        return [
+            i
+            for i in range(nslots)
+            if struct.unpack_from("<I", data, SLOTS_AT + i * SLOT_SIZE)[0] == STATE_WRITING
+        ]
+    finally:
+        data.release()
+
+
+def _error(exc: BaseException) -> tuple:
+    return ("error", type(exc).__name__, str(exc))
+
+
+# --- the example's two dialogs -----------------------------------------------
+
+
+def hold_loaded_file(key: str, path: str, conn: Any, release: Any) -> None:
+    """The first dialog: load a file into shared memory, stay attached until released."""
+    image = SharedImage(key)
+    try:
+        conn.send(image.load_from_file(path))
+        if not release.wait(HOLD):
+            raise TimeoutError("never released")
+    finally:
+        image.detach()
+
+
+def load_from_memory(key: str, conn: Any) -> None:
+    """The second dialog: attach, copy, detach; sends ("ok", pixels) or an error."""
+    try:
+        conn.send(("ok", SharedImage(key).load_from_memory()))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+
+
+# --- publishing and waiting --------------------------------------------------
+
+
+def publish_on_signal(key: str, go: Any, frames: list, conn: Any, release: Any) -> None:
+    """Publish each frame of `frames` after `go` is set; stay attached until released."""
+    image = SharedImage(key)
+    try:
+        if not go.wait(WAIT):
+            raise TimeoutError("never told to publish")
+        conn.send([image.publish(frame) for frame in frames])
+        if not release.wait(WAIT):
+            raise TimeoutError("never released")
+    finally:
+        image.detach()
+
+
+def wait_for_frame(key: str, after: int, ready: Any, conn: Any) -> None:
+    """Attach, say so, then wait for a frame newer than `after` and send it."""
+    image = SharedImage(key)
+    try:
+        image.info()  # attached before the parent publishes
+        ready.set()
+        generation = image.wait(timeout=WAIT, after=after)
+        conn.send(("ok", generation, image.read(), image.info().writer_pid))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+def wait_with_timeout(key: str, timeout: float, conn: Any) -> None:
+    image = SharedImage(key)
+    try:
+        image.wait(timeout=timeout)
+        conn.send(("ok",))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+def read_on_request(key: str, conn: Any) -> None:
+    """A reader that stays attached: answers each request with read() and info()."""
+    image = SharedImage(key)
+    try:
+        while conn.poll(WAIT):
+            if conn.recv() == "stop":
+                break
+            try:
+                conn.send(("ok", image.read(), image.info()))
+            except REPORTED as exc:
+                conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+# --- views -------------------------------------------------------------------
+
+
+def hold_view(key: str, conn: Any, release: Any) -> None:
+    """Pin the latest frame with a view, report its generation, hold it until released."""
+    image = SharedImage(key)
+    try:
+        with image.view() as frame:
+            conn.send(frame_generation(frame))
+            if not release.wait(WAIT):
+                raise TimeoutError("never released")
+            conn.send(frame_generation(frame))
+    finally:
+        image.detach()
+
+
+def publish_while_viewed(key: str, count: int, conn: Any) -> None:
+    """Publish `count` frames carrying their generation; send the generations."""
+    image = SharedImage(key)
+    try:
+        shape = image.info().shape
+        sent = []
+        for _ in range(count):
+            generation = image.info().generation + 1
+            sent.append(image.publish(gen_frame(shape, generation), timeout=WAIT))
+        conn.send(("ok", sent))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+# --- torture -----------------------------------------------------------------
+
+TORTURE_SHAPES = [(240, 320), (120, 160, 4), (480, 640), (60, 80, 3)]
+
+
+def torture_writer(key: str, seconds: float, conn: Any) -> None:
+    """Publish frames that carry their generation, cycling shapes, half via loan()."""
+    image = SharedImage(key)
+    published = 0
+    try:
+        deadline = time.monotonic() + seconds
+        generation = image.info().generation
+        while time.monotonic() < deadline:
+            generation += 1
+            shape = TORTURE_SHAPES[generation % len(TORTURE_SHAPES)]
+            if generation % 2:
+                got = image.publish(gen_frame(shape, generation), timeout=WAIT)
+            else:
+                with image.loan(shape, np.float32, timeout=WAIT) as frame:
+                    frame.fill(generation)
+                got = image.info().generation
+            if got != generation:
+                raise AssertionError(f"published {generation}, store says {got}")
+            published += 1
+        conn.send(("ok", published))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+def torture_reader(key: str, seconds: float, conn: Any) -> None:
+    """read() and view() as fast as possible; count frames, torn ones and regressions."""
+    image = SharedImage(key)
+    counts = {"frames": 0, "views": 0, "torn": 0, "backwards": 0, "changed_in_view": 0}
+    last = 0
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            generation = frame_generation(image.read())
+            counts["frames"] += 1
+            counts["torn"] += generation < 1
+            counts["backwards"] += generation < last
+            last = max(last, generation)
+            with image.view() as frame:
+                seen = frame_generation(frame)
+                counts["views"] += 1
+                counts["torn"] += seen < 1
+                counts["backwards"] += seen < last
+                last = max(last, seen)
+                time.sleep(0.001)  # give the writer time to publish over it
+                counts["changed_in_view"] += frame_generation(frame) != seen
+        conn.send(("ok", counts))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+# --- crashes -----------------------------------------------------------------
+
+
+def publish_forever(key: str, shape: tuple, conn: Any) -> None:
+    """Publish large frames carrying their generation until killed."""
+    image = SharedImage(key)
+    generation = image.info().generation
+    conn.send(os.getpid())
+    end = time.monotonic() + HOLD
+    while time.monotonic() < end:
+        generation += 1
+        image.publish(gen_frame(shape, generation))
+
+
+def publish_once(key: str, shape: tuple, conn: Any) -> None:
+    """Publish one large frame (the parent kills us in the middle), then linger."""
+    image = SharedImage(key)
+    conn.send(os.getpid())
+    image.publish(gen_frame(shape, 1))
+    time.sleep(HOLD)
+
+
+def die_inside_loan(key: str, shape: tuple, value: int, conn: Any) -> None:
+    """Fill half a loaned frame, say so and wait to be killed inside the block."""
+    image = SharedImage(key)
+    with image.loan(shape, np.float32) as frame:
+        frame[: shape[0] // 2] = value
+        conn.send("inside")
+        time.sleep(HOLD)
