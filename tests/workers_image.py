@@ -6,6 +6,7 @@ its test instead of hanging the suite.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import time
@@ -54,6 +55,16 @@ def writing_slots(memory: SharedMemory) -> list[int]:
         ]
     finally:
         data.release()
+
+
+class Abandon(Exception):
+    """Raised inside a loan() block to publish nothing."""
+
+
+def create_without_frame(image: SharedImage, shape: tuple = (4, 4)) -> None:
+    """Create the image's store and publish nothing: a loan() that is abandoned."""
+    with contextlib.suppress(Abandon), image.loan(shape):
+        raise Abandon
 
 
 def _error(exc: BaseException) -> tuple:
