@@ -26,7 +26,10 @@ _SHM_DIR = "/dev/shm"
 
 def native_key_for(key: str) -> str:
     """The OS name for a user key: deterministic, at most 30 characters."""
-    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()
+    try:
+        digest = hashlib.sha1(key.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError as exc:
+        raise InvalidKeyError(f"key {key!r} cannot be encoded as UTF-8") from exc
     if sys.platform == "win32":
         return f"Local\\shmimage_{digest}"
     readable = re.sub(r"[^A-Za-z0-9]", "", key)[:8]

@@ -29,6 +29,11 @@
 #include <sys/syscall.h>
 #endif
 
+/* PTHREAD_MUTEX_ROBUST is an enum, not a macro: say where it exists. */
+#if defined(__linux__) || defined(__FreeBSD__)
+#define SHMP_HAVE_ROBUST 1
+#endif
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -173,7 +178,7 @@ static int init_mutex(pthread_mutex_t *m) {
     if (rc) return rc;
     rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
     if (!rc) rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-#if defined(PTHREAD_MUTEX_ROBUST)
+#if defined(SHMP_HAVE_ROBUST)
     if (!rc) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
 #endif
     if (!rc) rc = pthread_mutex_init(m, &a);
@@ -475,7 +480,7 @@ int shmp_remove(const char *name) {
 
 static int took_lock(shmp_seg *s, int rc, int *owner_died) {
     *owner_died = 0;
-#if defined(PTHREAD_MUTEX_ROBUST)
+#if defined(SHMP_HAVE_ROBUST)
     if (rc == EOWNERDEAD) {
         *owner_died = 1;
         rc = pthread_mutex_consistent(&shmp_hdr(s)->mutex);
@@ -581,6 +586,7 @@ int shmp_range_unlock(shmp_seg *s, uint64_t index) {
 
 int shmp_range_test(shmp_seg *s, uint64_t index, int *locked) {
     struct flock fl;
+    memset(&fl, 0, sizeof fl);
     int rc = range_op(s, index, F_WRLCK, GETLK, &fl);
     if (!rc) *locked = fl.l_type != F_UNLCK;
     return rc;
