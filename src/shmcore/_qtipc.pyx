@@ -34,6 +34,7 @@ cdef extern from "qt_ipc.h" nogil:
     int qtipc_sysv_shm_nattch(int id, unsigned long *nattch)
     int qtipc_sysv_shm_remove(int id)
     int qtipc_sysv_sem_get(long key, int *id, int *created)
+    int qtipc_sysv_sem_find(long key, int *id)
     int qtipc_sysv_sem_op(int id, int delta, double timeout)
     int qtipc_sysv_sem_remove(int id)
     int qtipc_posix_shm_create(const char *name, size_t size, int *fd)
@@ -508,20 +509,26 @@ def remove_posix(shm_name: str, sem_name: str) -> bool:
 
 
 def remove_sysv(shm_file: str, sem_file: str) -> bool:
-    """Remove a System V segment nobody is attached to, and its key file.
-    True when there was one; AlreadyExistsError while a process is attached."""
+    """Remove a System V segment nobody is attached to, Qt's semaphore for it and
+    both key files (what a killed Qt process leaves). True when there was a
+    segment; AlreadyExistsError while a process is attached to it."""
     cdef long key = 0
     cdef int sid = -1
     cdef unsigned long nattch = 0
+    cdef bint removed = False
     path = os.fsencode(shm_file)
-    if qtipc_ftok(path, QT_FTOK_PROJECT, &key) != 0:
-        return False
-    if qtipc_sysv_shm_get(key, 0, 0, &sid) != 0:
+    if qtipc_ftok(path, QT_FTOK_PROJECT, &key) == 0:
+        if qtipc_sysv_shm_get(key, 0, 0, &sid) == 0:
+            check(qtipc_sysv_shm_nattch(sid, &nattch), "shmctl")
+            if nattch:
+                raise AlreadyExistsError(
+                    f"{nattch} process(es) are attached to the Qt segment")
+            check(qtipc_sysv_shm_remove(sid), "shmctl", einval=SharedMemoryError)
+            removed = True
         qtipc_unlink(path)
-        return False
-    check(qtipc_sysv_shm_nattch(sid, &nattch), "shmctl")
-    if nattch:
-        raise AlreadyExistsError(f"{nattch} process(es) are attached to the Qt segment")
-    check(qtipc_sysv_shm_remove(sid), "shmctl", einval=SharedMemoryError)
-    qtipc_unlink(path)
-    return True
+    path = os.fsencode(sem_file)
+    if qtipc_ftok(path, QT_FTOK_PROJECT, &key) == 0:
+        if qtipc_sysv_sem_find(key, &sid) == 0:
+            qtipc_sysv_sem_remove(sid)
+        qtipc_unlink(path)
+    return removed

@@ -174,6 +174,15 @@ int qtipc_sysv_sem_get(long key, int *id, int *created)
     return EAGAIN;
 }
 
+int qtipc_sysv_sem_find(long key, int *id)
+{
+    int r = semget((key_t)key, 1, 0);
+    if (r < 0)
+        return errno;
+    *id = r;
+    return 0;
+}
+
 int qtipc_sysv_sem_op(int id, int delta, double timeout)
 {
     struct sembuf op;
@@ -594,6 +603,7 @@ int qtipc_sysv_shm_nattch(int id, unsigned long *nattch) { (void)id; (void)nattc
 int qtipc_sysv_shm_remove(int id) { (void)id; return ENOSYS; }
 int qtipc_sysv_sem_get(long key, int *id, int *created)
 { (void)key; (void)id; *created = 0; return ENOSYS; }
+int qtipc_sysv_sem_find(long key, int *id) { (void)key; (void)id; return ENOSYS; }
 int qtipc_sysv_sem_op(int id, int delta, double timeout)
 { (void)id; (void)delta; (void)timeout; return ENOSYS; }
 int qtipc_sysv_sem_remove(int id) { (void)id; return ENOSYS; }

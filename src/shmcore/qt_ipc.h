@@ -26,6 +26,7 @@ int qtipc_sysv_shm_remove(int id);
 /* System V semaphore set of one, used with SEM_UNDO. `created` tells whether
  * this call made it (then it is initialised to 1). */
 int qtipc_sysv_sem_get(long key, int *id, int *created);
+int qtipc_sysv_sem_find(long key, int *id); /* never creates */
 int qtipc_sysv_sem_op(int id, int delta, double timeout);
 int qtipc_sysv_sem_remove(int id);
 
