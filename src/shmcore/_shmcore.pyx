@@ -9,7 +9,9 @@ from libc.string cimport memset, strlen
 
 from shm_platform cimport *
 
+import atexit
 import os
+import weakref
 
 from shmimage.errors import (AlreadyExistsError, IncompatibleSegmentError, InvalidKeyError,
                              InvalidSizeError, LockError, NotAttachedError, NotFoundError,
@@ -33,6 +35,16 @@ cdef extern from *:
     int EOWNERDEAD
 
 HEADER_SIZE = SHMP_HEADER_SIZE
+
+# Every attached Segment of this process, so a normal exit leaves as detach
+# would, even while arrays still reference the mappings.
+_live = weakref.WeakSet()
+
+
+@atexit.register
+def _leave_all():
+    for seg in list(_live):
+        seg._leave_at_exit()
 KEY_MAX = SHMP_KEY_MAX
 
 cdef dict _ERRORS = {
@@ -94,6 +106,7 @@ cdef class Segment:
     cdef Py_ssize_t exports
     cdef unsigned long lock_thread
     cdef public bint owner_died
+    cdef object __weakref__
 
     def __cinit__(self):
         memset(&self.seg, 0, sizeof(self.seg))
@@ -161,6 +174,20 @@ cdef class Segment:
     cdef _attached(self):
         self.attached = True
         self.pid = os.getpid()
+        _live.add(self)
+
+    def _leave_at_exit(self):
+        """Give up the segment at interpreter exit, keeping the mapping."""
+        if not self.attached or self.pid != os.getpid():
+            return
+        if self.lock_thread:
+            shmp_unlock(&self.seg)
+            self.lock_thread = 0
+        if self.unnamed:
+            self.discard()
+            return
+        self.attached = False
+        shmp_leave(&self.seg)
 
     cdef int _check(self) except -1:
         if not self.attached:

@@ -98,6 +98,9 @@ int shmp_discard(shmp_seg *s);
 int shmp_attach(shmp_seg *s, const char *name, int writable);
 /* Unmap and close; the last process out removes the name (unless persistent). */
 int shmp_detach(shmp_seg *s);
+/* As detach, but the mapping stays valid (at process exit, where arrays
+ * over it may still be touched by finalizers). */
+int shmp_leave(shmp_seg *s);
 /* Unmap and close only: for a forked child that inherited the segment. */
 int shmp_close(shmp_seg *s);
 int shmp_remove(const char *name);

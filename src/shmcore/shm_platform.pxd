@@ -40,6 +40,7 @@ cdef extern from "shm_platform.h" nogil:
     int shmp_discard(shmp_seg *s)
     int shmp_attach(shmp_seg *s, const char *name, int writable)
     int shmp_detach(shmp_seg *s)
+    int shmp_leave(shmp_seg *s)
     int shmp_close(shmp_seg *s)
     int shmp_remove(const char *name)
     int shmp_probe(const char *name, int reclaim, shmp_probe_info *info)

@@ -453,19 +453,31 @@ int shmp_close(shmp_seg *s) {
     return 0;
 }
 
-int shmp_detach(shmp_seg *s) {
+int shmp_leave(shmp_seg *s) {
     char path[128];
-    if (shm_path(path, sizeof path, s->name) != 0) return shmp_close(s);
-    int keep = (shmp_hdr(s)->flags & SHMP_FLAG_PERSISTENT) != 0;
+    int keep = shm_path(path, sizeof path, s->name) != 0 ||
+               (shmp_hdr(s)->flags & SHMP_FLAG_PERSISTENT) != 0;
     dev_t dev = s->dev;
     ino_t ino = s->ino;
-    unmap_close(s);
+    /* A mapping keeps the open file description, and so its flock, alive
+     * after close(): drop the lock explicitly. */
+    if (s->fd >= 0) {
+        flock(s->fd, LOCK_UN);
+        close(s->fd);
+    }
+    s->fd = -1;
     if (keep) return 0;
     int fd = -1;
     if (lock_alone(path, &fd) != 0) return 0; /* others still hold it, or it is gone */
     struct stat st;
     if (fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino) unlink(path);
     close(fd);
+    return 0;
+}
+
+int shmp_detach(shmp_seg *s) {
+    shmp_leave(s);
+    unmap_close(s);
     return 0;
 }
 
