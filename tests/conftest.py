@@ -7,6 +7,7 @@ import os
 import signal
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -22,6 +23,13 @@ def _shm_entries() -> set[str]:
     return set(os.listdir(SHM_DIR))
 
 
+def _strict_session_check() -> bool:
+    # On a shared development machine other people's runs come and go in the
+    # same directory; CI runs alone, so there any new entry is a leak.
+    flag = os.environ.get("SHMIMAGE_STRICT_SHM", os.environ.get("CI", ""))
+    return flag.lower() not in ("", "0", "false", "no")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shm_dir_unchanged() -> Iterator[None]:
     """The whole suite must leave the shared-memory directory as it found it."""
@@ -34,7 +42,11 @@ def shm_dir_unchanged() -> Iterator[None]:
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
         left = _shm_entries() - before
-    assert not left, f"the test session left entries in {SHM_DIR}: {sorted(left)}"
+    message = f"the test session left entries in {SHM_DIR}: {sorted(left)}"
+    if _strict_session_check():
+        assert not left, message
+    elif left:
+        warnings.warn(f"{message} (set SHMIMAGE_STRICT_SHM=1 to fail on this)", stacklevel=1)
 
 
 class KeyFactory:
