@@ -1,0 +1,192 @@
+"""view(): zero-copy, pinned, never stalling the writer; slots running out; detach."""
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+from shmimage import SharedImage
+from workers_image import (
+    WAIT,
+    frame_generation,
+    gen_frame,
+    hold_view,
+    publish_while_viewed,
+    shm_path,
+)
+
+ctx = multiprocessing.get_context("spawn")
+SHAPE = (120, 160, 3)
+
+
+def receive(conn, what: str):
+    assert conn.poll(WAIT), f"child sent no {what}"
+    return conn.recv()
+
+
+def finish(proc) -> None:
+    proc.join(WAIT)
+    assert not proc.is_alive(), "child did not exit"
+    assert proc.exitcode == 0, f"child failed with exit code {proc.exitcode}"
+
+
+@pytest.fixture
+def image(unique_key):
+    with SharedImage(unique_key()) as img:
+        img.publish(gen_frame(SHAPE, 1))
+        yield img
+
+
+def publish_next(image: SharedImage, timeout: float | None = WAIT) -> int:
+    generation = image.info().generation + 1
+    assert image.publish(gen_frame(SHAPE, generation), timeout=timeout) == generation
+    return generation
+
+
+def test_view_pixels_do_not_change_while_the_writer_publishes(image: SharedImage) -> None:
+    with SharedImage(image.key) as writer, image.view() as view:
+        for _ in range(6):
+            latest = publish_next(writer)
+            assert frame_generation(view) == 1
+        assert frame_generation(image.read()) == latest
+    assert frame_generation(image.read()) == latest
+
+
+def test_view_pins_against_a_writer_in_another_process(image: SharedImage, procs) -> None:
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    with image.view() as view:
+        proc = procs.start(publish_while_viewed, image.key, 8, child_end)
+        child_end.close()
+        result = receive(parent_end, "generations")
+        assert result == ("ok", list(range(2, 10)))
+        assert frame_generation(view) == 1
+        assert image.info().generation == 9
+    finish(proc)
+    assert frame_generation(image.read()) == 9
+
+
+def test_one_view_never_blocks_the_writer(image: SharedImage) -> None:
+    with SharedImage(image.key) as writer, image.view() as view:
+        for _ in range(30):
+            publish_next(writer, timeout=5)
+        assert frame_generation(view) == 1
+
+
+def test_views_of_every_spare_slot_make_publish_time_out(image: SharedImage) -> None:
+    with SharedImage(image.key) as a, SharedImage(image.key) as b, a.view() as first:
+        publish_next(image)
+        with b.view() as second:
+            publish_next(image)  # the last free slot
+            with pytest.raises(TimeoutError):
+                image.publish(gen_frame(SHAPE, 99), timeout=0.3)
+            with pytest.raises(TimeoutError), image.loan(SHAPE, np.float32, timeout=0.3):
+                pytest.fail("a slot was loaned although every spare one is pinned")
+            assert image.info().generation == 3
+            assert frame_generation(image.read()) == 3
+            assert (frame_generation(first), frame_generation(second)) == (1, 2)
+        assert publish_next(image, timeout=5) == 4
+
+
+def test_views_from_one_object_pin_too(image: SharedImage) -> None:
+    with image.view() as first:
+        publish_next(image)
+        with image.view() as second:
+            publish_next(image)
+            with pytest.raises(TimeoutError):
+                image.publish(gen_frame(SHAPE, 99), timeout=0.3)
+            assert (frame_generation(first), frame_generation(second)) == (1, 2)
+        publish_next(image, timeout=5)
+
+
+def test_nested_views_of_one_frame_keep_it_pinned(image: SharedImage) -> None:
+    with SharedImage(image.key) as writer, image.view() as outer:
+        with image.view() as inner:
+            assert frame_generation(inner) == 1
+        for _ in range(6):
+            publish_next(writer, timeout=5)
+        assert frame_generation(outer) == 1
+
+
+def test_publish_times_out_when_reader_processes_pin_every_spare_slot(
+    image: SharedImage, procs
+) -> None:
+    release = ctx.Event()
+    conns, children = [], []
+    try:
+        for expected in (1, 2):
+            parent_end, child_end = ctx.Pipe(duplex=False)
+            children.append(procs.start(hold_view, image.key, child_end, release))
+            child_end.close()
+            conns.append(parent_end)
+            assert receive(parent_end, "pinned generation") == expected
+            publish_next(image)
+        with pytest.raises(TimeoutError):
+            image.publish(gen_frame(SHAPE, 99), timeout=0.3)
+        assert image.info().generation == 3
+        assert frame_generation(image.read()) == 3
+    finally:
+        release.set()
+    assert [receive(conn, "generation at release") for conn in conns] == [1, 2]
+    for child in children:
+        finish(child)
+    assert publish_next(image, timeout=5) == 4
+
+
+def test_read_and_wait_work_inside_a_view(image: SharedImage) -> None:
+    with SharedImage(image.key) as writer, image.view() as view:
+        assert frame_generation(image.read()) == 1
+        with pytest.raises(TimeoutError):
+            image.wait(timeout=0.2)
+        publish_next(writer)
+        assert image.wait(timeout=WAIT, after=1) == 2
+        assert frame_generation(image.read()) == 2
+        with image.view() as newer:
+            assert frame_generation(newer) == 2
+        assert frame_generation(view) == 1
+
+
+def test_view_survives_growth(image: SharedImage) -> None:
+    with SharedImage(image.key) as writer, image.view() as view:
+        big = (1080, 1920, 4)
+        writer.publish(gen_frame(big, 2))
+        assert frame_generation(view) == 1 and view.shape == SHAPE
+        out = image.read()
+        assert out.shape == big and frame_generation(out) == 2
+        assert frame_generation(view) == 1
+
+
+def test_detach_with_a_live_view_keeps_the_mapping(unique_key) -> None:
+    image = SharedImage(unique_key())
+    image.publish(gen_frame(SHAPE, 1))
+    path = shm_path(image.native_key)
+    with image.view() as view:
+        assert image.detach() is True  # never BufferError
+        assert not image.is_attached
+        assert frame_generation(view) == 1
+    assert frame_generation(view) == 1  # still mapped after the block
+    assert image.detach() is False
+    assert os.path.exists(path)
+    del view
+    gc.collect()
+    assert not os.path.exists(path)
+
+
+def test_context_exit_with_a_live_view(unique_key) -> None:
+    with SharedImage(unique_key()) as image:
+        image.publish(gen_frame(SHAPE, 1))
+        views = image.view()
+        view = views.__enter__()
+    assert frame_generation(view) == 1
+    views.__exit__(None, None, None)
+    del view, views
+    gc.collect()
+    assert not os.path.exists(shm_path(image.native_key))
+
+
+def test_reattach_after_detach(image: SharedImage) -> None:
+    with SharedImage(image.key) as other:
+        assert frame_generation(other.read()) == 1
+        assert other.detach() is True
+        assert frame_generation(other.read()) == 1  # the next call attaches again
