@@ -102,7 +102,7 @@ import os
 from shmimage import OutOfResourcesError, SharedMemory
 small = SharedMemory("fits")
 small.create(256 * 1024)
-for size in (600 * 1024, 4 << 20):
+for size in (800 * 1024, 4 << 20):
     shm = SharedMemory("too-big")
     try:
         shm.create(size)
