@@ -37,6 +37,12 @@ cdef int COPY_THREADS = 2
 cdef uint64_t PAGE = 4096
 
 
+def set_copy_threads(int n):
+    """How many threads share a large copy or reservation (1 to 8)."""
+    global COPY_THREADS
+    COPY_THREADS = max(1, min(8, n))
+
+
 cdef uint64_t round_page(uint64_t n):
     return (n + PAGE - 1) & ~(PAGE - 1)
 
