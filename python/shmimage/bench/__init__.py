@@ -1,0 +1,10 @@
+"""The benchmark suite (``shmimage bench``, ``python -m shmimage.bench``).
+
+Every figure is the median of repeated runs after warm-up, reported as a ratio
+to a baseline measured in the same process and the same run.
+"""
+from __future__ import annotations
+
+from .cli import main
+
+__all__ = ["main"]

@@ -1,0 +1,81 @@
+"""``shmimage bench [--quick] [--json OUT] [--plot OUT.png]``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import machine, optional, report
+from .build import build_figures
+from .frames import parse_size
+from .suite import Settings, Suite
+from .timing import MIN_RUNS
+
+
+def _size(text: str) -> str:
+    try:
+        height, width = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return f"{width}x{height}"
+
+
+def _runs(text: str) -> int:
+    try:
+        runs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if runs < MIN_RUNS:
+        raise argparse.ArgumentTypeError(f"at least {MIN_RUNS} runs, got {runs}")
+    return runs
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="shmimage bench",
+        description="Benchmark shmimage against memcpy, the standard library and its peers.",
+    )
+    p.add_argument("--quick", action="store_true",
+                   help="the 3840x2160 frame only, fewer repeats")
+    p.add_argument("--json", metavar="OUT", help="also write every figure as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="draw the round trips (needs matplotlib)")
+    p.add_argument("--size", dest="sizes", action="append", type=_size, metavar="WxH",
+                   help="frame size to measure instead of the defaults (repeatable)")
+    p.add_argument("--runs", type=_runs, help=f"counted runs per figure (>= {MIN_RUNS})")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    skipped = optional.missing()
+    if args.plot and "matplotlib" in skipped:
+        print(f"shmimage bench: --plot needs matplotlib: {optional.INSTALL_HINT}", file=sys.stderr)
+        return 1
+    settings = Settings.make(args.quick, args.sizes, args.runs)
+    info = machine.describe()
+    print(f"shmimage bench on {machine.one_line(info)}", file=sys.stderr, flush=True)
+    results = Suite(settings, skipped).run()
+    figures = build_figures(results, settings.sizes)
+    print(f"machine: {machine.one_line(info)}")
+    print(_method_line(settings))
+    print(report.markdown_table(figures) if args.markdown else report.table(figures, skipped))
+    if args.json:
+        doc = report.document(figures, results, _settings_json(settings), info)
+        report.write_json(args.json, doc)
+    if args.plot:
+        report.plot(args.plot, results, settings.sizes, machine.one_line(info))
+    return 0
+
+
+def _settings_json(settings: Settings) -> dict[str, object]:
+    repeats = settings.repeats
+    return {"sizes": settings.sizes, "warmup_per_round": repeats.warmup,
+            "rounds": repeats.rounds, "runs": repeats.per_round * repeats.rounds}
+
+
+def _method_line(settings: Settings) -> str:
+    repeats = settings.repeats
+    return (f"each figure: the median of {repeats.per_round * repeats.rounds} runs "
+            f"({repeats.rounds} rounds over every method, {repeats.warmup} warm-up runs each "
+            "time); a ratio within 5% of its target counts as 'met within noise'")

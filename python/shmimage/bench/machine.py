@@ -1,0 +1,53 @@
+"""What machine the figures come from."""
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import numpy as np
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return round(pages * page_size / 2**30, 1)
+
+
+def describe() -> dict[str, Any]:
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "load_average_1min": _load(),
+    }
+
+
+def _load() -> float | None:
+    """Other work on the machine makes every figure noisier; the table says how much."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def one_line(info: dict[str, Any]) -> str:
+    return (f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
+            f"{info['os']}, Python {info['python']}, numpy {info['numpy']}, "
+            f"load average {info['load_average_1min']} at start")

@@ -1,0 +1,27 @@
+"""Optional baselines and the plot: which are installed, and why not if not."""
+from __future__ import annotations
+
+import importlib
+import os
+
+#: Short name -> (module to import, what it provides).
+OPTIONAL = {
+    "pyshmem": ("pyshmem", "round-trip peer"),
+    "SharedArray": ("SharedArray", "round-trip peer"),
+    "posix_ipc": ("posix_ipc", "round-trip peer and semaphore ping-pong"),
+    "PySide6": ("PySide6.QtGui", "the Qt example's method"),
+    "matplotlib": ("matplotlib", "--plot"),
+}
+INSTALL_HINT = "pip install 'shmimage[bench]'"
+
+
+def missing() -> dict[str, str]:
+    """Name -> reason, for every optional package that cannot be used here."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    reasons = {}
+    for name, (module, _) in OPTIONAL.items():
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - ImportError, or a broken native library
+            reasons[name] = f"not installed ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
+    return reasons

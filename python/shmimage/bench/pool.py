@@ -1,0 +1,188 @@
+"""Spawned reader processes, kept alive across repetitions.
+
+Control messages are pickled tuples answered by ``("ok", value)`` or
+``("error", traceback)``. While a round trip runs, the hot path uses raw
+bytes: the writer sends a message (``GO``, or the payload itself for the
+pickle baseline), the reader does its step and answers ``ACK``.
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import traceback
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
+
+GO = b"g"
+ACK = b"a"
+STOP = b"s"
+FAILED = b"e"
+#: Seconds to wait for any answer from a reader before declaring it stuck.
+TIMEOUT = 120.0
+
+_shared_lock: Any = None
+
+
+class ReaderError(RuntimeError):
+    """A reader process failed, died or stopped answering."""
+
+
+def shared_lock() -> Any:
+    """The ``multiprocessing.Lock`` shared by the writer and every reader.
+
+    Such locks can only be handed over at spawn time, so the pool makes one.
+    """
+    if _shared_lock is None:
+        raise RuntimeError("no shared lock: not inside a ReaderPool")
+    return _shared_lock
+
+
+def load_role(path: str) -> type:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def serve(conn: Connection, lock: Any) -> None:
+    """A reader process's main loop (module level, so spawn can find it)."""
+    global _shared_lock
+    _shared_lock = lock
+    role: Any = None
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            break
+        command, args = message[0], message[1:]
+        if command == "exit":
+            break
+        try:
+            result = None
+            if command == "setup":
+                role = load_role(args[0])(**args[1])
+            elif command == "steps":
+                conn.send(("ok", None))
+                _step_loop(conn, role)
+                continue
+            elif command == "call":
+                result = getattr(role, args[0])(conn, *args[1])
+            elif command == "teardown":
+                if role is not None:
+                    role.close()
+                role = None
+            else:
+                raise ValueError(f"unknown command {command!r}")
+            conn.send(("ok", result))
+        except Exception:  # noqa: BLE001 - any failure goes back to the writer
+            conn.send(("error", traceback.format_exc()))
+
+
+def _step_loop(conn: Connection, role: Any) -> None:
+    while True:
+        message = conn.recv_bytes()
+        if message == STOP:
+            return
+        try:
+            role.step(message)
+        except Exception:  # noqa: BLE001 - any failure goes back to the writer
+            conn.send_bytes(FAILED + traceback.format_exc().encode())
+        else:
+            conn.send_bytes(ACK)
+
+
+def expect_ack(conn: Connection, timeout: float = TIMEOUT) -> None:
+    if not conn.poll(timeout):
+        raise ReaderError(f"no answer from a reader within {timeout:g} s")
+    try:
+        answer = conn.recv_bytes()
+    except EOFError as exc:
+        raise ReaderError("a reader process died") from exc
+    if answer != ACK:
+        raise ReaderError(answer[len(FAILED):].decode(errors="replace"))
+
+
+class Reader:
+    """The writer's handle on one spawned reader process."""
+
+    def __init__(self, ctx: Any, lock: Any) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=serve, args=(child, lock), daemon=True)
+        self.process.start()
+        child.close()
+
+    def request(self, *message: Any, timeout: float = TIMEOUT) -> Any:
+        try:
+            self.conn.send(message)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise ReaderError("a reader process died") from exc
+        return self.reply(timeout)
+
+    def reply(self, timeout: float = TIMEOUT) -> Any:
+        if not self.conn.poll(timeout):
+            raise ReaderError(f"reader {self.process.pid} did not answer within {timeout:g} s")
+        try:
+            status, value = self.conn.recv()
+        except EOFError as exc:
+            raise ReaderError(f"reader {self.process.pid} died") from exc
+        if status == "error":
+            raise ReaderError(value)
+        return value
+
+    def setup(self, role: str, args: dict[str, Any]) -> None:
+        self.request("setup", role, args)
+
+    def teardown(self) -> None:
+        self.request("teardown")
+
+    def start_steps(self) -> None:
+        self.request("steps")
+
+    def stop_steps(self) -> None:
+        try:
+            self.conn.send_bytes(STOP)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("exit",))
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=10)
+        self.conn.close()
+
+
+class ReaderPool:
+    """``n`` spawned readers sharing one ``multiprocessing.Lock`` with the writer."""
+
+    def __init__(self, n: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.lock = ctx.Lock()
+        self.readers: list[Reader] = []
+        try:
+            for _ in range(n):
+                self.readers.append(Reader(ctx, self.lock))
+        except BaseException:
+            self.close()
+            raise
+        global _shared_lock
+        _shared_lock = self.lock
+
+    def close(self) -> None:
+        global _shared_lock
+        for reader in self.readers:
+            reader.close()
+        self.readers = []
+        _shared_lock = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> bool | None:
+        self.close()
+        return None

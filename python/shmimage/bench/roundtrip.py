@@ -1,0 +1,93 @@
+"""The round trip of the specification, for any method.
+
+The writer publishes, signals each reader over its ``multiprocessing.Pipe``,
+every reader does its step (a copy out, or a view touching one pixel) and acks
+over the Pipe. A figure is the median time of that whole exchange.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable
+
+from .pool import GO, Reader, expect_ack
+from .timing import timed_alternating
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
+
+
+class Writer:
+    """The writer side of one method. Subclasses set the reader role and publish."""
+
+    #: ``"module:Class"`` of the reader side, built in each reader process.
+    reader_role = ""
+
+    def reader_args(self) -> dict[str, Any]:
+        return {}
+
+    def publish(self) -> None:
+        raise NotImplementedError
+
+    def message(self) -> bytes:
+        """What signals the readers (the pickle baseline sends the frame itself)."""
+        return GO
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def exchange(writer: Writer, readers: Sequence[Reader]) -> Callable[[], None]:
+    """One round trip: publish, signal every reader, wait for every ack."""
+    conns = [reader.conn for reader in readers]
+
+    def once() -> None:
+        writer.publish()
+        message = writer.message()
+        for conn in conns:
+            conn.send_bytes(message)
+        for conn in conns:
+            expect_ack(conn)
+
+    return once
+
+
+class Stepping:
+    """Readers set up for ``writer`` and waiting for its messages, for a ``with`` block."""
+
+    def __init__(self, writer: Writer, readers: Sequence[Reader]) -> None:
+        self.writer, self.readers = writer, list(readers)
+        self.attached: list[Reader] = []
+        self.stepping: list[Reader] = []
+
+    def __enter__(self) -> Self:
+        try:
+            for reader in self.readers:
+                reader.setup(self.writer.reader_role, self.writer.reader_args())
+                self.attached.append(reader)
+            for reader in self.readers:
+                reader.start_steps()
+                self.stepping.append(reader)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for reader in self.stepping:
+            reader.stop_steps()
+        for reader in self.attached:
+            reader.teardown()
+
+
+def round_trip(writer: Writer, readers: Sequence[Reader], warmup: int, runs: int,
+               beside: dict[str, Callable[[], None]] | None = None) -> dict[str, list[float]]:
+    """Seconds of each round trip (key ``"rt"``), alternating with ``beside`` baselines."""
+    with Stepping(writer, readers):
+        return timed_alternating({"rt": exchange(writer, readers), **(beside or {})},
+                                 warmup, runs)
