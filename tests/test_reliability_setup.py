@@ -1,0 +1,123 @@
+"""The creator is killed at each system call of its set-up (and of its detach).
+
+strace attaches to a creator that has finished importing, and kills it with
+SIGKILL on entry to the n-th call of one system call: every step of build,
+reserve, header, link, first frame and last detach gets its own death. A
+later opener must find nothing, or a complete segment; never hang; and a
+publish must always work afterwards. Nothing may be left in /dev/shm.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+from shmimage import IncompatibleSegmentError, NotFoundError, SharedImage
+from workers_reliability import WAIT, report, uniform
+
+STRACE = shutil.which("strace")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only"),
+    pytest.mark.skipif(STRACE is None, reason="needs strace to kill at each system call"),
+]
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+CALL = re.compile(r"^([a-z_0-9]+)\(")
+
+
+def start_creator(key: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": TESTS_DIR}
+    code = f"import workers_reliability as w; w.stepped_creator({key!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def attach_strace(pid: int, args: list) -> subprocess.Popen:
+    """strace attached to `pid` (returns once the attachment is confirmed)."""
+    tracer = subprocess.Popen([STRACE, "-p", str(pid), *args], stderr=subprocess.PIPE, text=True)
+    assert tracer.stderr is not None
+    line = tracer.stderr.readline()
+    if "attached" not in line:
+        tracer.kill()
+        tracer.wait(WAIT)
+        pytest.skip(f"strace cannot attach here: {line.strip()}")
+    return tracer
+
+
+def run_creator(key: str, strace_args: list) -> int:
+    """Run one creator under strace: its return code (-9 when it was killed)."""
+    proc = start_creator(key)
+    tracer: subprocess.Popen | None = None
+    try:
+        tracer = attach_strace(proc.pid, strace_args)
+        proc.communicate("go\nbye\n", timeout=WAIT)
+        return proc.returncode
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(WAIT)
+        if tracer is not None:
+            tracer.wait(WAIT)
+
+
+def creation_steps(key: str, log: str) -> list:
+    """The (system call, occurrence) steps of one untroubled create/publish/detach."""
+    assert run_creator(key, ["-o", log]) == 0
+    with open(log) as f:
+        lines = f.read().splitlines()
+    steps, seen, started = [], Counter(), False
+    for line in lines:
+        match = CALL.match(line)
+        if not match:
+            continue
+        name = match.group(1)
+        if name == "read" and '"go' in line:
+            started = True
+            continue
+        if name == "write" and '"done' in line:
+            break
+        if started and name != "getpid":
+            seen[name] += 1
+            steps.append((name, seen[name]))
+    return steps
+
+
+def open_afterwards(key: str) -> str:
+    """What a later opener finds; it must be able to publish then."""
+    with SharedImage(key) as image:
+        try:
+            frame = image.read()
+            assert frame.shape == (64, 64, 4) and uniform(frame), "half-built segment"
+            found = "frame"
+        except NotFoundError:
+            found = "nothing"
+        except IncompatibleSegmentError:
+            return "refused"
+        image.publish(np.full((64, 64, 4), 9, np.uint8), timeout=WAIT)
+        assert np.all(image.read() == 9)
+    return found
+
+
+def test_killed_at_every_step_of_set_up(unique_key, tmp_path) -> None:
+    key = unique_key("steps")
+    native = SharedImage(key).native_key
+    temps_before = sorted(n for n in os.listdir("/dev/shm") if n.startswith(".shmimage-"))
+    steps = creation_steps(key, str(tmp_path / "trace.txt"))
+    assert ("linkat", 1) in steps or ("link", 1) in steps, steps
+    outcomes = Counter()
+    for name, nth in steps:
+        inject = f"inject={name}:signal=KILL:when={nth}"
+        code = run_creator(key, ["-o", "/dev/null", "-e", f"trace={name}", "-e", inject])
+        assert code == -9, f"the creator was not killed at {name} #{nth}: {code}"
+        outcomes[open_afterwards(key)] += 1
+        assert not os.path.exists("/dev/shm" + native), f"left behind after {name} #{nth}"
+    temps = sorted(n for n in os.listdir("/dev/shm") if n.startswith(".shmimage-"))
+    report("kill the creator at each step", {"steps": len(steps), **outcomes})
+    assert temps == temps_before
+    assert outcomes["refused"] == 0

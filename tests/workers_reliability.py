@@ -1,0 +1,314 @@
+"""Child-process bodies for the reliability tests (importable by spawned children).
+
+The crash tests use a spawned *supervisor* that forks its victims: a fork of an
+already-imported interpreter costs milliseconds, so hundreds of real
+SIGKILLs fit in a CI run. Victims never return: they loop until killed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from typing import Any, Callable
+
+import numpy as np
+from shmimage import NoFrameError, SharedImage, SharedMemory, TornFrameError
+
+WAIT = 30.0
+# SHMIMAGE_SOAK scales every count and duration (a soak run sets e.g. 20).
+SCALE = float(os.environ.get("SHMIMAGE_SOAK", "1") or "1")
+# When set, tests append their numbers (cycles, kills, ...) to this JSON-lines file.
+REPORT = os.environ.get("SHMIMAGE_RELIABILITY_REPORT", "")
+
+
+def scaled(n: float) -> int:
+    return max(1, int(n * SCALE))
+
+
+def report(name: str, numbers: dict) -> None:
+    if REPORT:
+        with open(REPORT, "a") as f:
+            f.write(json.dumps({"test": name, **numbers}) + "\n")
+
+
+def uniform(frame: np.ndarray) -> bool:
+    """Frames in these tests are filled with one byte value: a torn one is not."""
+    flat = frame.reshape(-1).view(np.uint8)
+    return bool(flat.size == 0 or np.all(flat == flat[0]))
+
+
+def fork_victim(body: Callable[..., None], *args: Any) -> int:
+    """Fork a child running `body(*args)` forever; the child never returns."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            body(*args)
+        except BaseException:  # noqa: BLE001 - the exit code says it
+            code = 3
+        os._exit(code)
+    return pid
+
+
+def kill_and_reap(pid: int) -> int:
+    """SIGKILL a forked child and reap it: its wait status."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def wait_for_byte(fd: int, timeout: float) -> bool:
+    """Read one byte from a pipe within `timeout`."""
+    import select
+
+    ready, _, _ = select.select([fd], [], [], timeout)
+    return bool(ready) and os.read(fd, 1) == b"!"
+
+
+# --- 1: the lock holder is killed in the middle of publish ------------------------
+
+
+def _publishing_victim(key: str, shape: tuple, loan: bool, ready_fd: int) -> None:
+    image = SharedImage(key)
+    frame = np.empty(shape, np.uint8)
+    value = random.randrange(256)
+    first = True
+    while True:
+        value = (value + 1) % 256
+        if loan:
+            with image.loan(shape) as buf:
+                buf.fill(value)  # killed here: mid-fill, lock held
+        else:
+            frame.fill(value)
+            image.publish(frame)  # killed here: mid-copy, lock held
+        if first:
+            os.write(ready_fd, b"!")
+            first = False
+
+
+def _recover(key: str) -> tuple[float, bool]:
+    """Take the lock after a kill: (seconds it took, owner_died)."""
+    memory = SharedMemory(key)
+    memory.attach()
+    try:
+        start = time.monotonic()
+        if not memory.lock(timeout=WAIT):
+            raise AssertionError("the lock was not recovered: deadlock")
+        took = time.monotonic() - start
+        died = memory.owner_died
+        memory.unlock()
+        return took, died
+    finally:
+        memory.detach()
+
+
+def _check_latest(image: SharedImage) -> None:
+    frame = image.read()
+    if not uniform(frame):
+        raise AssertionError("read() handed out a torn frame")
+    with image.view() as view:
+        if not uniform(view):
+            raise AssertionError("view() handed out a torn frame")
+
+
+def lock_kill_supervisor(key: str, cycles: int, shape: tuple, seed: int, conn: Any) -> None:
+    """Fork publishers, SIGKILL them at random moments, check every recovery."""
+    rng = random.Random(seed)
+    stats = {"cycles": 0, "kills": 0, "owner_died": 0, "max_recovery_s": 0.0, "errors": []}
+    image = SharedImage(key)
+    try:
+        image.publish(np.zeros(shape, np.uint8))
+        for cycle in range(cycles):
+            _one_lock_kill(image, key, shape, cycle % 2 == 1, rng, stats)
+            stats["cycles"] += 1
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        stats["errors"].append(f"{type(exc).__name__}: {exc}")
+    finally:
+        image.detach()
+        conn.send(stats)
+        conn.close()
+
+
+def _one_lock_kill(image: SharedImage, key: str, shape: tuple, loan: bool,
+                   rng: random.Random, stats: dict) -> None:
+    read_fd, write_fd = os.pipe()
+    pid = fork_victim(_publishing_victim, key, shape, loan, write_fd)
+    os.close(write_fd)
+    try:
+        if not wait_for_byte(read_fd, WAIT):
+            raise AssertionError("the publishing victim never published")
+        time.sleep(rng.uniform(0, 0.02))
+    finally:
+        os.close(read_fd)
+        status = kill_and_reap(pid)
+    if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
+        raise AssertionError(f"the victim ended on its own: status {status}")
+    stats["kills"] += 1
+    took, died = _recover(key)
+    stats["max_recovery_s"] = max(stats["max_recovery_s"], took)
+    stats["owner_died"] += int(died)
+    if took > 1.0:
+        raise AssertionError(f"the lock took {took:.2f} s to recover")
+    _check_latest(image)
+    marker = np.full(shape, 0xA5, np.uint8)
+    generation = image.publish(marker, timeout=WAIT)
+    if image.info().generation != generation or not np.array_equal(image.read(), marker):
+        raise AssertionError("the publish after a recovery was lost")
+
+
+# --- 2: readers holding views are killed ------------------------------------------
+
+
+def steady_writer(key: str, shape: tuple, ready: Any, stop: Any, conn: Any) -> None:
+    """Publish uniform frames until told to stop; report count, errors, fds."""
+    image = SharedImage(key)
+    frame = np.empty(shape, np.uint8)
+    fds_before = 0
+    count, errors = 0, []
+    try:
+        while not stop.is_set():
+            frame.fill(count % 256)
+            image.publish(frame, timeout=WAIT)
+            count += 1
+            if count == 1:
+                fds_before = len(os.listdir("/proc/self/fd"))  # attached by now
+                ready.set()
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        fds_after = len(os.listdir("/proc/self/fd"))
+        image.detach()
+        conn.send({"published": count, "errors": errors, "fds": (fds_before, fds_after)})
+        conn.close()
+
+
+def _viewing_victim(key: str, hold: float, ready_fd: int) -> None:
+    image = SharedImage(key)
+    first = True
+    while True:
+        with image.view() as view:
+            if not uniform(view):
+                os._exit(5)
+            if first:
+                os.write(ready_fd, b"!")
+                first = False
+            time.sleep(hold)  # killed here: the slot stays pinned until the kernel drops it
+        frame = image.read()
+        if not uniform(frame):
+            os._exit(6)
+
+
+def reader_kill_supervisor(key: str, kills: int, seed: int, conn: Any) -> None:
+    """Fork viewing readers two at a time and SIGKILL them mid-view."""
+    rng = random.Random(seed)
+    stats = {"kills": 0, "errors": []}
+    try:
+        for _ in range(kills):
+            read_fd, write_fd = os.pipe()
+            pid = fork_victim(_viewing_victim, key, rng.choice((0.0, 0.001, 0.05)), write_fd)
+            os.close(write_fd)
+            ok = wait_for_byte(read_fd, WAIT)
+            os.close(read_fd)
+            time.sleep(rng.uniform(0, 0.01))
+            status = kill_and_reap(pid)
+            if not ok or not os.WIFSIGNALED(status):
+                raise AssertionError(f"a reader failed on its own: status {status}")
+            stats["kills"] += 1
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        stats["errors"].append(f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.send(stats)
+        conn.close()
+
+
+def read_frames(key: str, count: int, conn: Any) -> None:
+    """Read `count` frames and check each; report how many were torn."""
+    image = SharedImage(key)
+    torn = 0
+    try:
+        for _ in range(count):
+            torn += not uniform(image.read())
+    finally:
+        image.detach()
+    conn.send(torn)
+    conn.close()
+
+
+# --- 3: the creator is killed while it sets the segment up ----------------------------
+
+
+def _creating_victim(key: str, ready_fd: int) -> None:
+    os.write(ready_fd, b"!")
+    frame = np.full((64, 64, 4), 7, np.uint8)
+    while True:
+        image = SharedImage(key)
+        image.publish(frame)  # creates: build, reserve, header, link, first frame
+        image.detach()  # the last one out removes it: the next round creates again
+
+
+def creator_kill_supervisor(key: str, kills: int, seed: int, conn: Any) -> None:
+    """SIGKILL a process that keeps creating the segment; then open it."""
+    rng = random.Random(seed)
+    stats = {"kills": 0, "rebuilt": 0, "not_found": 0, "refused": 0, "errors": []}
+    try:
+        for _ in range(kills):
+            read_fd, write_fd = os.pipe()
+            pid = fork_victim(_creating_victim, key, write_fd)
+            os.close(write_fd)
+            ok = wait_for_byte(read_fd, WAIT)
+            os.close(read_fd)
+            time.sleep(rng.uniform(0, 0.01))
+            kill_and_reap(pid)
+            if not ok:
+                raise AssertionError("the creating victim never started")
+            stats["kills"] += 1
+            open_after_creator_died(key, stats)
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        stats["errors"].append(f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.send(stats)
+        conn.close()
+
+
+def open_after_creator_died(key: str, stats: dict) -> None:
+    """A later opener: attach finds nothing or a good frame; publish always works."""
+    from shmimage import IncompatibleSegmentError, NotFoundError
+
+    image = SharedImage(key)
+    try:
+        try:
+            frame = image.read()
+            if frame.shape != (64, 64, 4) or not uniform(frame):
+                raise AssertionError("attached to a half-built segment")
+        except NotFoundError:
+            stats["not_found"] += 1
+        except (NoFrameError, TornFrameError):
+            pass
+        except IncompatibleSegmentError:
+            stats["refused"] += 1
+            return
+        image.publish(np.full((64, 64, 4), 9, np.uint8), timeout=WAIT)
+        if not np.all(image.read() == 9):
+            raise AssertionError("the rebuilt segment lost its frame")
+        stats["rebuilt"] += 1
+    finally:
+        image.detach()
+
+
+def stepped_creator(key: str) -> None:
+    """Create, publish and detach when told to on stdin (traced by strace)."""
+    import sys
+
+    frame = np.full((64, 64, 4), 7, np.uint8)
+    image = SharedImage(key)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    image.publish(frame)
+    image.detach()
+    print("done", flush=True)
+    sys.stdin.readline()
