@@ -56,8 +56,8 @@ class KeyFactory:
         self.keys: list[str] = []
         self.native_keys: list[str] = []
 
-    def __call__(self, label: str = "") -> str:
-        key = f"shmi-test-{label}{uuid.uuid4().hex}"
+    def __call__(self, label: str = "", prefix: str = "") -> str:
+        key = f"{prefix}shmi-test-{label}{uuid.uuid4().hex}"
         self.keys.append(key)
         return key
 
@@ -73,11 +73,17 @@ class KeyFactory:
 
         left: list[str] = []
         for key in self.keys:
+            path = os.path.join(SHM_DIR, SharedMemory(key).native_key.lstrip("/"))
             try:
                 SharedMemory.remove(key)
             except NotFoundError:
+                pass
+            else:
+                left.append(key)
                 continue
-            left.append(key)
+            if os.path.exists(path):  # remove() missed it: still a leak
+                os.unlink(path)
+                left.append(key)
         for name in self.native_keys:
             path = os.path.join(SHM_DIR, name.lstrip("/"))
             if os.path.exists(path):

@@ -420,3 +420,42 @@ def test_key_that_cannot_be_encoded() -> None:
 def test_key_of_wrong_type(key: object) -> None:
     with pytest.raises(TypeError):
         SharedMemory(key)  # type: ignore[arg-type]
+
+
+# --- changing keys (QSharedMemory's setKey / setNativeKey) -------------------------
+
+
+def test_set_key_and_set_native_key() -> None:
+    shm = SharedMemory("one")
+    first_native = shm.native_key
+    shm.set_key("two")
+    assert shm.key == "two"
+    assert shm.native_key == SharedMemory("two").native_key != first_native
+    shm.set_native_key("/shmi-raw-three")
+    assert shm.key is None
+    assert shm.native_key == "/shmi-raw-three"
+    shm.set_key(None)
+    assert shm.key is None and shm.native_key is None
+    assert not shm.is_attached and shm.size == 0
+    assert shm.error == ErrorCode.NO_ERROR
+    assert shm.detach() is False
+
+
+def test_set_key_detaches_first(unique_key) -> None:
+    key = unique_key()
+    shm = SharedMemory(key)
+    shm.create(64)
+    path = shm_path(shm.native_key)
+    shm.set_key(unique_key())
+    assert not shm.is_attached
+    assert not os.path.exists(path)
+
+
+def test_keys_that_look_like_native_names(unique_key) -> None:
+    key = unique_key(prefix="/")
+    with SharedMemory(key) as owner:
+        owner.create(64, persistent=True)
+        with SharedMemory(key) as other:
+            other.attach()
+    SharedMemory.remove(key)
+    assert not os.path.exists(shm_path(SharedMemory(key).native_key))
