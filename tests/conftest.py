@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import pytest
 
+pytest_plugins = ["pytester"]  # the fixtures' own tests run inner sessions
+
 SHM_DIR = "/dev/shm"
 JOIN_TIMEOUT = 30.0
 
