@@ -30,7 +30,14 @@ from shmimage import (
     NotFoundError,
     _qtipc,
 )
-from shmimage.qt import QtSharedImage, decode_qimage_stream, legacy_suffix, posix_names, sysv_names
+from shmimage.qt import (
+    QtSharedImage,
+    decode_qimage_stream,
+    encode_qimage_stream,
+    legacy_suffix,
+    posix_names,
+    sysv_names,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="System V and POSIX only")
 
@@ -484,3 +491,14 @@ def test_bad_images_are_refused_before_anything_is_created(tmp_path: Path) -> No
         shared.publish(tmp_path / "missing.png")
     assert not shared.is_attached
     assert not shared.detach()
+
+
+def test_decoding_needs_no_segment() -> None:
+    pixels = _gradient(9, 4, 11)
+    data = encode_qimage_stream(pixels)
+    assert data[:8] == b"\x00\x00\x00\x01" + PNG[:4]
+    np.testing.assert_array_equal(decode_qimage_stream(data + bytes(50)), pixels)
+    with pytest.raises(NoFrameError):
+        decode_qimage_stream(b"")
+    with pytest.raises(InvalidImageError):
+        decode_qimage_stream(data[:-30])  # truncated in the middle of the PNG

@@ -120,8 +120,8 @@ def decode_qimage_stream(data: bytes) -> np.ndarray:
     stream version: marker + PNG (>= 5), PNG (2-4) or BMP (1). Trailing bytes
     (a segment is often larger than its image) are ignored."""
     head = bytes(data[:4])
-    if head == _NULL_MARKER:
-        raise NoFrameError("the Qt segment holds a null QImage")
+    if head == _NULL_MARKER or not data:
+        raise NoFrameError("the Qt segment holds a null QImage (or nothing yet)")
     payload = data[4:] if head == _IMAGE_MARKER else data
     if not (payload[:8] == _PNG_SIGNATURE or payload[:2] == b"BM"):
         raise InvalidImageError("the Qt segment does not hold a QDataStream << QImage stream")

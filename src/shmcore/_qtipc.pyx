@@ -225,9 +225,14 @@ cdef class SysVSegment(QtSegment):
         return nattch == 0 and qtipc_sysv_shm_remove(sid) == 0
 
     def map(self, bint readonly=True) -> None:
+        """Attach, looking the key up again: under the lock it names the current segment."""
         if self.mapped:
             return
-        check(qtipc_sysv_shm_attach(self.shm_id, readonly, &self.addr, &self.nbytes), "shmat")
+        self.find()
+        err = qtipc_sysv_shm_attach(self.shm_id, readonly, &self.addr, &self.nbytes)
+        if err in (errno.EIDRM, errno.EINVAL):
+            raise NotFoundError("the Qt segment was removed while attaching")
+        check(err, "shmat")
         self.mapped = True
         self.writable = not readonly
 
