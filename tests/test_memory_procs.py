@@ -11,6 +11,7 @@ from workers_memory import (
     attach_read_write,
     consumer_worker,
     has_pattern,
+    increment_worker,
     produce,
     send_native_key,
     write_pattern,
@@ -78,3 +79,20 @@ def test_producer_consumer_processes(procs, unique_key, consumers: int) -> None:
         produce(producer, consumers, rounds)
         for child in children:
             finish(child)
+
+
+def test_lock_excludes_other_processes(procs, unique_key) -> None:
+    key = unique_key()
+    workers, rounds = 3, 400
+    with SharedMemory(key) as shm:
+        shm.create(64)
+        start = ctx.Event()
+        children = [procs.start(increment_worker, key, rounds, start) for _ in range(workers)]
+        start.set()
+        for _ in range(rounds):
+            with shm.locked(timeout=WAIT), shm.data as mv:
+                mv[:8] = (int.from_bytes(mv[:8], "little") + 1).to_bytes(8, "little")
+        for child in children:
+            finish(child)
+        with shm.data as mv:
+            assert int.from_bytes(mv[:8], "little") == (workers + 1) * rounds

@@ -207,3 +207,15 @@ def attach_as_user(key: str, uid: int, conn: Any) -> None:
     else:
         conn.send((None, False))
     conn.close()
+
+
+def increment_worker(key: str, rounds: int, start: Any) -> None:
+    """Read-modify-write a shared counter under the lock, `rounds` times."""
+    shm = SharedMemory(key)
+    shm.attach()
+    assert start.wait(WAIT)
+    for _ in range(rounds):
+        with shm.locked(timeout=WAIT), shm.data as mv:
+            value = struct.unpack_from("<Q", mv, 0)[0]
+            struct.pack_into("<Q", mv, 0, value + 1)
+    shm.detach()
