@@ -16,9 +16,7 @@ class _Builder:
         self.seconds = results.seconds
         self.figures: list[Figure] = []
 
-    def why_missing(self, key: str, needs: str | None = None) -> str | None:
-        if needs and needs in self.results.skipped:
-            return f"{needs} {self.results.skipped[needs]}"
+    def why_missing(self, key: str) -> str | None:
         if key in self.results.failures:
             return f"failed: {self.results.failures[key]}"
         if key not in self.seconds:
@@ -28,7 +26,9 @@ class _Builder:
     def add(self, name: str, size: str | None, key: str, baseline_name: str,
             baseline_key: str, target: Target | None = None, inverse: bool = False,
             needs: str | None = None) -> None:
-        reason = self.why_missing(key) or self.why_missing(baseline_key, needs)
+        reason = self.why_missing(key) or self.why_missing(baseline_key)
+        if needs in self.results.skipped:
+            reason = f"{needs} {self.results.skipped[needs]}"
         self.figures.append(Figure(
             name=name, size=size, value=self.seconds.get(key), baseline_name=baseline_name,
             baseline=self.seconds.get(baseline_key), target=target, inverse=inverse,

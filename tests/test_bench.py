@@ -1,0 +1,288 @@
+"""The benchmark suite's own logic: targets, figures, processes, and a real --quick run.
+
+No timing is asserted anywhere: only that every figure is measured (or skipped
+with its reason) and reported in the shape the specification asks for.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from shmimage.bench import main, methods_peers, report
+from shmimage.bench.build import build_figures
+from shmimage.bench.figures import (
+    MET,
+    MET_WITHIN_NOISE,
+    NO_TARGET,
+    NOT_MET,
+    SKIPPED,
+    Figure,
+    Target,
+)
+from shmimage.bench.frames import TARGET_SIZE, make_frame, parse_size
+from shmimage.bench.measure import COPY_PEERS, MEMCPY, ROUND_TRIPS
+from shmimage.bench.methods_wakeup import PipePingPong, ping_pong
+from shmimage.bench.optional import OPTIONAL
+from shmimage.bench.pool import ReaderError, ReaderPool
+from shmimage.bench.roundtrip import Writer, round_trip
+from shmimage.bench.suite import Results
+from shmimage.bench.timing import MIN_RUNS, Repeats, timed_alternating
+
+RUN_TIMEOUT = 600
+SHM_DIR = "/dev/shm"
+#: What the suite's own segments look like there: its keys start with "shb", and
+#: the peers name theirs "psm_" (multiprocessing) and "ps_" (pyshmem).
+SUITE_PREFIXES = ("shb", "sem.shb", "shmi_shb", "psm_", "ps_")
+TARGETED = [
+    "steady publish (bandwidth vs memcpy)",
+    "publish + read() round trip",
+    "publish + read() vs fastest peer",
+    "publish + view() round trip",
+    "loan() + view() round trip",
+    "fan-out to 4 view() readers",
+    "first publish into a new segment",
+    "vs Qt example, read() (x faster)",
+    "vs Qt example, view() (x faster)",
+    "lock()+unlock() uncontended",
+    "wake-up ping-pong (publish/wait)",
+    "reader RssAnon added by holding a view()",
+]
+
+
+# -- the "met" rule -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("op", "limit", "x", "verdict"),
+    [
+        ("<=", 2.2, 2.0, MET),
+        ("<=", 2.2, 2.2, MET),
+        ("<=", 2.2, 2.3, MET_WITHIN_NOISE),  # within 5% of 2.2 (2.31)
+        ("<=", 2.2, 2.32, NOT_MET),
+        (">=", 0.9, 0.95, MET),
+        (">=", 0.9, 0.86, MET_WITHIN_NOISE),  # 0.855 is 5% below 0.9
+        (">=", 0.9, 0.85, NOT_MET),
+        (">=", 50, 47.6, MET_WITHIN_NOISE),
+        ("<", 1.0, 0.2, MET),
+        ("<", 1.0, 1.04, MET_WITHIN_NOISE),
+        ("<", 1.0, 1.06, NOT_MET),
+    ],
+)
+def test_target_verdict(op: str, limit: float, x: float, verdict: str) -> None:
+    assert Target(op, limit).verdict(x) == verdict
+
+
+def test_met_within_noise_is_the_spec_wording() -> None:
+    assert MET_WITHIN_NOISE == "met within noise"
+
+
+@pytest.mark.parametrize(("op", "limit"), [("==", 1.0), ("<=", 0.0), ("<=", -1.0)])
+def test_target_rejects_nonsense(op: str, limit: float) -> None:
+    with pytest.raises(ValueError):
+        Target(op, limit)
+
+
+def test_figure_ratio_direction() -> None:
+    slower = Figure("f", "s", value=4.0, baseline_name="b", baseline=2.0)
+    assert slower.ratio == 2.0
+    faster = Figure("f", "s", value=4.0, baseline_name="b", baseline=200.0, inverse=True)
+    assert faster.ratio == 50.0
+
+
+def test_figure_states() -> None:
+    no_target = Figure("f", "s", value=1.0, baseline_name="b", baseline=1.0)
+    assert no_target.met == NO_TARGET
+    skipped = Figure("f", "s", value=None, baseline_name="b", baseline=1.0,
+                     target=Target("<=", 1.0), skipped="pyshmem not installed")
+    assert skipped.met == SKIPPED and skipped.ratio is None
+    assert skipped.to_json()["skipped"] == "pyshmem not installed"
+
+
+# -- settings -------------------------------------------------------------------------
+def test_repeats_need_the_spec_minimum() -> None:
+    with pytest.raises(ValueError):
+        Repeats(warmup=1, runs=MIN_RUNS - 1)
+    with pytest.raises(ValueError):
+        Repeats(warmup=0, runs=MIN_RUNS)
+    assert Repeats(warmup=1, runs=15, rounds=4).per_round == 4
+
+
+@pytest.mark.parametrize("text", ["", "640", "0x480", "640x-1", "axb", "640x480x4"])
+def test_parse_size_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+def test_parse_size_and_frame() -> None:
+    assert parse_size("640x480") == (480, 640)
+    frame = make_frame(*parse_size("64x48"))
+    assert frame.shape == (48, 64, 4) and frame.dtype == np.uint8
+    assert (frame[..., 3] == 255).all()
+
+
+@pytest.mark.parametrize("argv", [["--runs", "3"], ["--size", "big"], ["--bogus"]])
+def test_usage_errors_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+
+
+def test_timed_alternating_interleaves() -> None:
+    order: list[str] = []
+    got = timed_alternating({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                            warmup=1, runs=3, after={"a": lambda: order.append("-")})
+    assert order == ["a", "-", "b"] * 4
+    assert [len(v) for v in got.values()] == [3, 3]
+
+
+# -- figures from results -------------------------------------------------------------
+def _synthetic_results(size: str, skipped: dict[str, str]) -> Results:
+    results = Results(skipped=skipped)
+    s = results.samples
+    for name in ROUND_TRIPS:
+        s[f"rt/{name}/{size}"] = [4.0]
+        s[f"{MEMCPY}rt/{name}/{size}"] = [2.0]
+    s[f"rt/posix_ipc/{size}"] = [3.0]  # the fastest peer
+    s[f"rt/shmimage read()/{size}"] = [4.5]  # 2.25x memcpy: within 5% of 2.2
+    s[f"publish/{size}"], s[f"{MEMCPY}publish/{size}"] = [2.0], [2.0]
+    s[f"fanout/{size}"], s[f"fanout1/{size}"] = [1.0], [1.0]
+    s[f"first/shmimage/{size}"], s[f"first/mp/{size}"] = [1.0], [2.0]
+    for key in ("lock/shmimage", "lock/multiprocessing.Lock", "wake/shmimage",
+                "wake/posix_ipc", "wake/Pipe"):
+        s[key] = [1.0]
+    results.memory = {"rss_before": 0, "rss_in_view": 4096, "rss_with_copy": 33 << 20}
+    return results
+
+
+def test_build_figures_has_every_figure_and_applies_targets() -> None:
+    figures = build_figures(_synthetic_results(TARGET_SIZE, {}), [TARGET_SIZE])
+    names = {f.name for f in figures}
+    assert set(TARGETED) <= names
+    for peer in COPY_PEERS + ("pickle over Pipe", "Qt example (QSharedMemory)"):
+        assert f"baseline round trip: {peer}" in names
+    by_name = {f.name: f for f in figures}
+    fastest = by_name["publish + read() vs fastest peer"]
+    assert fastest.baseline_name == "posix_ipc round trip" and fastest.ratio == 1.5
+    assert fastest.met == NOT_MET
+    assert by_name["publish + read() round trip"].met == MET_WITHIN_NOISE
+    assert by_name["reader RssAnon added by holding a view()"].met == MET
+    table = report.table(figures, {})
+    assert "met within noise" in table and "posix_ipc round trip" in table
+
+
+def test_targets_apply_to_the_spec_size_only() -> None:
+    figures = build_figures(_synthetic_results("64x48", {}), ["64x48"])
+    sized = [f for f in figures if f.size == "64x48"]
+    assert sized and all(f.target is None for f in sized)
+
+
+def test_missing_peer_is_reported_skipped_not_dropped() -> None:
+    reason = "not installed (ImportError); pip install 'shmimage[bench]'"
+    results = _synthetic_results(TARGET_SIZE, {"pyshmem": reason})
+    del results.samples[f"rt/pyshmem/{TARGET_SIZE}"]
+    figures = build_figures(results, [TARGET_SIZE])
+    row = next(f for f in figures if f.name == "baseline round trip: pyshmem")
+    assert row.met == SKIPPED and "not installed" in (row.skipped or "")
+    assert "skipped: pyshmem" in report.table(figures, results.skipped)
+
+
+def test_failed_measurement_is_reported() -> None:
+    results = _synthetic_results(TARGET_SIZE, {})
+    del results.samples[f"fanout/{TARGET_SIZE}"]
+    results.failures[f"fanout/{TARGET_SIZE}"] = "ReaderError: boom"
+    figures = build_figures(results, [TARGET_SIZE])
+    row = next(f for f in figures if f.name.startswith("fan-out"))
+    assert row.skipped == "failed: ReaderError: boom"
+
+
+# -- real processes -------------------------------------------------------------------
+class _GoToPickleReader(Writer):
+    """Sends a bare GO to a reader that expects a pickle: its step must fail."""
+
+    reader_role = f"{methods_peers.__name__}:PickleReader"
+
+    def publish(self) -> None:
+        pass
+
+
+def test_round_trips_and_ping_pong_in_real_processes() -> None:
+    frame = make_frame(24, 32)
+    with ReaderPool(1) as pool:
+        with methods_peers.MpSharedMemoryWriter(frame) as writer:
+            got = round_trip(writer, pool.readers, warmup=1, runs=3)
+        assert len(got["rt"]) == 3 and all(t > 0 for t in got["rt"])
+        reader = pool.readers[0]
+        pinger = PipePingPong(reader.conn)
+        samples = ping_pong(reader, pinger.role, {}, pinger.exchange, warmup=1, runs=2)
+        assert len(samples) == 20
+
+
+def test_reader_failures_surface_and_the_pool_recovers() -> None:
+    frame = make_frame(24, 32)
+    with ReaderPool(1) as pool:
+        with pytest.raises(ReaderError, match="UnpicklingError|pickle"):
+            round_trip(_GoToPickleReader(), pool.readers, warmup=1, runs=1)
+        with pytest.raises(ReaderError, match="FileNotFoundError"):
+            pool.readers[0].setup(methods_peers.MpSharedMemoryWriter.reader_role,
+                                  {"name": "shb-no-such-segment", "shape": (1, 1, 4)})
+        with methods_peers.PickleWriter(frame) as writer:  # the same reader still works
+            assert len(round_trip(writer, pool.readers, warmup=1, runs=1)["rt"]) == 1
+
+
+# -- the real suite ---------------------------------------------------------------------
+def _shm_entries() -> set[str]:
+    return set(os.listdir(SHM_DIR)) if os.path.isdir(SHM_DIR) else set()
+
+
+def _run_bench(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shmimage.bench", *args], capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT, check=False)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    args = ["--quick", "--json", str(out)]
+    if _installed("matplotlib"):
+        args += ["--plot", str(png)]
+    before = _shm_entries()
+    done = _run_bench(args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "round 1/" in done.stderr  # progress while it runs
+    assert "met?" in done.stdout and "numpy.copyto" in done.stdout
+    doc = json.loads(out.read_text())
+    assert doc["failures"] == {}, doc["failures"]
+    figures = doc["figures"]
+    assert set(TARGETED) <= {f["figure"] for f in figures}
+    for figure in figures:
+        assert figure["ratio"] is not None or figure["skipped"], figure
+        if figure["size"] == TARGET_SIZE or figure["size"] is None:
+            assert figure["target"] is None or figure["met"] in (
+                MET, MET_WITHIN_NOISE, NOT_MET, SKIPPED)
+    for name, (module, _) in OPTIONAL.items():
+        assert (name in doc["skipped"]) != _installed(module.split(".")[0]), name
+    if _installed("matplotlib"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(n >= MIN_RUNS for n in doc["runs"].values()), doc["runs"]
+    leaked = {e for e in _shm_entries() - before if e.startswith(SUITE_PREFIXES)}
+    assert not leaked, f"the suite left {sorted(leaked)} in {SHM_DIR}"
+
+
+def test_tiny_sizes_run_without_targets(tmp_path: Path) -> None:
+    out = tmp_path / "tiny.json"
+    done = _run_bench(["--quick", "--size", "32x24", "--size", "64x48", "--json", str(out)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    sized = [f for f in doc["figures"] if f["size"] is not None]
+    assert {f["size"] for f in sized} == {"32x24", "64x48"}
+    assert all(f["target"] is None for f in sized)
