@@ -44,6 +44,45 @@ typedef struct frm_ctrl {
     frm_slot slots[FRM_MAX_SLOTS];
 } frm_ctrl;
 
+#if (defined(_MSC_VER) && !defined(__clang__)) || defined(FRM_FORCE_INTERLOCKED)
+/* MSVC has no __atomic builtins: aligned 32/64-bit volatile accesses are
+ * single-copy atomic on x64 and arm64, and full barriers give them acquire
+ * and release order; read-modify-write goes through Interlocked*.
+ * FRM_FORCE_INTERLOCKED builds this branch with mingw, for its tests. */
+#include <windows.h>
+
+static inline uint64_t frm_load_latest(frm_ctrl *c) {
+    uint64_t v = *(volatile uint64_t *)&c->latest;
+    MemoryBarrier();
+    return v;
+}
+static inline void frm_store_latest(frm_ctrl *c, uint64_t v) {
+    MemoryBarrier();
+    *(volatile uint64_t *)&c->latest = v;
+}
+static inline uint32_t frm_load_seq(frm_ctrl *c) {
+    uint32_t v = *(volatile uint32_t *)&c->seq;
+    MemoryBarrier();
+    return v;
+}
+static inline void frm_bump_seq(frm_ctrl *c) {
+    InterlockedIncrement((volatile LONG *)&c->seq);
+}
+static inline uint32_t frm_load_state(frm_slot *s) {
+    uint32_t v = *(volatile uint32_t *)&s->state;
+    MemoryBarrier();
+    return v;
+}
+static inline void frm_store_state(frm_slot *s, uint32_t v) {
+    MemoryBarrier();
+    *(volatile uint32_t *)&s->state = v;
+}
+static inline uint32_t shmp_load_flags(uint32_t *f) {
+    uint32_t v = *(volatile uint32_t *)f;
+    MemoryBarrier();
+    return v;
+}
+#else
 static inline uint64_t frm_load_latest(frm_ctrl *c) {
     return __atomic_load_n(&c->latest, __ATOMIC_ACQUIRE);
 }
@@ -65,5 +104,7 @@ static inline void frm_store_state(frm_slot *s, uint32_t v) {
 static inline uint32_t shmp_load_flags(uint32_t *f) {
     return __atomic_load_n(f, __ATOMIC_ACQUIRE);
 }
+
+#endif /* _MSC_VER */
 
 #endif

@@ -9,6 +9,9 @@
  */
 #include "shm_platform.h"
 
+#define FRM_FORCE_INTERLOCKED 1 /* test the branch MSVC builds use */
+#include "frames.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,6 +427,31 @@ static void test_build_keeps_address(void) {
     shmp_detach(&s);
 }
 
+#define BUMPS 100000
+
+static DWORD WINAPI bump_seq(LPVOID p) {
+    for (int i = 0; i < BUMPS; i++) frm_bump_seq((frm_ctrl *)p);
+    return 0;
+}
+
+static void test_frames_interlocked(void) {
+    static frm_ctrl ctrl;
+    memset(&ctrl, 0, sizeof ctrl);
+    frm_store_latest(&ctrl, (5ull << 40) | 3u);
+    CHECK(frm_load_latest(&ctrl) == ((5ull << 40) | 3u));
+    frm_store_state(&ctrl.slots[2], FRM_COMPLETE);
+    CHECK(frm_load_state(&ctrl.slots[2]) == FRM_COMPLETE);
+    uint32_t flags = 6;
+    CHECK(shmp_load_flags(&flags) == 6);
+    HANDLE t[2];
+    for (int i = 0; i < 2; i++) t[i] = CreateThread(NULL, 0, bump_seq, &ctrl, 0, NULL);
+    CHECK(t[0] != NULL && t[1] != NULL);
+    WaitForMultipleObjects(2, t, TRUE, CHILD_TIMEOUT_MS);
+    CloseHandle(t[0]);
+    CloseHandle(t[1]);
+    CHECK(frm_load_seq(&ctrl) == 2u * BUMPS); /* no increment lost */
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -440,6 +468,7 @@ static const struct {
     {"pins", test_pins},
     {"remove", test_remove},
     {"build_keeps_address", test_build_keeps_address},
+    {"frames_interlocked", test_frames_interlocked},
 };
 
 int main(int argc, char **argv) {
