@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import numpy as np
-from shmimage import SharedImage, SharedMemory, SharedMemoryError
+from shmimage import NoFrameError, SharedImage, SharedMemory, SharedMemoryError
 
 WAIT = 30.0  # upper bound for any wait
 HOLD = 120.0  # how long a child that should be killed lives if nobody kills it
@@ -183,11 +183,24 @@ def publish_while_viewed(key: str, count: int, conn: Any) -> None:
 
 # --- torture -----------------------------------------------------------------
 
-TORTURE_SHAPES = [(240, 320), (120, 160, 4), (480, 640), (60, 80, 3)]
+STEADY_SHAPES = [(240, 320), (120, 160, 4), (480, 640), (60, 80, 3)]
+STEADY_CAPACITY = 480 * 640 * 4  # the largest steady frame: the store never grows
 
 
-def torture_writer(key: str, seconds: float, conn: Any) -> None:
-    """Publish frames that carry their generation, cycling shapes, half via loan()."""
+def torture_shape(generation: int, growing: bool) -> tuple:
+    """The shape of each generation's torture frame.
+
+    Steady frames cycle through shapes that all fit. Growing frames get larger
+    every 200 generations, up to 8x, then start over: the store grows ~5 times.
+    """
+    if not growing:
+        return STEADY_SHAPES[generation % len(STEADY_SHAPES)]
+    scale = 1 + (generation // 200) % 8
+    return (60 * scale, 80 * scale)
+
+
+def torture_writer(key: str, seconds: float, growing: bool, conn: Any) -> None:
+    """Publish frames that carry their generation, every other one through loan()."""
     image = SharedImage(key)
     published = 0
     try:
@@ -195,7 +208,7 @@ def torture_writer(key: str, seconds: float, conn: Any) -> None:
         generation = image.info().generation
         while time.monotonic() < deadline:
             generation += 1
-            shape = TORTURE_SHAPES[generation % len(TORTURE_SHAPES)]
+            shape = torture_shape(generation, growing)
             if generation % 2:
                 got = image.publish(gen_frame(shape, generation), timeout=WAIT)
             else:
@@ -212,28 +225,50 @@ def torture_writer(key: str, seconds: float, conn: Any) -> None:
         image.detach()
 
 
-def torture_reader(key: str, seconds: float, conn: Any) -> None:
-    """read() and view() as fast as possible; count frames, torn ones and regressions."""
+class TortureCounts:
+    """What a torture reader saw."""
+
+    def __init__(self, growing: bool) -> None:
+        self.growing = growing
+        self.last = 0
+        self.counts = dict.fromkeys(
+            ["frames", "views", "torn", "backwards", "changed_in_view", "no_frame"], 0
+        )
+
+    def saw(self, frame: np.ndarray, kind: str) -> int:
+        generation = frame_generation(frame)
+        self.counts[kind] += 1
+        self.counts["torn"] += generation < 1 or frame.shape != torture_shape(
+            generation, self.growing
+        )
+        self.counts["backwards"] += generation < self.last
+        self.last = max(self.last, generation)
+        return generation
+
+
+def _torture_round(image: SharedImage, seen: TortureCounts) -> None:
+    seen.saw(image.read(), "frames")
+    with image.view() as frame:
+        generation = seen.saw(frame, "views")
+        time.sleep(0.001)  # give the writer time to publish over the view
+        seen.counts["changed_in_view"] += frame_generation(frame) != generation
+
+
+def torture_reader(key: str, seconds: float, growing: bool, conn: Any) -> None:
+    """read() and view() as fast as possible; count frames, torn ones and regressions.
+
+    NoFrameError is counted, not fatal: see test_image_growth's known core bug.
+    """
     image = SharedImage(key)
-    counts = {"frames": 0, "views": 0, "torn": 0, "backwards": 0, "changed_in_view": 0}
-    last = 0
+    seen = TortureCounts(growing)
     try:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            generation = frame_generation(image.read())
-            counts["frames"] += 1
-            counts["torn"] += generation < 1
-            counts["backwards"] += generation < last
-            last = max(last, generation)
-            with image.view() as frame:
-                seen = frame_generation(frame)
-                counts["views"] += 1
-                counts["torn"] += seen < 1
-                counts["backwards"] += seen < last
-                last = max(last, seen)
-                time.sleep(0.001)  # give the writer time to publish over it
-                counts["changed_in_view"] += frame_generation(frame) != seen
-        conn.send(("ok", counts))
+            try:
+                _torture_round(image, seen)
+            except NoFrameError:
+                seen.counts["no_frame"] += 1
+        conn.send(("ok", seen.counts))
     except REPORTED as exc:
         conn.send(_error(exc))
     finally:
