@@ -310,6 +310,16 @@ int shmp_attach(shmp_seg *s, const char *name, int writable) {
     return 0;
 }
 
+/* The view alone keeps the section (and its name) alive until the process
+ * ends; everything else goes now. */
+int shmp_leave(shmp_seg *s) {
+    pins_drop_all(s);
+    close_handle(&s->map_handle);
+    close_handle(&s->mutex);
+    close_handle(&s->event);
+    return 0;
+}
+
 int shmp_detach(shmp_seg *s) {
     unmap_close(s);
     return 0;

@@ -256,6 +256,26 @@ static void test_lifetime_killed_holder(void) {
     CHECK_RC(shmp_attach(&b, name, 1), ENOENT);
 }
 
+static void test_leave_keeps_mapping(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "leave");
+    shmp_seg a, b;
+    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(shmp_attach(&b, name, 1), 0);
+    CHECK_RC(shmp_range_lock(&a, 0, 0), 0);
+    CHECK_RC(shmp_leave(&a), 0);
+    memcpy(shmp_data(&a), "still mapped", 13); /* the view stays valid and shared */
+    CHECK(memcmp(shmp_data(&b), "still mapped", 13) == 0);
+    CHECK_RC(shmp_range_lock(&b, 0, 1), 0); /* but its pins are gone */
+    shmp_close(&a);
+    shmp_detach(&b);
+    /* The name goes with the last handle, even while a left view remains. */
+    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(shmp_leave(&a), 0);
+    CHECK_RC(shmp_attach(&b, name, 1), ENOENT);
+    shmp_close(&a);
+}
+
 static void test_lock(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "lock");
@@ -461,6 +481,7 @@ static const struct {
     {"foreign_sections", test_foreign_sections},
     {"lifetime", test_lifetime},
     {"lifetime_killed_holder", test_lifetime_killed_holder},
+    {"leave_keeps_mapping", test_leave_keeps_mapping},
     {"lock", test_lock},
     {"lock_other_thread", test_lock_other_thread},
     {"abandoned_lock", test_abandoned_lock},
