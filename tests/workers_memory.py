@@ -11,7 +11,7 @@ import struct
 import time
 from typing import Any
 
-from shmimage import AccessMode, SharedMemory
+from shmimage import AccessMode, AlreadyExistsError, NotFoundError, SharedMemory
 
 SHM_DIR = "/dev/shm"
 WAIT = 30.0  # upper bound for any wait: a hung test fails instead of hanging
@@ -219,3 +219,45 @@ def increment_worker(key: str, rounds: int, start: Any) -> None:
             value = struct.unpack_from("<Q", mv, 0)[0]
             struct.pack_into("<Q", mv, 0, value + 1)
     shm.detach()
+
+
+# --- races ---------------------------------------------------------------------------
+
+
+def race_create(key: str, start: Any, stop: Any, conn: Any) -> None:
+    """Try to create at the same moment as others; the winner stays until told."""
+    shm = SharedMemory(key)
+    assert start.wait(WAIT)
+    try:
+        shm.create(4096)
+    except AlreadyExistsError:
+        conn.send("exists")
+        return
+    conn.send("created")
+    stop.wait(WAIT)
+    shm.detach()
+
+
+def churn(key: str, rounds: int, start: Any, conn: Any) -> None:
+    """Create-or-attach, use, detach, over and over, against other churners."""
+    counts = {"created": 0, "attached": 0, "missed": 0}
+    assert start.wait(WAIT)
+    for i in range(rounds):
+        shm = SharedMemory(key)
+        try:
+            shm.create(256)
+            counts["created"] += 1
+        except AlreadyExistsError:
+            try:
+                shm.attach()
+            except NotFoundError:
+                counts["missed"] += 1  # it went away between the two calls
+                continue
+            counts["attached"] += 1
+        if shm.size != 256:
+            raise AssertionError(f"size {shm.size}")
+        with shm.locked(timeout=WAIT), shm.data as mv:
+            mv[i % 256] = i % 251
+        assert shm.detach()
+    conn.send(counts)
+    conn.close()
