@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,30 +43,56 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", dest="sizes", action="append", type=_size, metavar="WxH",
                    help="frame size to measure instead of the defaults (repeatable)")
     p.add_argument("--runs", type=_runs, help=f"counted runs per figure (>= {MIN_RUNS})")
-    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--markdown", action="store_true",
+                   help="print a README results section (Markdown table) instead")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     skipped = optional.missing()
-    if args.plot and "matplotlib" in skipped:
-        print(f"shmimage bench: --plot needs matplotlib: {optional.INSTALL_HINT}", file=sys.stderr)
+    problem = _output_problem(args, skipped)
+    if problem:
+        print(f"shmimage bench: {problem}", file=sys.stderr)
         return 1
     settings = Settings.make(args.quick, args.sizes, args.runs)
     info = machine.describe()
     print(f"shmimage bench on {machine.one_line(info)}", file=sys.stderr, flush=True)
     results = Suite(settings, skipped).run()
     figures = build_figures(results, settings.sizes)
-    print(f"machine: {machine.one_line(info)}")
-    print(_method_line(settings))
-    print(report.markdown_table(figures) if args.markdown else report.table(figures, skipped))
-    if args.json:
-        doc = report.document(figures, results, _settings_json(settings), info)
-        report.write_json(args.json, doc)
-    if args.plot:
-        report.plot(args.plot, results, settings.sizes, machine.one_line(info))
+    if args.markdown:
+        print(report.markdown_section(figures, skipped, machine.one_line(info),
+                                      _method_line(settings), args.plot))
+    else:
+        print(f"machine: {machine.one_line(info)}")
+        print(_method_line(settings))
+        print(report.table(figures, skipped))
+    warning = machine.busy_warning(info)
+    if warning:
+        print(warning)
+    try:
+        if args.json:
+            doc = report.document(figures, results, _settings_json(settings), info)
+            report.write_json(args.json, doc)
+        if args.plot:
+            report.plot(args.plot, results, settings.sizes, machine.one_line(info))
+    except OSError as exc:
+        print(f"shmimage bench: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _output_problem(args: argparse.Namespace, skipped: dict[str, str]) -> str | None:
+    """Say so before a long run, not after it, when an output cannot be written."""
+    if args.plot and "matplotlib" in skipped:
+        return f"--plot needs matplotlib: {optional.INSTALL_HINT}"
+    for path in filter(None, (args.json, args.plot)):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            return f"cannot write {path}: no directory {folder}"
+        if os.path.isdir(path):
+            return f"cannot write {path}: it is a directory"
+    return None
 
 
 def _settings_json(settings: Settings) -> dict[str, object]:

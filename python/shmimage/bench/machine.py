@@ -47,6 +47,16 @@ def _load() -> float | None:
         return None
 
 
+def busy_warning(info: dict[str, Any]) -> str | None:
+    """A warning when other work competed for the CPUs while the suite ran."""
+    now, cores = _load(), info.get("cores") or 1
+    loads = [x for x in (info.get("load_average_1min"), now) if x is not None]
+    if not loads or max(loads) < cores / 2:
+        return None
+    return (f"warning: the machine was busy (load average up to {max(loads)} on {cores} "
+            "cores): every figure is noisier than on an idle machine")
+
+
 def one_line(info: dict[str, Any]) -> str:
     return (f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
             f"{info['os']}, Python {info['python']}, numpy {info['numpy']}, "
