@@ -151,7 +151,8 @@ def hold() -> None:
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored.
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGINT, signal.SIGTERM)}
     print("holding the segment; press Ctrl+C to release it", flush=True)
     try:
         while True:
@@ -159,7 +160,8 @@ def hold() -> None:
     except KeyboardInterrupt:
         print("released", flush=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def qt_image(args: argparse.Namespace) -> Any:

@@ -241,7 +241,7 @@ class Viewer:
         outer.pack(fill="both", expand=True)
         self.load_button = ttk.Button(outer, text=LOAD_TEXT, command=self.load_from_file)
         self.load_button.pack(fill="x")
-        box = ttk.Frame(outer, width=BOX[0], height=BOX[1])
+        box = ttk.Frame(outer, width=BOX[0] + 8, height=BOX[1] + 8)  # room for borders
         box.pack_propagate(False)
         box.pack(pady=6)
         self.label = ttk.Label(box, text=INTRO_TEXT, anchor="center", justify="center",
@@ -367,6 +367,14 @@ def json_tracer(stream: Any = None) -> Tracer:
     return trace
 
 
+def keep_signals_flowing(root: Any, interval_ms: int = 200) -> None:
+    """Python runs signal handlers only between Tk events; a timer makes sure there are some."""
+    def tick() -> None:
+        root.after(interval_ms, tick)
+
+    root.after(interval_ms, tick)
+
+
 def run_viewer(key: str, *, load: Path | None = None, geometry: str | None = None,
                live: bool = False, qt: bool = False, trace: bool = False) -> int:
     """Open one dialog and run it until its window closes, Ctrl+C or SIGTERM."""
@@ -378,6 +386,7 @@ def run_viewer(key: str, *, load: Path | None = None, geometry: str | None = Non
     store = QtStore(key) if qt else Store(key)
     viewer = Viewer(root, store, live_ok=not qt, trace=json_tracer() if trace else None)
     previous = signal.signal(signal.SIGTERM, lambda *_: root.after_idle(viewer.close))
+    keep_signals_flowing(root)
     try:
         viewer.announce()
         if load is not None:
