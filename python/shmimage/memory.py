@@ -135,8 +135,7 @@ class SharedMemory:
             raise
         if AccessMode(mode) == AccessMode.READ_ONLY:
             seg = self._reopen_read_only(seg, name)
-        self._seg = seg
-        self._ok()
+        self._adopt(seg)
 
     @staticmethod
     def _reopen_read_only(seg: "_shmcore.Segment", name: str) -> "_shmcore.Segment":
@@ -153,8 +152,16 @@ class SharedMemory:
         except SharedMemoryError as exc:
             self._failed(exc)
             raise
+        self._adopt(seg)
+
+    def _adopt(self, seg: "_shmcore.Segment") -> None:
         self._seg = seg
         self._ok()
+        # The lock is the hot path: while attached, lock/unlock are the
+        # compiled segment's own methods, with no Python frame in between.
+        seg.on_error = self._failed
+        self.lock = seg.lock  # type: ignore[method-assign]
+        self.unlock = seg.unlock  # type: ignore[method-assign]
 
     def detach(self) -> bool:
         """False when not attached; BufferError while views of `data` live."""
@@ -162,7 +169,9 @@ class SharedMemory:
         if seg is None:
             return False
         seg.detach()
+        seg.on_error = None
         self._seg = None
+        del self.lock, self.unlock
         return True
 
     @staticmethod
@@ -211,29 +220,19 @@ class SharedMemory:
     # -- the lock --
 
     def lock(self, timeout: Optional[float] = None) -> bool:
-        """Take the segment's process-shared mutex; False on timeout."""
-        seg = self._seg
-        if seg is None:
-            exc = LockError("not attached")
-            self._failed(exc)
-            raise exc
-        try:
-            return seg.lock(timeout)
-        except SharedMemoryError as exc:
-            self._failed(exc)
-            raise
+        """Take the segment's process-shared mutex; False on timeout.
+
+        (While attached, the instance's own `lock` is the segment's.)
+        """
+        exc = LockError("not attached")
+        self._failed(exc)
+        raise exc
 
     def unlock(self) -> None:
-        seg = self._seg
-        if seg is None:
-            exc = LockError("not attached")
-            self._failed(exc)
-            raise exc
-        try:
-            seg.unlock()
-        except SharedMemoryError as exc:
-            self._failed(exc)
-            raise
+        """Release the mutex; LockError when this thread does not hold it."""
+        exc = LockError("not attached")
+        self._failed(exc)
+        raise exc
 
     @property
     def owner_died(self) -> bool:

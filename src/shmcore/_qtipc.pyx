@@ -316,12 +316,14 @@ cdef class PosixSegment(QtSegment):
     cdef void *sem
     cdef bint made_shm
     cdef bint made_sem
+    cdef object sem_file_id
 
     def __cinit__(self, shm_name, sem_name):
         self.shm_name = os.fsencode(shm_name)
         self.sem_name = os.fsencode(sem_name)
         self.fd = -1
         self.sem = NULL
+        self.sem_file_id = None
 
     def __dealloc__(self):
         if self.locked:
@@ -384,9 +386,30 @@ cdef class PosixSegment(QtSegment):
             return
         check(qtipc_psem_open(self.sem_name, create, &self.sem, &made), "sem_open")
         self.made_sem = made
+        self.sem_file_id = self._sem_file_id()
+
+    def _sem_file_id(self):
+        """Where the name's semaphore lives on Linux (glibc keeps it in
+        /dev/shm/sem.NAME), or None where that cannot be seen."""
+        try:
+            st = os.stat(b"/dev/shm/sem." + self.sem_name.lstrip(b"/"))
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    cdef int _follow_name(self) except -1:
+        """Qt's create() unlinks and remakes the named semaphore: a handle to
+        the old one no longer excludes anyone, so reopen the name."""
+        if self.sem == NULL or self.sem_file_id is None:
+            return 0
+        if self._sem_file_id() != self.sem_file_id:
+            self._close_sem()
+            self.open_lock()
+        return 0
 
     cdef int _acquire(self, double timeout) except -1:
         cdef int err
+        self._follow_name()
         if self.sem == NULL:
             self.open_lock()
         with nogil:
@@ -404,9 +427,10 @@ cdef class PosixSegment(QtSegment):
         if self.sem != NULL:
             qtipc_psem_close(self.sem)
             self.sem = NULL
-        if self.made_sem:
-            qtipc_psem_unlink(self.sem_name)
-            self.made_sem = False
+        if self.made_sem and self._sem_file_id() == self.sem_file_id:
+            qtipc_psem_unlink(self.sem_name)  # only the one this object made
+        self.made_sem = False
+        self.sem_file_id = None
         return 0
 
     def close_lock(self) -> None:

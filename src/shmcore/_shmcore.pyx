@@ -1,5 +1,5 @@
 # cython: language_level=3
-# cython: boundscheck=False, wraparound=False
+# cython: boundscheck=False, wraparound=False, binding=False
 """Low-level shared memory segments: names mirror shm_platform.h's calls."""
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
 from libc.errno cimport (EACCES, EAGAIN, EBUSY, EEXIST, EFBIG, EINVAL, EMFILE, ENAMETOOLONG,
@@ -106,6 +106,7 @@ cdef class Segment:
     cdef Py_ssize_t exports
     cdef unsigned long lock_thread
     cdef public bint owner_died
+    cdef public object on_error
     cdef object __weakref__
 
     def __cinit__(self):
@@ -233,23 +234,26 @@ cdef class Segment:
     cdef int _lock(self, object timeout) except -1:
         cdef int died = 0
         cdef int rc
-        cdef int64_t ns
+        cdef int64_t ns = -1
+        if timeout is not None:
+            ns = timeout_ns(timeout)
         if not self.attached:
-            raise NotAttachedError("not attached")
+            return self._fail(NotAttachedError("not attached"))
         if not self.seg.writable:
-            raise LockError("a read-only mapping cannot take the lock")
+            return self._fail(LockError("a read-only mapping cannot take the lock"))
         rc = shmp_lock_try(&self.seg, &died)
         if rc == EBUSY:
             if self.lock_thread == PyThread_get_thread_ident():
-                raise LockError("this thread already holds the lock (it is not recursive)")
-            ns = timeout_ns(timeout)
+                return self._fail(
+                    LockError("this thread already holds the lock (it is not recursive)"))
             if ns == 0:
                 return 0
             with nogil:
                 rc = shmp_lock_wait(&self.seg, ns, &died)
             if rc == ETIMEDOUT:
                 return 0
-        check_lock(rc, "lock")
+        if rc:
+            self._check_lock(rc, "lock")
         self.lock_thread = PyThread_get_thread_ident()
         self.owner_died = died != 0
         return 1
@@ -257,13 +261,33 @@ cdef class Segment:
     def unlock(self):
         self._unlock()
 
+    cdef int _fail(self, exc) except -1:
+        """Raise `exc`, telling the owner first (Qt-style error state)."""
+        if self.on_error is not None:
+            self.on_error(exc)
+        raise exc
+
     cdef int _unlock(self) except -1:
+        cdef int rc
         if not self.attached:
-            raise NotAttachedError("not attached")
-        if self.lock_thread != PyThread_get_thread_ident():
-            raise LockError("the lock is not held by this thread")
-        check_lock(shmp_unlock(&self.seg), "unlock")
+            return self._fail(NotAttachedError("not attached"))
+        # The error-checking mutex itself refuses (EPERM) a thread that does
+        # not hold it.
+        if not self.lock_thread:
+            return self._fail(LockError("the lock is not held by this thread"))
+        rc = shmp_unlock(&self.seg)
+        if rc == EPERM:
+            return self._fail(LockError("the lock is not held by this thread"))
+        if rc:
+            self._check_lock(rc, "unlock")
         self.lock_thread = 0
+        return 0
+
+    cdef int _check_lock(self, int rc, str what) except -1:
+        try:
+            check_lock(rc, what)
+        except SharedMemoryError as exc:
+            return self._fail(exc)
         return 0
 
     @property

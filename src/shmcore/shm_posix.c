@@ -490,6 +490,18 @@ int shmp_remove(const char *name) {
 
 /* ---- the mutex ---- */
 
+/* getpid() is a system call in current glibc: cache it, per fork. */
+static uint32_t cached_pid;
+static void forget_pid(void) { cached_pid = 0; }
+static uint32_t my_pid(void) {
+    if (!cached_pid) {
+        static int registered;
+        if (!registered) registered = pthread_atfork(NULL, NULL, forget_pid) == 0;
+        cached_pid = (uint32_t)getpid();
+    }
+    return cached_pid;
+}
+
 static int took_lock(shmp_seg *s, int rc, int *owner_died) {
     *owner_died = 0;
 #if defined(SHMP_HAVE_ROBUST)
@@ -498,7 +510,7 @@ static int took_lock(shmp_seg *s, int rc, int *owner_died) {
         rc = pthread_mutex_consistent(&shmp_hdr(s)->mutex);
     }
 #endif
-    if (!rc) shmp_hdr(s)->lock_owner_pid = (uint32_t)getpid();
+    if (!rc) shmp_hdr(s)->lock_owner_pid = my_pid();
     return rc;
 }
 
