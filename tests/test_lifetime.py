@@ -17,6 +17,7 @@ from workers_memory import (
     create_and_hold,
     create_persistent_and_exit,
     forked_child,
+    forked_hold,
     has_pattern,
     hold_lock,
     shm_path,
@@ -306,6 +307,23 @@ def test_forked_child_leaves_parent_segment_alone(procs, unique_key, action: str
         assert has_pattern(other, 22)
     assert shm.detach()
     assert not os.path.exists(path)
+
+
+def test_forked_child_outliving_the_parents_detach(procs, unique_key) -> None:
+    key = unique_key()
+    shm = SharedMemory(key)
+    shm.create(64)
+    fork = multiprocessing.get_context("fork")
+    ready, stop = fork.Event(), fork.Event()
+    child = procs.start(forked_hold, [shm], ready, stop, method="fork")
+    assert ready.wait(WAIT)
+    assert shm.detach()
+    stop.set()
+    finish(child)
+    # Nobody is attached any more: the name is free, and gone once touched.
+    with pytest.raises(NotFoundError):
+        SharedMemory(key).attach()
+    assert not os.path.exists(shm_path(SharedMemory(key).native_key))
 
 
 # --- listing -----------------------------------------------------------------------

@@ -459,3 +459,15 @@ def test_keys_that_look_like_native_names(unique_key) -> None:
             other.attach()
     SharedMemory.remove(key)
     assert not os.path.exists(shm_path(SharedMemory(key).native_key))
+
+
+def test_read_only_attacher_can_be_the_last_to_leave(unique_key) -> None:
+    key = unique_key()
+    owner, reader = SharedMemory(key), SharedMemory(key)
+    owner.create(64)
+    path = shm_path(owner.native_key)
+    reader.attach(AccessMode.READ_ONLY)
+    assert owner.detach()
+    assert os.path.exists(path)
+    assert reader.detach()
+    assert not os.path.exists(path)

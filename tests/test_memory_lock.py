@@ -239,3 +239,36 @@ def test_producer_consumer_threads(unique_key, consumers: int, shared_object: bo
         for segment in segments:
             if segment is not producer:
                 assert segment.detach()
+
+
+def test_thread_that_exits_holding_the_lock(shm: SharedMemory) -> None:
+    """A holder thread that ends without unlocking counts as a dead owner."""
+    assert in_thread(lambda: shm.lock(timeout=WAIT)) is True
+    assert shm.lock(timeout=WAIT) is True
+    assert shm.owner_died is True
+    shm.unlock()
+    assert shm.lock(timeout=WAIT) is True
+    assert shm.owner_died is False
+    shm.unlock()
+
+
+@pytest.mark.parametrize("timeout", [-1, -0.5, float("nan")])
+def test_lock_with_bad_timeout(shm: SharedMemory, timeout: float) -> None:
+    with pytest.raises(ValueError):
+        shm.lock(timeout=timeout)
+    assert shm.lock(timeout=0) is True
+    shm.unlock()
+
+
+def test_second_object_in_the_holding_thread(shm: SharedMemory) -> None:
+    """Ownership is per thread: locking again through another object is refused."""
+    with SharedMemory(shm.key) as other:
+        other.attach()
+        assert shm.lock()
+        try:
+            with pytest.raises(LockError):
+                other.lock(timeout=5)
+        finally:
+            shm.unlock()
+        assert other.lock(timeout=0) is True
+        other.unlock()

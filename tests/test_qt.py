@@ -385,6 +385,22 @@ def test_publish_refuses_a_live_qt_segment(world: QtWorld, backend: str, image_a
     _remove_qt_posix_leak(world, backend)
 
 
+@BOTH
+def test_publisher_survives_qt_removing_the_semaphore(world: QtWorld, backend: str) -> None:
+    with QtSharedImage(world.key, backend=backend) as shared:
+        shared.publish(_gradient(20, 20, 12))
+        results = world.ctx.Queue()
+        proc = world.start(workers_qt.try_create, world.key, backend, results)
+        _, created, error = _get(results, world)
+        _finish(proc)
+        assert not created, error
+        second = _gradient(20, 20, 13)
+        shared.publish(second)  # same segment: takes the (reopened) semaphore
+        if backend == "posix":  # Qt unlinked the name; shmimage made it anew
+            assert (SHM_DIR / f"sem.{world.key}").exists()
+        np.testing.assert_array_equal(_qt_reads(world, backend), second)
+
+
 # -- the bytes -------------------------------------------------------------------
 
 

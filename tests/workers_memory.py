@@ -261,3 +261,11 @@ def churn(key: str, rounds: int, start: Any, conn: Any) -> None:
         assert shm.detach()
     conn.send(counts)
     conn.close()
+
+
+def forked_hold(box: list[SharedMemory], ready: Any, stop: Any) -> None:
+    """A forked child that keeps its inherited segment until told to go."""
+    if not box[0].is_attached:
+        raise AssertionError("the inherited object is not attached")
+    ready.set()
+    stop.wait(WAIT)

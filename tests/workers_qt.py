@@ -186,3 +186,16 @@ def stream_versions(path: str, versions: list[int], queue: Any) -> None:
         streams = {v: _stream(image, v) for v in versions}
         queue.put(("ok", _rgba(image), streams))
     _run(queue, body)
+
+
+def try_create(key: str, backend: str, queue: Any) -> None:
+    """A second Qt program's create() on a key in use: it fails, and Qt's
+    QSystemSemaphore (opened in Create mode) removes the semaphore on exit."""
+    def body() -> None:
+        _app()
+        memory = _memory(key, backend)
+        created = memory.create(16)
+        error = memory.errorString()
+        del memory
+        queue.put(("ok", created, error))
+    _run(queue, body)
