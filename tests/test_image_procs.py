@@ -5,15 +5,17 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
-from shmimage import NotFoundError, SharedImage
+from shmimage import NotFoundError, SharedImage, SharedMemory
 from workers_image import (
     WAIT,
     hold_loaded_file,
     load_from_memory,
+    publish_and_leave,
     publish_on_signal,
     read_on_request,
     shm_path,
@@ -254,3 +256,59 @@ def test_a_waiting_process_follows_growth(procs, unique_key) -> None:
         assert (status, generation) == ("ok", 2)
         np.testing.assert_array_equal(seen, big)
         finish(proc)
+
+
+def test_a_persistent_image_outlives_its_writer(procs, unique_key) -> None:
+    key = unique_key()
+    frame = pattern(30, 40, seed=8)
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    proc = procs.start(publish_and_leave, key, frame, True, child_end)
+    child_end.close()
+    assert receive(parent_end, "generation") == 1
+    finish(proc)
+    np.testing.assert_array_equal(SharedImage(key).load_from_memory(), frame)
+    SharedMemory.remove(key)
+    with pytest.raises(NotFoundError):
+        SharedImage(key).load_from_memory()
+
+
+def test_an_image_that_is_not_persistent_leaves_with_its_writer(procs, unique_key) -> None:
+    key = unique_key()
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    proc = procs.start(publish_and_leave, key, pattern(3, 4, seed=1), False, child_end)
+    child_end.close()
+    assert receive(parent_end, "generation") == 1
+    finish(proc)
+    with pytest.raises(NotFoundError):
+        SharedImage(key).load_from_memory()
+
+
+def test_wait_sleeps_instead_of_polling(unique_key) -> None:
+    with SharedImage(unique_key()) as image:
+        image.publish(np.zeros((4, 4), np.uint8))
+        cpu = time.process_time()
+        with pytest.raises(TimeoutError):
+            image.wait(timeout=1.0)
+        # CPU time, not wall time: a futex sleeper uses next to none of it.
+        assert time.process_time() - cpu < 0.25
+
+
+def test_wait_releases_the_gil(unique_key) -> None:
+    with SharedImage(unique_key()) as image, SharedImage(image.key) as waiter:
+        image.publish(np.zeros((4, 4), np.uint8))
+        assert waiter.info().generation == 1
+        woken: list = []
+        thread = threading.Thread(target=lambda: woken.append(waiter.wait(timeout=WAIT)))
+        thread.start()
+        try:
+            image.publish(np.ones((4, 4), np.uint8))  # would hang if wait() held the GIL
+        finally:
+            thread.join(WAIT)
+        assert not thread.is_alive() and woken == [2]
+
+
+def test_default_key_is_the_examples() -> None:
+    image = SharedImage()
+    assert image.key == "QSharedMemoryExample"
+    assert image.native_key == SharedMemory("QSharedMemoryExample").native_key
+    assert not image.is_attached

@@ -8,7 +8,9 @@ from shmimage import SharedImage
 from workers_image import (
     STEADY_CAPACITY,
     WAIT,
+    frame_generation,
     gen_frame,
+    loan_writer,
     torture_reader,
     torture_shape,
     torture_writer,
@@ -61,3 +63,27 @@ def test_readers_never_see_a_torn_frame(procs, unique_key, record_property, grow
     if growing and total["no_frame"]:
         pytest.xfail("known core bug (test_image_growth): NoFrameError while the store grows")
     assert total["no_frame"] == 0, report
+
+
+def test_two_writer_processes_take_turns(procs, unique_key) -> None:
+    key = unique_key()
+    shape, count = (240, 320), 300
+    with SharedImage(key) as image:
+        image.publish(gen_frame(shape, 1))
+        ends, writers = [], []
+        for _ in range(2):
+            parent_end, child_end = ctx.Pipe(duplex=False)
+            writers.append(procs.start(loan_writer, key, count, shape, child_end))
+            child_end.close()
+            ends.append(parent_end)
+        last = reads = 0
+        while any(w.is_alive() for w in writers) and reads < 100_000:
+            generation = frame_generation(image.read())
+            assert generation >= last, f"torn or older frame: {generation} after {last}"
+            last, reads = generation, reads + 1
+        assert [collect(end, "writer") for end in ends] == [count, count]
+        for proc in writers:
+            proc.join(WAIT)
+            assert proc.exitcode == 0
+        assert image.info().generation == 1 + 2 * count
+        assert frame_generation(image.read()) == 1 + 2 * count

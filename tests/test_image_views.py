@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -190,3 +191,18 @@ def test_reattach_after_detach(image: SharedImage) -> None:
         assert frame_generation(other.read()) == 1
         assert other.detach() is True
         assert frame_generation(other.read()) == 1  # the next call attaches again
+
+
+def test_a_waiting_publish_goes_ahead_when_a_view_closes(image: SharedImage) -> None:
+    results: list = []
+    with SharedImage(image.key) as a, SharedImage(image.key) as b, a.view():
+        publish_next(image)
+        with b.view():
+            publish_next(image)
+            thread = threading.Thread(
+                target=lambda: results.append(image.publish(gen_frame(SHAPE, 4), timeout=WAIT))
+            )
+            thread.start()
+        thread.join(WAIT)  # b's view closed: a slot is free again
+        assert not thread.is_alive() and results == [4]
+    assert frame_generation(image.read()) == 4

@@ -304,3 +304,30 @@ def die_inside_loan(key: str, shape: tuple, value: int, conn: Any) -> None:
         frame[: shape[0] // 2] = value
         conn.send("inside")
         time.sleep(HOLD)
+
+
+# --- more writers --------------------------------------------------------------
+
+
+def publish_and_leave(key: str, frame: np.ndarray, persistent: bool, conn: Any) -> None:
+    """Publish one frame and exit (detaching)."""
+    with SharedImage(key, persistent=persistent) as image:
+        conn.send(image.publish(frame))
+
+
+def loan_writer(key: str, count: int, shape: tuple, conn: Any) -> None:
+    """Publish `count` frames through loan(), each carrying its own generation.
+
+    Inside a loan the writer holds the segment's lock, so the generation its
+    frame gets is the current one plus one even with other writers around.
+    """
+    image = SharedImage(key)
+    try:
+        for _ in range(count):
+            with image.loan(shape, np.float32, timeout=WAIT) as frame:
+                frame.fill(image.info().generation + 1)
+        conn.send(("ok", count))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
