@@ -485,6 +485,8 @@ def test_missing_segment_is_not_found(world: QtWorld, backend: str) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         QtSharedImage("k", backend="dbus")
+    with pytest.raises(ValueError):
+        QtSharedImage("k", backend="windows")  # not on this OS
     with pytest.raises(InvalidKeyError):
         QtSharedImage("")
     with pytest.raises(InvalidKeyError):

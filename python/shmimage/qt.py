@@ -90,6 +90,14 @@ def windows_names(key: str) -> list[tuple[str, str]]:
             ("qipc_sharedmemory_" + suffix, "qipc_systemsem_" + suffix)]
 
 
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    on_windows = sys.platform == "win32"
+    if (backend == "windows") != on_windows and backend != "auto":
+        raise ValueError(f"Qt's {backend!r} backend does not exist on {sys.platform}")
+
+
 def _segments(key: str, backend: str) -> list[Any]:
     """Unopened segment objects to try, in order, for `backend`."""
     if backend == "sysv":
@@ -179,8 +187,7 @@ class QtSharedImage:
             raise TypeError(f"key must be a str, not {type(key).__name__}")
         if not key or "\x00" in key:
             raise InvalidKeyError(f"not a usable Qt key: {key!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        _check_backend(backend)
         if timeout is not None and timeout < 0:
             raise ValueError("timeout must be >= 0 or None")
         self.key = key
@@ -256,6 +263,7 @@ class QtSharedImage:
         """Remove a Qt segment left behind under `key` (Qt never unlinks POSIX
         segments; a killed Qt process leaves System V ones). True when one was
         removed; a System V segment still in use raises AlreadyExistsError."""
+        _check_backend(backend)
         removed = False
         if backend in ("auto", "posix") and sys.platform != "win32":
             removed |= _qtipc.remove_posix(*posix_names(key))
