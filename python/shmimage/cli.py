@@ -37,18 +37,16 @@ def read_input(path: str) -> Any:
 
 
 def frame_to_image(frame: Any) -> Any:
+    """A PIL image of the frame: 16-bit gray stays 16-bit, other non-uint8 frames become 8-bit."""
     from PIL import Image
 
-    if frame.dtype == "uint16" and frame.ndim == 2:
-        return Image.fromarray(frame, "I;16")
-    if frame.dtype != "uint8":
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.dtype != "uint8" and not (frame.dtype == "uint16" and frame.ndim == 2):
         from .viewer import to_rgba8
 
         frame = to_rgba8(frame)
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[:, :, 0]
-    modes = {2: "L", 3: "RGB", 4: "RGBA"}
-    return Image.fromarray(frame, modes[frame.ndim if frame.ndim == 2 else frame.shape[2]])
+    return Image.fromarray(frame)
 
 
 def write_frame(frame: Any, out: str) -> None:
@@ -153,8 +151,8 @@ def hold() -> None:
 
     # SIGINT too: a shell starts background jobs with SIGINT ignored.
     previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print("holding the segment; press Ctrl+C to release it", flush=True)
     try:
+        print("holding the segment; press Ctrl+C to release it", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
