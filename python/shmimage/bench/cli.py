@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from . import machine, optional, report
 from .build import build_figures
@@ -58,7 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.make(args.quick, args.sizes, args.runs)
     info = machine.describe()
     print(f"shmimage bench on {machine.one_line(info)}", file=sys.stderr, flush=True)
-    results = Suite(settings, skipped).run()
+    try:
+        with _sigterm_interrupts():
+            results = Suite(settings, skipped).run()
+    except KeyboardInterrupt:
+        print("shmimage bench: interrupted; nothing left behind", file=sys.stderr)
+        return 130
     figures = build_figures(results, settings.sizes)
     if args.markdown:
         print(report.markdown_section(figures, skipped, machine.one_line(info),
@@ -80,6 +88,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"shmimage bench: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl+C, so every segment the suite made is removed."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _output_problem(args: argparse.Namespace, skipped: dict[str, str]) -> str | None:

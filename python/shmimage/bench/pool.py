@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import signal
 import traceback
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ STOP = b"s"
 FAILED = b"e"
 #: Seconds to wait for any answer from a reader before declaring it stuck.
 TIMEOUT = 120.0
+JOIN_TIMEOUT = 10.0
 
 _shared_lock: Any = None
 
@@ -46,37 +48,46 @@ def load_role(path: str) -> type:
 
 
 def serve(conn: Connection, lock: Any) -> None:
-    """A reader process's main loop (module level, so spawn can find it)."""
+    """A reader process's main loop (module level, so spawn can find it).
+
+    It ends when the writer closes its end of the Pipe (or dies). Ctrl+C is
+    the writer's to handle: it then closes the Pipes.
+    """
     global _shared_lock
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _shared_lock = lock
     role: Any = None
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            break
-        command, args = message[0], message[1:]
-        if command == "exit":
-            break
-        try:
-            result = None
-            if command == "setup":
-                role = load_role(args[0])(**args[1])
-            elif command == "steps":
+    try:
+        while True:
+            command, *args = conn.recv()
+            if command == "steps":
                 conn.send(("ok", None))
                 _step_loop(conn, role)
                 continue
-            elif command == "call":
-                result = getattr(role, args[0])(conn, *args[1])
-            elif command == "teardown":
-                if role is not None:
-                    role.close()
-                role = None
+            try:
+                result, role = _control(command, args, role, conn)
+            except Exception:  # noqa: BLE001 - any failure goes back to the writer
+                conn.send(("error", traceback.format_exc()))
             else:
-                raise ValueError(f"unknown command {command!r}")
-            conn.send(("ok", result))
-        except Exception:  # noqa: BLE001 - any failure goes back to the writer
-            conn.send(("error", traceback.format_exc()))
+                conn.send(("ok", result))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        if role is not None:
+            role.close()
+
+
+def _control(command: str, args: list[Any], role: Any, conn: Connection) -> tuple[Any, Any]:
+    """Runs one control command; returns its result and the (new) role."""
+    if command == "setup":
+        return None, load_role(args[0])(**args[1])
+    if command == "call":
+        return getattr(role, args[0])(conn, *args[1]), role
+    if command == "teardown":
+        if role is not None:
+            role.close()
+        return None, None
+    raise ValueError(f"unknown command {command!r}")
 
 
 def _step_loop(conn: Connection, role: Any) -> None:
@@ -146,15 +157,12 @@ class Reader:
             pass
 
     def close(self) -> None:
-        try:
-            self.conn.send(("exit",))
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            pass
-        self.process.join(timeout=10)
+        """Closing the Pipe ends the reader, whatever it was waiting for."""
+        self.conn.close()
+        self.process.join(timeout=JOIN_TIMEOUT)
         if self.process.is_alive():
             self.process.kill()
-            self.process.join(timeout=10)
-        self.conn.close()
+            self.process.join(timeout=JOIN_TIMEOUT)
 
 
 class ReaderPool:

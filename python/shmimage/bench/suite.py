@@ -9,7 +9,7 @@ from typing import TextIO
 
 from .frames import SIZES, parse_size
 from .measure import FAN_OUT, Measurements, Step
-from .pool import ReaderError, ReaderPool
+from .pool import ReaderPool
 from .timing import Repeats
 
 
@@ -91,8 +91,8 @@ class Suite:
             got = step.run()
         except Exception as exc:  # noqa: BLE001 - one broken method must not end the suite
             self._fail(step, exc, stream)
-            if isinstance(exc, ReaderError) and self._pool is not None:
-                self._pool.close()  # its Pipes may be out of step; start afresh
+            if self._pool is not None:
+                self._pool.close()  # its Pipes may be out of step: start afresh
                 self._pool = None
             return
         if step.once:
