@@ -16,6 +16,7 @@ from workers_image import (
     hold_view,
     publish_while_viewed,
     shm_path,
+    view_in_forked_child,
 )
 
 ctx = multiprocessing.get_context("spawn")
@@ -206,3 +207,27 @@ def test_a_waiting_publish_goes_ahead_when_a_view_closes(image: SharedImage) -> 
         thread.join(WAIT)  # b's view closed: a slot is free again
         assert not thread.is_alive() and results == [4]
     assert frame_generation(image.read()) == 4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: pins are open-file-description locks on a descriptor a forked child "
+    "shares with its parent, so the parent's unpin also drops the child's pin and the "
+    "writer overwrites the child's view",
+)
+def test_a_view_in_a_forked_child_stays_pinned(image: SharedImage, procs) -> None:
+    fork = multiprocessing.get_context("fork")
+    pinned, go = fork.Event(), fork.Event()
+    parent_end, child_end = fork.Pipe(duplex=False)
+    image.read()  # attached before the fork: the child inherits the store
+    proc = procs.start(view_in_forked_child, image, pinned, go, child_end, method="fork")
+    child_end.close()
+    assert pinned.wait(WAIT), "the child did not open its view"
+    image.read()  # pins and unpins the child's slot through the shared descriptor
+    with SharedImage(image.key) as writer:
+        for _ in range(6):
+            publish_next(writer, timeout=5)
+    go.set()
+    seen = receive(parent_end, "generation in the child's view")
+    finish(proc)
+    assert seen == 1

@@ -331,3 +331,12 @@ def loan_writer(key: str, count: int, shape: tuple, conn: Any) -> None:
         conn.send(_error(exc))
     finally:
         image.detach()
+
+
+def view_in_forked_child(image: SharedImage, pinned: Any, go: Any, conn: Any) -> None:
+    """In a forked child, through the parent's SharedImage: hold a view until told."""
+    with image.view() as frame:
+        pinned.set()
+        if not go.wait(WAIT):
+            raise TimeoutError("never told to look again")
+        conn.send(frame_generation(frame))
