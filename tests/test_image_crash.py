@@ -130,6 +130,13 @@ def test_writer_killed_inside_loan(procs, unique_key, first: bool) -> None:
         proc = procs.start(die_inside_loan, key, shape, 7, child_end)
         child_end.close()
         assert receive(parent_end, "loan state") == "inside"
+        if first:  # a frame being written by a live writer is not torn, just not there yet
+            with pytest.raises(NoFrameError):
+                image.read()
+        else:  # readers do not wait for the writer
+            assert assert_latest_is_complete(image, 1) == 1
+        with pytest.raises(TimeoutError):  # the writer holds the segment's lock
+            image.publish(gen_frame(shape, 99), timeout=0.3)
         kill(proc)
         if first:
             with pytest.raises(TornFrameError):
