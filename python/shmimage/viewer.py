@@ -265,7 +265,7 @@ class Viewer:
     def announce(self) -> None:
         """Tell a script (or a test) what the window is once it is on screen."""
         self.root.update_idletasks()
-        self.trace(event="ready", title=self.root.title(), window=int(self.root.wm_frame(), 16),
+        self.trace(event="ready", title=self.root.title(), geometry=self.root.winfo_geometry(),
                    buttons=[self.load_button.cget("text"), self.display_button.cget("text")],
                    label=self.label.cget("text"), live=self.live_check.cget("text"))
 

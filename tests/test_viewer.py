@@ -1,0 +1,257 @@
+"""The Tk viewer: its pixel helpers, and real windows on Xvfb driven with xdotool."""
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from shmimage import SharedImage
+from shmimage.sample import SAMPLE_PATH
+from shmimage.viewer import (
+    ATTACH_FAILED_TEXT,
+    DISPLAY_TEXT,
+    INTRO_TEXT,
+    LIVE_TEXT,
+    LOAD_TEXT,
+    NOT_IMAGE_TEXT,
+    SELECT_TEXT,
+    TITLE,
+    fit_size,
+    image_filetypes,
+    to_ppm,
+    to_rgba8,
+)
+from workers_cli import (
+    Events,
+    cli_env,
+    find_image,
+    missing_x_tools,
+    one_line_error,
+    press,
+    run_cli,
+    sample_rgb,
+    screenshot,
+    segment_exists,
+    solid,
+    start_cli,
+    start_xvfb,
+    stop,
+    type_text,
+    wait_for_image,
+    wait_for_windows,
+    windows_named,
+    x_run,
+)
+
+LEFT, RIGHT = "+40+60", "+500+60"
+
+
+# ---- pixel helpers (no display needed) -------------------------------------------------
+
+@pytest.mark.parametrize("frame, expected", [
+    (np.full((2, 3), 7, np.uint8), [7, 7, 7, 255]),
+    (np.full((2, 3, 1), 9, np.uint8), [9, 9, 9, 255]),
+    (np.full((2, 3, 3), (1, 2, 3), np.uint8), [1, 2, 3, 255]),
+    (np.full((2, 3, 4), (1, 2, 3, 4), np.uint8), [1, 2, 3, 4]),
+    (np.full((2, 3), 0x1234, np.uint16), [0x12, 0x12, 0x12, 255]),
+    (np.full((2, 3, 3), (0.0, 0.5, 2.0), np.float32), [0, 128, 255, 255]),
+])
+def test_to_rgba8_handles_every_frame_kind(frame, expected):
+    rgba = to_rgba8(frame)
+    assert rgba.shape == (2, 3, 4) and rgba.dtype == np.uint8
+    assert rgba[1, 2].tolist() == expected
+
+
+def test_to_rgba8_refuses_what_it_cannot_show():
+    from shmimage import InvalidImageError
+
+    with pytest.raises(InvalidImageError):
+        to_rgba8(np.zeros((2, 3), np.int64))
+    with pytest.raises(InvalidImageError):
+        to_rgba8(np.zeros((2, 3, 2), np.uint8))
+
+
+def test_fit_size_keeps_aspect_and_fills_the_box():
+    assert fit_size(400, 300, (400, 300)) == (400, 300)
+    assert fit_size(800, 300, (400, 300)) == (400, 150)
+    assert fit_size(10, 20, (400, 300)) == (150, 300)
+    assert fit_size(5000, 1, (400, 300)) == (400, 1)
+
+
+def test_to_ppm_is_a_p6_image_of_the_fitted_size():
+    data, size = to_ppm(np.zeros((600, 800, 4), np.uint8))
+    assert size == (400, 300)
+    assert data.startswith(b"P6 400 300 255\n")
+    assert len(data) == len(b"P6 400 300 255\n") + 400 * 300 * 3
+
+
+def test_file_dialog_offers_what_pillow_reads():
+    (name, patterns), (other, everything) = image_filetypes()
+    assert (name, other) == ("Images", "All files")
+    for ext in ("*.png", "*.xpm", "*.jpg", "*.bmp", "*.gif", "*.tif"):
+        assert ext in patterns.split()
+    assert everything == "*"
+
+
+# ---- real windows ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    missing = missing_x_tools()
+    if missing:
+        reason = f"driving real windows needs {', '.join(missing)} (Xvfb, xdotool, ImageMagick)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must install them: {reason}")
+        pytest.skip(reason)
+    xvfb, name = start_xvfb()
+    try:
+        yield name
+    finally:
+        stop(xvfb)
+
+
+class Viewer:
+    """One `shmimage viewer --trace` process and its X window."""
+
+    def __init__(self, display: str, key: str, geometry: str, *extra: str) -> None:
+        before = set(windows_named(display, TITLE))
+        self.display = display
+        self.proc = start_cli("viewer", "--key", key, "--geometry", geometry, "--trace",
+                              *extra, env=cli_env(DISPLAY=display))
+        self.events = Events(self.proc.stdout)
+        self.ready = self.events.event("ready")
+        found = wait_for_windows(display, TITLE, len(before) + 1)
+        (self.window,) = set(found) - before
+
+    def keys(self, *keys: str) -> None:
+        press(self.display, self.window, *keys)
+
+    def close(self) -> int:
+        return stop(self.proc, signal.SIGTERM)
+
+
+@pytest.fixture
+def viewers(display: str) -> Iterator[list[Viewer]]:
+    opened: list[Viewer] = []
+    try:
+        yield opened
+    finally:
+        for viewer in opened:
+            viewer.close()
+
+
+def choose_file(display: str, path: str) -> None:
+    """Type a path into Tk's open-file dialog, as a person would, and confirm."""
+    (dialog,) = wait_for_windows(display, SELECT_TEXT, 1)
+    type_text(display, dialog, path)
+    press(display, dialog, "Return")
+
+
+def test_the_example_two_viewers_by_keyboard(display, viewers, unique_key):
+    key = unique_key("viewer")
+    first = Viewer(display, key, LEFT)
+    viewers.append(first)
+    second = Viewer(display, key, RIGHT)
+    viewers.append(second)
+    for viewer in (first, second):
+        assert viewer.ready["title"] == TITLE
+        assert viewer.ready["buttons"] == [LOAD_TEXT, DISPLAY_TEXT]
+        assert viewer.ready["label"] == INTRO_TEXT
+        assert viewer.ready["live"] == LIVE_TEXT
+        assert x_run(display, "xdotool", "getwindowname", viewer.window).strip() == TITLE
+
+    first.keys("space")  # the top button has the focus from the start
+    first.events.event("status", text=SELECT_TEXT)
+    choose_file(display, str(SAMPLE_PATH))
+    loaded = first.events.event("image", source="file")
+    assert (loaded["width"], loaded["height"]) == (400, 300)
+
+    second.keys("Tab")
+    second.events.event("focus", widget=DISPLAY_TEXT)
+    second.keys("space")
+    shown = second.events.event("image", source="memory")
+    assert shown["shown"] == [400, 300]
+
+    places = wait_for_image(display, sample_rgb(), 2)
+    assert len(places) == 2, "the sample should be on screen in both windows"
+    assert sorted(x < 500 for _, x in places) == [False, True]
+
+    assert first.close() == 0 and second.close() == 0
+    assert not segment_exists(key)
+
+
+def test_error_texts_and_tab_order(display, viewers, unique_key, tmp_path):
+    key = unique_key("viewer-err")
+    viewer = Viewer(display, key, LEFT)
+    viewers.append(viewer)
+    viewer.keys("Tab")
+    viewer.events.event("focus", widget=DISPLAY_TEXT)
+    viewer.keys("Tab")
+    viewer.events.event("focus", widget=LIVE_TEXT)
+    viewer.keys("shift+Tab")
+    viewer.events.event("focus", widget=DISPLAY_TEXT)
+    viewer.keys("space")
+    viewer.events.event("status", text=ATTACH_FAILED_TEXT)
+
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("plain text, not pixels")
+    viewer.keys("shift+Tab")
+    viewer.events.event("focus", widget=LOAD_TEXT)
+    viewer.keys("space")
+    viewer.events.event("status", text=SELECT_TEXT)
+    choose_file(display, str(not_an_image))
+    viewer.events.event("status", text=NOT_IMAGE_TEXT)
+    assert not segment_exists(key)
+    assert viewer.close() == 0
+
+
+def test_live_mode_redraws_every_frame_and_stays_responsive(display, viewers, unique_key):
+    key = unique_key("viewer-live")
+    viewer = Viewer(display, key, LEFT)
+    viewers.append(viewer)
+    viewer.keys("Tab", "Tab", "space")
+    viewer.events.event("live", on=True)
+    with SharedImage(key) as image:
+        for colour in [(200, 30, 40), (20, 160, 60), (30, 40, 210)]:
+            generation = image.publish(solid(colour))
+            viewer.events.event("image", source="live", generation=generation)
+            assert find_image(screenshot(display), solid(colour)[..., :3]), colour
+        viewer.keys("shift+Tab")  # the window still answers the keyboard while live
+        viewer.events.event("focus", widget=DISPLAY_TEXT)
+    assert viewer.close() == 0
+    assert not segment_exists(key)
+
+
+def window_at(display: str, windows: list[str], x: int) -> str:
+    for window in windows:
+        if f"Position: {x}," in x_run(display, "xdotool", "getwindowgeometry", window):
+            return window
+    raise AssertionError(f"no window at x={x}")
+
+
+def test_demo_opens_two_viewers_with_the_sample_loaded(display, unique_key):
+    key = unique_key("demo")
+    before = set(windows_named(display, TITLE))
+    demo = start_cli("demo", "--key", key, "--trace", env=cli_env(DISPLAY=display))
+    try:
+        events = Events(demo.stdout)
+        events.event("image", source="file")
+        windows = sorted(set(wait_for_windows(display, TITLE, len(before) + 2)) - before)
+        places = wait_for_image(display, sample_rgb(), 1)
+        assert len(places) == 1 and places[0][1] < 500
+        right = window_at(display, windows, 500)
+        press(display, right, "Tab", "space")
+        events.event("image", source="memory")
+        assert len(wait_for_image(display, sample_rgb(), 2)) == 2
+    finally:
+        code = stop(demo, signal.SIGINT)
+    assert code == 0
+    assert not segment_exists(key)
+
+
+def test_viewer_without_a_display_is_one_line(unique_key):
+    result = run_cli("viewer", "--key", unique_key("nodisplay"))
+    assert result.returncode == 1
+    assert "DISPLAY" in one_line_error(result)
