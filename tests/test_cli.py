@@ -193,3 +193,28 @@ def test_main_returns_exit_codes_in_process(capsys):
     assert main(["no-such-command"]) == 2
     assert main(["rm", "shmi-test-never-created-key"]) == 1
     assert capsys.readouterr().err.count("\n") >= 2
+
+
+def test_qt_put_and_get_speak_qts_format(unique_key, tmp_path):
+    qt = pytest.importorskip("shmimage.qt", reason="the Qt format module is not built")
+    key = unique_key("qt")
+    proc = start_cli("put", str(SAMPLE_PATH), "--key", key, "--qt")
+    try:
+        Lines(proc.stdout).expect(lambda line: line.startswith("holding"))
+        got = run_cli("get", "--key", key, "--qt", "-o", str(tmp_path / "qt.png"))
+        assert got.returncode == 0, got.stderr
+        assert np.array_equal(decode(tmp_path / "qt.png"), load_sample())
+        assert not segment_exists(key), "--qt must not touch shmimage's own segment"
+    finally:
+        code = stop(proc, signal.SIGINT)
+        leftover = qt.QtSharedImage.remove(key)
+    assert code == 0 and not leftover
+    after = run_cli("get", "--key", key, "--qt", "-o", str(tmp_path / "none.png"))
+    assert after.returncode == 1
+    assert "no Qt shared memory segment" in one_line_error(after)
+
+
+def test_qt_put_refuses_persist():
+    result = run_cli("put", str(SAMPLE_PATH), "--qt", "--persist", "--key", "shmi-test-qt-nop")
+    assert result.returncode == 1
+    assert "--persist" in one_line_error(result)

@@ -224,6 +224,27 @@ def test_live_mode_redraws_every_frame_and_stays_responsive(display, viewers, un
     assert not segment_exists(key)
 
 
+def test_qt_mode_exchanges_images_with_qts_format(display, viewers, unique_key, tmp_path):
+    qt = pytest.importorskip("shmimage.qt", reason="the Qt format module is not built")
+    key = unique_key("viewer-qt")
+    try:
+        publisher = Viewer(display, key, LEFT, "--qt", "--load", str(SAMPLE_PATH))
+        viewers.append(publisher)
+        publisher.events.event("image", source="file")
+        got = run_cli("get", "--key", key, "--qt", "-o", str(tmp_path / "from-viewer.png"))
+        assert got.returncode == 0, got.stderr
+
+        reader = Viewer(display, key, RIGHT, "--qt")
+        viewers.append(reader)
+        reader.keys("Tab", "space")
+        reader.events.event("image", source="memory")
+        assert len(wait_for_image(display, sample_rgb(), 2)) == 2
+        assert publisher.close() == 0 and reader.close() == 0
+    finally:
+        leftover = qt.QtSharedImage.remove(key)
+    assert not leftover
+
+
 def window_at(display: str, windows: list[str], x: int) -> str:
     for window in windows:
         if f"Position: {x}," in x_run(display, "xdotool", "getwindowgeometry", window):

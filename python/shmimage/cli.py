@@ -173,11 +173,12 @@ def qt_image(args: argparse.Namespace) -> Any:
 def put_qt(args: argparse.Namespace, source: Any) -> int:
     if args.persist:
         raise CliError("--persist does not apply to Qt segments")
-    from .viewer import decode_file
-
-    pixels = decode_file(str(source)) if isinstance(source, Path) else source
     with qt_image(args) as target:
-        target.publish(pixels)
+        if isinstance(source, Path):
+            pixels = target.load_from_file(source)
+        else:
+            target.publish(source)
+            pixels = source
         print(f"published {args.path} as {describe(pixels.shape, pixels.dtype)} in Qt's "
               f"format under key '{args.key}'", flush=True)
         hold()

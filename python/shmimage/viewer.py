@@ -126,27 +126,15 @@ class QtStore(Store):
     def publish_file(self, path: str) -> np.ndarray:
         from .qt import QtSharedImage
 
-        pixels = decode_file(path)
         if self._publisher is None:
             self._publisher = QtSharedImage(self.key)
-        self._publisher.publish(pixels)
-        return pixels
+        return self._publisher.load_from_file(path)
 
     def read_once(self) -> np.ndarray:
         from .qt import QtSharedImage
 
         with QtSharedImage(self.key) as source:
             return source.read()
-
-
-def decode_file(path: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGBA")).copy()
-    except (UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise InvalidImageError(f"{path}: not an image ({exc})") from exc
 
 
 class LiveFeed:
@@ -230,6 +218,13 @@ class Viewer:
         self._closed = False
         self._build(live_ok)
         root.protocol("WM_DELETE_WINDOW", self.close)
+        root.report_callback_exception = self._unexpected
+
+    def _unexpected(self, kind: type, error: BaseException, _tb: Any) -> None:
+        """A bug must not end in a traceback dump: one line on stderr and in the label."""
+        line = f"{kind.__name__}: {error}"
+        print(f"shmimage viewer: error: {line}", file=sys.stderr, flush=True)
+        self.set_text(line)
 
     def _build(self, live_ok: bool) -> None:
         import tkinter as tk
