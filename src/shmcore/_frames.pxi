@@ -178,14 +178,42 @@ cdef class FrameStore:
 
     cdef FrameStore _grow(self, uint64_t nbytes):
         """A larger store under the same name; call with the lock held."""
-        new = FrameStore.build(max(nbytes, self.capacity * 2 if nbytes < self.capacity * 2
+        cdef FrameStore new = FrameStore.build(max(nbytes, self.capacity * 2 if nbytes < self.capacity * 2
                                    else nbytes), self.segment.key.encode(),
                                self.segment.persistent, self.nslots,
                                self.ctrl.last_generation)
-        new.segment.swap(self.segment)
+        try:
+            new._carry_latest(self)
+            new.segment.swap(self.segment)
+        except BaseException:
+            new.segment.discard()
+            raise
         frm_bump_seq(self.ctrl)
         shmp_wake(&self.segment.seg, &self.ctrl.seq)
         return new
+
+    cdef int _carry_latest(self, FrameStore old) except -1:
+        """Copy `old`'s latest frame into slot 0 of this unnamed store, so
+        readers that follow the swap never find it empty."""
+        cdef uint64_t latest = frm_load_latest(old.ctrl)
+        cdef int src
+        if latest == 0:
+            return 0
+        src = <int>(latest & 0xff) - 1
+        if src < 0 or src >= old.nslots:
+            return 0
+        meta = old._meta(src)
+        self._reserve(0)
+        nbytes = meta[1].itemsize
+        for n in meta[0]:
+            nbytes *= n
+        cdef size_t length = nbytes
+        with nogil:
+            shmp_copy(self.slots, old.slots + src * old.capacity, length, COPY_THREADS)
+        memcpy(&self.ctrl.slots[0], &old.ctrl.slots[src], sizeof(frm_slot))
+        self.ctrl.slots[0].reserved = 1
+        frm_store_latest(self.ctrl, (latest >> 8) << 8 | 1)
+        return 0
 
     cdef int _claim(self, object timeout) except -1:
         """An exclusive slot: never the latest, never one pinned by a reader."""
