@@ -57,7 +57,7 @@ esac
 
 step "suite against the installed wheel"
 python -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install -q "$wheel[test]"
+"$work/venv/bin/python" -m pip install -q "${wheel}[test]"
 mkdir "$work/run"
 cp -r tests "$work/run/tests"
 cp pyproject.toml "$work/run/" # pytest's settings only: there is no package source here
