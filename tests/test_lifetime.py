@@ -20,6 +20,7 @@ from workers_memory import (
     forked_hold,
     has_pattern,
     hold_lock,
+    lock_and_return,
     shared_machine,
     shm_path,
     write_pattern,
@@ -100,6 +101,17 @@ def test_dead_holder_does_not_make_lock_recursive(procs, unique_key) -> None:
         assert shm.lock(timeout=WAIT)
         with pytest.raises(LockError):
             shm.lock()
+        shm.unlock()
+
+
+def test_holder_that_exits_normally_holding_the_lock(procs, unique_key) -> None:
+    key = unique_key()
+    with SharedMemory(key) as shm:
+        shm.create(64)
+        finish(procs.start(lock_and_return, key))
+        assert shm.lock(timeout=WAIT) is True
+        with shm.data as mv:
+            assert mv[0] == 1
         shm.unlock()
 
 

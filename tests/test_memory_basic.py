@@ -471,3 +471,50 @@ def test_read_only_attacher_can_be_the_last_to_leave(unique_key) -> None:
     assert os.path.exists(path)
     assert reader.detach()
     assert not os.path.exists(path)
+
+
+# --- no leaks of descriptors or mappings -------------------------------------------
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _mappings() -> int:
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_no_descriptor_or_mapping_leaks(unique_key) -> None:
+    key = unique_key()
+    for _ in range(3):  # warm up whatever is allocated once
+        with SharedMemory(key) as shm:
+            shm.create(4096)
+    fds, maps = _open_fds(), _mappings()
+    for i in range(300):
+        with SharedMemory(key) as shm, SharedMemory(key) as other:
+            shm.create(4096 + i)
+            other.attach()
+            assert other.lock(timeout=0)
+            other.unlock()
+        with pytest.raises(NotFoundError):
+            SharedMemory(key).attach()
+    assert _open_fds() == fds
+    assert _mappings() == maps
+
+
+def test_many_objects_on_one_segment(unique_key) -> None:
+    key = unique_key()
+    owner = SharedMemory(key)
+    owner.create(64)
+    path = shm_path(owner.native_key)
+    others = [SharedMemory(key) for _ in range(200)]
+    for shm in others:
+        shm.attach()
+    assert owner.detach()
+    for shm in others[:-1]:
+        assert shm.detach()
+        assert os.path.exists(path)
+    assert others[-1].detach()
+    assert not os.path.exists(path)

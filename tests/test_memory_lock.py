@@ -1,12 +1,20 @@
 """The segment's process-shared lock, exercised from threads of one process."""
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
-from shmimage import AccessMode, ErrorCode, LockError, SharedMemory
+from shmimage import (
+    AccessMode,
+    AlreadyExistsError,
+    ErrorCode,
+    LockError,
+    NotFoundError,
+    SharedMemory,
+)
 from workers_memory import WAIT, consume, produce
 
 
@@ -272,3 +280,64 @@ def test_second_object_in_the_holding_thread(shm: SharedMemory) -> None:
             shm.unlock()
         assert other.lock(timeout=0) is True
         other.unlock()
+
+
+def _try_lock(segment: SharedMemory) -> tuple[bool, bool]:
+    """lock(timeout=0) and unlock again: (got it, owner_died)."""
+    got = segment.lock(timeout=0)
+    died = segment.owner_died
+    if got:
+        segment.unlock()
+    return got, died
+
+
+def test_dropping_a_holder_releases_the_lock(shm: SharedMemory) -> None:
+    holder = SharedMemory(shm.key)
+    holder.attach()
+    assert holder.lock()
+    del holder
+    gc.collect()
+    assert in_thread(lambda: _try_lock(shm)) == (True, False)
+
+
+def test_detach_after_the_holding_thread_ended(shm: SharedMemory) -> None:
+    """The object holds the lock through a thread that is gone: detach still works."""
+    holder = SharedMemory(shm.key)
+    holder.attach()
+    assert in_thread(lambda: holder.lock(timeout=WAIT)) is True
+    assert holder.detach() is True
+    assert in_thread(lambda: _try_lock(shm))[0] is True
+
+
+def test_threads_churning_one_name(unique_key) -> None:
+    """Create-or-attach, lock, detach from several threads at once."""
+    key = unique_key()
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        try:
+            for _ in range(150):
+                shm = SharedMemory(key)
+                try:
+                    shm.create(128)
+                except AlreadyExistsError:
+                    try:
+                        shm.attach()
+                    except NotFoundError:
+                        continue
+                assert shm.size == 128
+                with shm.locked(timeout=WAIT):
+                    pass
+                assert shm.detach()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 2)
+        assert not thread.is_alive()
+    assert not errors, errors
+    with pytest.raises(NotFoundError):
+        SharedMemory(key).attach()

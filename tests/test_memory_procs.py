@@ -9,6 +9,7 @@ from workers_memory import (
     WAIT,
     attach_read_only,
     attach_read_write,
+    check_last_byte,
     consumer_worker,
     has_pattern,
     increment_worker,
@@ -96,3 +97,19 @@ def test_lock_excludes_other_processes(procs, unique_key) -> None:
             finish(child)
         with shm.data as mv:
             assert int.from_bytes(mv[:8], "little") == (workers + 1) * rounds
+
+
+def test_large_segment_across_processes(procs, unique_key) -> None:
+    key = unique_key()
+    size = 64 * 1024 * 1024 + 3
+    with SharedMemory(key) as shm:
+        shm.create(size)
+        with shm.data as mv:
+            mv[0] = 7
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = procs.start(check_last_byte, key, child_end)
+        child_end.close()
+        assert receive(parent_end, "facts") == (size, 0, 7)
+        finish(proc)
+        with shm.data as mv:
+            assert mv[-1] == 0x5A

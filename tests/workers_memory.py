@@ -275,3 +275,21 @@ def shared_machine() -> bool:
     """True off CI: other people's runs may touch (and reclaim) names meanwhile."""
     flag = os.environ.get("SHMIMAGE_STRICT_SHM", os.environ.get("CI", ""))
     return flag.lower() in ("", "0", "false", "no")
+
+
+def lock_and_return(key: str) -> None:
+    """Take the lock and simply return: the interpreter exits holding it."""
+    shm = SharedMemory(key)
+    shm.attach()
+    assert shm.lock(timeout=WAIT)
+    shm.data[0] = 1
+
+
+def check_last_byte(key: str, conn: Any) -> None:
+    shm = SharedMemory(key)
+    shm.attach()
+    with shm.data as mv:
+        conn.send((shm.size, mv[-1], mv[0]))
+        mv[-1] = 0x5A
+    conn.close()
+    shm.detach()
