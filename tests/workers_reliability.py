@@ -312,3 +312,48 @@ def stepped_creator(key: str) -> None:
     image.detach()
     print("done", flush=True)
     sys.stdin.readline()
+
+
+# --- 7: another user ------------------------------------------------------------------
+
+
+def drop_to(uid: int) -> None:
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
+def try_as_user(key: str, uid: int, conn: Any) -> None:
+    """As `uid`, try every way into the segment under `key`; report what happened."""
+    from shmimage import AccessMode
+
+    drop_to(uid)
+    tries = {
+        "attach": lambda: SharedMemory(key).attach(),
+        "attach_read_only": lambda: SharedMemory(key).attach(AccessMode.READ_ONLY),
+        "read": lambda: SharedImage(key).read(),
+        "info": lambda: SharedImage(key).info(),
+        "publish": lambda: SharedImage(key).publish(np.zeros((4, 4), np.uint8), timeout=1),
+        "create": lambda: SharedMemory(key).create(64),
+        "remove": lambda: SharedMemory.remove(key),
+    }
+    results = {}
+    for name, call in tries.items():
+        try:
+            call()
+            results[name] = "succeeded"
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            results[name] = type(exc).__name__
+    conn.send(results)
+    conn.close()
+
+
+def squat_as_user(key: str, uid: int, ready: Any, stop: Any) -> None:
+    """As `uid`, create the segment first and open it to everybody (0666)."""
+    drop_to(uid)
+    image = SharedImage(key)
+    image.publish(np.full((4, 4), 66, np.uint8))
+    os.chmod("/dev/shm" + image.native_key, 0o666)
+    ready.set()
+    stop.wait(WAIT)
+    image.detach()
