@@ -357,3 +357,79 @@ def squat_as_user(key: str, uid: int, ready: Any, stop: Any) -> None:
     ready.set()
     stop.wait(WAIT)
     image.detach()
+
+
+# --- 4: a full /dev/shm (run inside a private, small tmpfs) ---------------------------
+
+
+def _outcome(call: Callable[[], Any]) -> str:
+    try:
+        call()
+        return "ok"
+    except BaseException as exc:  # noqa: BLE001 - the outcome is the finding
+        return type(exc).__name__
+
+
+def _free_bytes() -> int:
+    st = os.statvfs("/dev/shm")
+    return st.f_bavail * st.f_frsize
+
+
+def _forked_reads(key: str, rounds: int) -> int:
+    """Read and view in a forked child; its wait status (a SIGBUS shows here)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            image = SharedImage(key)
+            for _ in range(rounds):
+                code |= 0 if uniform(image.read()) else 4
+                with image.view() as view:
+                    code |= 0 if uniform(view) else 8
+            image.detach()
+        except BaseException:  # noqa: BLE001 - the exit code says it
+            code |= 16
+        os._exit(code)
+    return os.waitpid(pid, 0)[1]
+
+
+def full_shm_scenario() -> dict:
+    """What shmimage does as /dev/shm runs out; call only inside a small tmpfs."""
+    out: dict = {"entries_before": sorted(os.listdir("/dev/shm"))}
+    room = _free_bytes()
+    out["create_too_big"] = _outcome(lambda: SharedMemory("too-big").create(room + (16 << 20)))
+    out["entries_after_failed_create"] = sorted(os.listdir("/dev/shm"))
+    image = SharedImage("frames")
+    small = np.full((512, 1024, 4), 1, np.uint8)  # 2 MiB
+    out["publish_small"] = [_outcome(lambda: image.publish(small)) for _ in range(4)]
+    out["publish_too_big"] = _outcome(lambda: _publish_more_than(image, room))
+    out["read_after_too_big"] = _outcome(lambda: _require(uniform(image.read())))
+    out["publish_small_after_too_big"] = _outcome(lambda: image.publish(small))
+    path = "/dev/shm/ballast"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, max(4096, _free_bytes() - (256 << 10)))
+        out["free_with_ballast"] = _free_bytes()
+        out["publish_small_when_full"] = [_outcome(lambda: image.publish(small)) for _ in range(4)]
+        medium = np.full((1024, 1024, 4), 2, np.uint8)  # needs new slots: no room
+        out["publish_medium_when_full"] = _outcome(lambda: image.publish(medium, timeout=WAIT))
+        out["create_when_full"] = _outcome(lambda: SharedMemory("when-full").create(1 << 20))
+        out["reader_when_full"] = _forked_reads("frames", scaled(20))
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    out["publish_medium_after"] = _outcome(lambda: image.publish(np.full((1024, 1024, 4), 3,
+                                                                         np.uint8)))
+    out["reader_after"] = _forked_reads("frames", 3)
+    image.detach()
+    out["entries_after"] = sorted(os.listdir("/dev/shm"))
+    return out
+
+
+def _publish_more_than(image: SharedImage, room: int) -> None:
+    image.publish(np.zeros((room // 4096 + 2048, 1024, 4), np.uint8), timeout=WAIT)
+
+
+def _require(ok: bool) -> None:
+    if not ok:
+        raise AssertionError("a torn or wrong frame")
