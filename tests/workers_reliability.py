@@ -6,11 +6,13 @@ SIGKILLs fit in a CI run. Victims never return: they loop until killed.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import signal
 import time
+import traceback
 from typing import Any, Callable
 
 import numpy as np
@@ -46,7 +48,9 @@ def fork_victim(body: Callable[..., None], *args: Any) -> int:
         code = 1
         try:
             body(*args)
+            code = 0
         except BaseException:  # noqa: BLE001 - the exit code says it
+            traceback.print_exc()
             code = 3
         os._exit(code)
     return pid
@@ -433,3 +437,168 @@ def _publish_more_than(image: SharedImage, room: int) -> None:
 def _require(ok: bool) -> None:
     if not ok:
         raise AssertionError("a torn or wrong frame")
+
+
+# --- 5: lifecycle stress ---------------------------------------------------------------
+
+STRESS_SHAPES = [(16, 16), (64, 64, 4), (256, 256, 4), (480, 640, 4)]
+
+
+def _fill_and_publish(image: SharedImage, rng: random.Random) -> None:
+    image.publish(np.full(rng.choice(STRESS_SHAPES), rng.randrange(256), np.uint8), timeout=WAIT)
+
+
+def _loan_and_fill(image: SharedImage, rng: random.Random) -> None:
+    with image.loan(rng.choice(STRESS_SHAPES), timeout=WAIT) as buf:
+        buf.fill(rng.randrange(256))
+
+
+def _view_and_check(image: SharedImage, rng: random.Random) -> None:
+    with image.view() as view:
+        _require(uniform(view))
+        time.sleep(rng.choice((0, 0, 0.002)))
+
+
+def _lock_raw(key: str) -> None:
+    memory = SharedMemory(key)
+    memory.attach()
+    try:
+        if not memory.lock(timeout=WAIT):
+            raise AssertionError("the lock was not free within the watchdog")
+        memory.unlock()
+    finally:
+        memory.detach()
+
+
+def _stress_step(images: dict, key: str, rng: random.Random) -> None:
+    image = images.setdefault(key, SharedImage(key))
+    roll = rng.random()
+    if roll < 0.3:
+        _fill_and_publish(image, rng)
+    elif roll < 0.5:
+        _require(uniform(image.read()))
+    elif roll < 0.65:
+        _view_and_check(image, rng)
+    elif roll < 0.72:
+        image.wait(timeout=0.01)
+    elif roll < 0.8:
+        images.pop(key).detach()
+    elif roll < 0.9:
+        _loan_and_fill(image, rng)
+    else:
+        _lock_raw(key)
+
+
+def _stress_victim(keys: list, seed: int, deadline: float, progress_fd: int) -> None:
+    """Random life until the deadline (if nobody kills it first); a byte on
+    `progress_fd` for every ten steps done."""
+    from shmimage import NotFoundError
+
+    allowed = (NotFoundError, NoFrameError, TornFrameError, TimeoutError)
+    rng = random.Random(seed)
+    images: dict = {}
+    steps = 0
+    while time.monotonic() < deadline:
+        try:
+            _stress_step(images, rng.choice(keys), rng)
+        except allowed:
+            pass
+        steps += 1
+        if steps % 10 == 0:
+            with contextlib.suppress(BlockingIOError):
+                os.write(progress_fd, b".")
+    for image in images.values():
+        image.detach()
+
+
+def _headers_sound(keys: list) -> bool:
+    """Every segment under the keys has a complete shmimage header."""
+    from shmimage import NotFoundError, _shmcore
+
+    for key in keys:
+        try:
+            if not _shmcore.probe(SharedImage(key).native_key, False)["ours"]:
+                return False
+        except NotFoundError:
+            continue
+    return True
+
+
+def _reap_finished(live: dict, stats: dict) -> None:
+    for pid in list(live):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            del live[pid]
+            if status != 0:
+                stats["errors"].append(f"a worker failed on its own: status {status}")
+
+
+def _start_worker(live: dict, keys: list, rng: random.Random, deadline: float,
+                  progress_fd: int) -> None:
+    pid = fork_victim(_stress_victim, keys, rng.randrange(1 << 30), deadline, progress_fd)
+    live[pid] = True
+
+
+def _count_progress(fd: int, stats: dict) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            got = os.read(fd, 65536)
+            if not got:
+                return
+            stats["steps"] += 10 * len(got)
+
+
+def _stress_rounds(keys: list, workers: int, seconds: float, rng: random.Random,
+                   stats: dict) -> dict:
+    deadline = time.monotonic() + seconds
+    live: dict = {}
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    for _ in range(workers):
+        _start_worker(live, keys, rng, deadline + 1.0, write_fd)
+    while time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.01, 0.15))
+        _count_progress(read_fd, stats)
+        _reap_finished(live, stats)
+        if live:
+            pid = rng.choice(list(live))
+            del live[pid]
+            status = kill_and_reap(pid)
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+                stats["kills"] += 1
+            elif status != 0:
+                stats["errors"].append(f"a worker failed before its kill: status {status}")
+        _start_worker(live, keys, rng, deadline + 1.0, write_fd)
+        stats["started"] += 1
+        if not _headers_sound(keys):
+            stats["errors"].append("a segment with an incomplete header was visible")
+    os.close(write_fd)
+    _count_progress(read_fd, stats)
+    os.close(read_fd)
+    return live
+
+
+def _drain(live: dict, stats: dict) -> None:
+    """Let the survivors finish on their own; one that does not has hung."""
+    limit = time.monotonic() + WAIT
+    while live and time.monotonic() < limit:
+        _reap_finished(live, stats)
+        time.sleep(0.05)
+    for pid in list(live):
+        kill_and_reap(pid)
+        stats["errors"].append("a worker hung (killed by the watchdog)")
+
+
+def stress_supervisor(keys: list, workers: int, seconds: float, seed: int, conn: Any) -> None:
+    """Workers create, attach, publish, read, detach and get killed at random."""
+    rng = random.Random(seed)
+    stats: dict = {"kills": 0, "started": workers, "steps": 0, "errors": []}
+    try:
+        live = _stress_rounds(keys, workers, seconds, rng, stats)
+        _drain(live, stats)
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        stats["errors"].append(f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.send(stats)
+        conn.close()
