@@ -380,6 +380,9 @@ def test_publish_refuses_a_live_qt_segment(world: QtWorld, backend: str, image_a
     _get(results, world)
     with pytest.raises(AlreadyExistsError):
         QtSharedImage(world.key, backend=backend).publish(_gradient(4, 4, 9))
+    if backend == "sysv":
+        with pytest.raises(AlreadyExistsError):
+            QtSharedImage.remove(world.key, backend="sysv")  # Qt is attached
     done.set()
     _finish(proc)
     _remove_qt_posix_leak(world, backend)
@@ -399,6 +402,21 @@ def test_publisher_survives_qt_removing_the_semaphore(world: QtWorld, backend: s
         if backend == "posix":  # Qt unlinked the name; shmimage made it anew
             assert (SHM_DIR / f"sem.{world.key}").exists()
         np.testing.assert_array_equal(_qt_reads(world, backend), second)
+
+
+@BOTH
+def test_the_example_buttons_in_one_process(world: QtWorld, backend: str, image_a: Path) -> None:
+    writer = QtSharedImage(world.key, backend=backend)
+    pixels = writer.load_from_file(image_a)
+    np.testing.assert_array_equal(pixels, _file_rgba(image_a))
+    assert writer.is_attached and "attached" in repr(writer)
+    reader = QtSharedImage(world.key, backend=backend)
+    np.testing.assert_array_equal(reader.load_from_memory(), pixels)
+    assert reader.to_pil().size == (61, 37)
+    assert not reader.is_attached and not reader.detach()
+    assert writer.detach() and not writer.detach()
+    with pytest.raises(NotFoundError):
+        reader.read()
 
 
 # -- the bytes -------------------------------------------------------------------
