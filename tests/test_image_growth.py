@@ -81,12 +81,6 @@ def test_repeated_growth(image: SharedImage) -> None:
             assert out.shape == (side, side) and (out == generation).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: growth swaps in a new store with no complete frame, so between the "
-    "swap and the first commit into it readers get NoFrameError instead of the newest "
-    "complete frame (the one in the old store)",
-)
 def test_readers_keep_the_previous_frame_while_the_store_grows(image: SharedImage) -> None:
     image.publish(gen_frame(SMALL, 1))
     with SharedImage(image.key) as reader:

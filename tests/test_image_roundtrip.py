@@ -175,3 +175,25 @@ def test_any_sequence_of_frames_round_trips(frames: list) -> None:
             assert out.shape == frame.shape and out.dtype == frame.dtype
             assert out.tobytes() == np.ascontiguousarray(frame).tobytes()
     assert not os.path.exists("/dev/shm" + SharedImage(key).native_key)
+
+
+@pytest.mark.parametrize("label", ["Noël-", "é" * 200, "k" * 500], ids=["accent", "long-utf8", "long"])
+def test_any_key_works_and_survives_growth(unique_key, label: str) -> None:
+    key = unique_key(label)
+    with SharedImage(key) as image, SharedImage(key) as reader:
+        image.publish(np.zeros((4, 4), np.uint8))
+        assert image.native_key == SharedImage(key).native_key
+        assert len(image.native_key) <= 30
+        big = random_frame((500, 700, 3), np.uint16)
+        image.publish(big)  # grows the store, which copies the key into the new segment
+        np.testing.assert_array_equal(reader.read(), big)
+        assert reader.info().generation == 2
+
+
+def test_keys_that_differ_only_in_accents_are_apart(unique_key) -> None:
+    suffix = unique_key()
+    with SharedImage("Noël" + suffix) as one, SharedImage("Nol" + suffix) as other:
+        one.publish(np.zeros((2, 2), np.uint8))
+        other.publish(np.ones((3, 3), np.uint8))
+        assert one.read().shape == (2, 2) and other.read().shape == (3, 3)
+    unique_key.keys += ["Noël" + suffix, "Nol" + suffix]

@@ -60,8 +60,6 @@ def test_readers_never_see_a_torn_frame(procs, unique_key, record_property, grow
     assert total["torn"] == 0, report
     assert total["backwards"] == 0, report
     assert total["changed_in_view"] == 0, report
-    if growing and total["no_frame"]:
-        pytest.xfail("known core bug (test_image_growth): NoFrameError while the store grows")
     assert total["no_frame"] == 0, report
 
 

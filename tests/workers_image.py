@@ -257,7 +257,8 @@ def _torture_round(image: SharedImage, seen: TortureCounts) -> None:
 def torture_reader(key: str, seconds: float, growing: bool, conn: Any) -> None:
     """read() and view() as fast as possible; count frames, torn ones and regressions.
 
-    NoFrameError is counted, not fatal: see test_image_growth's known core bug.
+    NoFrameError is counted, not fatal, so the report shows how often it happened
+    (a store that grows must never look empty to its followers).
     """
     image = SharedImage(key)
     seen = TortureCounts(growing)
