@@ -282,6 +282,10 @@ cdef class SysVSegment(QtSegment):
                 break
             # Removed under us (Qt's create() may remake it): reopen, as Qt does.
             self.sem_id = -1
+        if err == errno.ETIMEDOUT:
+            raise TimeoutError(
+                f"Qt's semaphore for {os.fsdecode(self.sem_file)!r} was not released "
+                f"within {timeout:g} s")
         return check(err, "semop", einval=SharedMemoryError)
 
     cdef int _release_lock(self) except -1:
