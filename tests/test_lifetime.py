@@ -371,3 +371,14 @@ def test_list_segments_shows_persistent(procs, unique_key) -> None:
     assert entry.attachments == 0
     SharedMemory.remove(key)
     assert native not in [e.native_key for e in list_segments()]
+
+
+@pytest.mark.parametrize("label", ["ascii-" * 60, "é" * 200, "日本" * 60])
+def test_list_segments_with_long_keys(unique_key, label: str) -> None:
+    """A key too long for the header is shown cut short, never mangled."""
+    key = unique_key(label)
+    with SharedMemory(key) as shm:
+        shm.create(64)
+        (entry,) = [e for e in list_segments() if e.native_key == shm.native_key]
+        assert entry.key and key.startswith(entry.key)
+        assert "\ufffd" not in entry.key
