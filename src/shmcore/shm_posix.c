@@ -34,6 +34,46 @@
 #define SHMP_HAVE_ROBUST 1
 #endif
 
+/* ---- portability (macOS first): no /dev/shm, no robust mutex, no
+ * pthread_mutex_timedlock, no posix_fallocate. SHMP_FORCE_PORTABLE builds
+ * these paths on Linux, as far as they can run there, for
+ * tests/c/test_portable.c. ---- */
+#if !defined(__linux__) || defined(SHMP_FORCE_PORTABLE)
+#define SHMP_PORTABLE 1
+#undef SHMP_HAVE_ROBUST
+#include <signal.h>
+#if defined(SHMP_FORCE_PORTABLE)
+#undef O_TMPFILE
+#undef F_OFD_SETLK
+#endif
+
+/* Segments are files in one directory on a regular file system, created
+ * sticky and world-writable like /dev/shm (each file is still 0600). */
+static const char *portable_dir(void) {
+    static const char dir[] = "/tmp/shmimage";
+    struct stat st;
+    if (lstat(dir, &st) != 0 && mkdir(dir, 01777) == 0) chmod(dir, 01777);
+    return dir;
+}
+#endif
+
+#if defined(__APPLE__)
+/* Reserves disk blocks for [0, off + len), so that writing through the
+ * mapping never meets a full disk (which would be SIGBUS). */
+static int apple_fallocate(int fd, off_t off, off_t len) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return errno;
+    off_t missing = off + len - (off_t)st.st_blocks * 512;
+    if (missing <= 0) return 0;
+    fstore_t fs = {F_ALLOCATECONTIG | F_ALLOCATEALL, F_PEOFPOSMODE, 0, missing, 0};
+    if (fcntl(fd, F_PREALLOCATE, &fs) == 0) return 0;
+    fs.fst_flags = F_ALLOCATEALL;
+    if (fcntl(fd, F_PREALLOCATE, &fs) == 0) return 0;
+    return errno == ENOSPC ? ENOSPC : EOPNOTSUPP;
+}
+#define posix_fallocate apple_fallocate
+#endif
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -41,7 +81,11 @@
 _Static_assert(sizeof(shmp_header) <= SHMP_HEADER_SIZE, "header too large");
 _Static_assert(offsetof(shmp_header, key) == 56, "header layout");
 
+#if defined(SHMP_PORTABLE)
+#define SHM_DIR portable_dir()
+#else
 #define SHM_DIR "/dev/shm"
+#endif
 #define PIN_BASE 0x40000000LL
 #define PARALLEL_MIN (4u << 20)
 
@@ -502,6 +546,7 @@ static uint32_t my_pid(void) {
     return cached_pid;
 }
 
+#if !defined(SHMP_PORTABLE)
 static int took_lock(shmp_seg *s, int rc, int *owner_died) {
     *owner_died = 0;
 #if defined(SHMP_HAVE_ROBUST)
@@ -540,6 +585,68 @@ int shmp_unlock(shmp_seg *s) {
     if (rc) h->lock_owner_pid = pid;
     return rc;
 }
+#else /* SHMP_PORTABLE */
+/* No robust mutex here: lock_owner_pid itself is the lock, taken by CAS from
+ * 0 to the taker's pid. A holder found dead (kill(pid, 0) gives ESRCH) is
+ * replaced by CAS too, and the taker is told owner_died. reserved0 names the
+ * holding thread, for EDEADLK. Waiting naps with backoff: there is no futex.
+ * A dead holder's pid reused by a live process keeps the lock held until
+ * that process exits. */
+static uint32_t thread_token(void) {
+    static _Thread_local uint32_t token;
+    static uint32_t next;
+    if (!token) token = __atomic_add_fetch(&next, 1, __ATOMIC_RELAXED);
+    return token;
+}
+
+static int holder_dead(uint32_t pid) {
+    return pid != 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int shmp_lock_try(shmp_seg *s, int *owner_died) {
+    shmp_header *h = shmp_hdr(s);
+    uint32_t me = my_pid(), seen = 0;
+    *owner_died = 0;
+    if (!__atomic_compare_exchange_n(&h->lock_owner_pid, &seen, me, 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED)) {
+        if (seen == me && __atomic_load_n(&h->reserved0, __ATOMIC_RELAXED) == thread_token())
+            return EDEADLK;
+        if (seen == me || !holder_dead(seen)) return EBUSY;
+        if (!__atomic_compare_exchange_n(&h->lock_owner_pid, &seen, me, 0, __ATOMIC_ACQUIRE,
+                                         __ATOMIC_RELAXED))
+            return EBUSY;
+        *owner_died = 1;
+    }
+    __atomic_store_n(&h->reserved0, thread_token(), __ATOMIC_RELAXED);
+    return 0;
+}
+
+int shmp_lock_wait(shmp_seg *s, int64_t timeout_ns, int *owner_died) {
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long nap = 20000;
+    for (;;) {
+        int rc = shmp_lock_try(s, owner_died);
+        if (rc != EBUSY) return rc;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t spent = (int64_t)(now.tv_sec - t0.tv_sec) * 1000000000 + (now.tv_nsec - t0.tv_nsec);
+        if (timeout_ns >= 0 && spent >= timeout_ns) return ETIMEDOUT;
+        struct timespec d = {0, nap};
+        nanosleep(&d, NULL);
+        if (nap < 2000000) nap *= 2;
+    }
+}
+
+int shmp_unlock(shmp_seg *s) {
+    shmp_header *h = shmp_hdr(s);
+    if (__atomic_load_n(&h->lock_owner_pid, __ATOMIC_RELAXED) != my_pid() ||
+        __atomic_load_n(&h->reserved0, __ATOMIC_RELAXED) != thread_token())
+        return EPERM;
+    __atomic_store_n(&h->reserved0, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->lock_owner_pid, 0, __ATOMIC_RELEASE);
+    return 0;
+}
+#endif /* SHMP_PORTABLE */
 
 /* ---- wait and wake ---- */
 

@@ -1,0 +1,216 @@
+/* Unit tests of the POSIX layer's portable paths (what macOS builds: no
+ * /dev/shm, no robust mutex, no pthread_mutex_timedlock, no O_TMPFILE, no
+ * open-file-description locks), run on Linux by building shm_posix.c with
+ * -DSHMP_FORCE_PORTABLE. Deaths are real (a child _exits holding the lock).
+ *
+ * Usage: test_portable [substring]. Prints "N passed, N failed".
+ */
+#define _GNU_SOURCE
+#include "shm_platform.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DIR_PATH "/tmp/shmimage"
+
+static int failures;
+static char current[64];
+
+#define CHECK(cond)                                                                     \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            fprintf(stderr, "FAIL %s (%s:%d): %s\n", current, __FILE__, __LINE__, #cond); \
+            failures++;                                                                 \
+            return;                                                                     \
+        }                                                                               \
+    } while (0)
+
+#define CHECK_RC(expr, want)                                                              \
+    do {                                                                                  \
+        int rc_ = (expr);                                                                 \
+        if (rc_ != (want)) {                                                              \
+            fprintf(stderr, "FAIL %s (%s:%d): %s gave %d (%s), wanted %d\n", current,      \
+                    __FILE__, __LINE__, #expr, rc_, strerror(rc_), (want));               \
+            failures++;                                                                   \
+            return;                                                                       \
+        }                                                                                 \
+    } while (0)
+
+static void unique_name(char *out, size_t cap, const char *tag) {
+    static unsigned counter;
+    snprintf(out, cap, "/shmi_port_%ld_%s%u", (long)getpid(), tag, counter++);
+}
+
+static int create(shmp_seg *s, const char *name, uint64_t size) {
+    int rc = shmp_build(s, size, size, 0, "key", 3);
+    if (rc) return rc;
+    rc = shmp_link(s, name);
+    if (rc) shmp_discard(s);
+    return rc;
+}
+
+static int exists(const char *name) {
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof path, "%s%s", DIR_PATH, name);
+    return stat(path, &st) == 0;
+}
+
+/* A 30-character name (the macOS shm_open limit) is a valid segment name. */
+static void test_segment_in_portable_dir(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "d");
+    shmp_seg a, b;
+    CHECK_RC(create(&a, name, 1000), 0);
+    CHECK(exists(name));
+    struct stat st;
+    CHECK(stat(DIR_PATH, &st) == 0 && (st.st_mode & 01777) == 01777);
+    memcpy(shmp_data(&a), "hello", 6);
+    CHECK_RC(shmp_attach(&b, name, 1), 0);
+    CHECK(memcmp(shmp_data(&b), "hello", 6) == 0 && shmp_hdr(&b)->data_size == 1000);
+    shmp_detach(&b);
+    shmp_detach(&a);
+    CHECK(!exists(name)); /* the last one out removed it */
+    char longest[] = "/shmi_abcdefgh_0123456789abcde";
+    CHECK(strlen(longest) == 30);
+    CHECK_RC(create(&a, longest, 10), 0);
+    shmp_detach(&a);
+}
+
+static void test_lock_basics(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "l");
+    shmp_seg a, b;
+    int died = 1;
+    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(shmp_attach(&b, name, 1), 0);
+    CHECK_RC(shmp_lock_try(&a, &died), 0);
+    CHECK(!died && shmp_hdr(&a)->lock_owner_pid == (uint32_t)getpid());
+    CHECK_RC(shmp_lock_try(&b, &died), EDEADLK); /* per thread, any handle */
+    CHECK_RC(shmp_lock_wait(&b, 1000000, &died), EDEADLK);
+    CHECK_RC(shmp_unlock(&a), 0);
+    CHECK_RC(shmp_unlock(&a), EPERM);
+    CHECK_RC(shmp_lock_wait(&b, -1, &died), 0);
+    CHECK_RC(shmp_unlock(&b), 0);
+    shmp_detach(&b);
+    shmp_detach(&a);
+}
+
+static void *lock_from_thread(void *arg) {
+    shmp_seg *s = (shmp_seg *)arg;
+    int died = 0;
+    intptr_t rc = shmp_lock_try(s, &died);
+    if (rc == EBUSY) rc = shmp_lock_wait(s, 20000000, &died);
+    if (rc == 0) shmp_unlock(s);
+    return (void *)rc;
+}
+
+static void test_lock_other_thread(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "t");
+    shmp_seg a;
+    int died = 0;
+    void *res = NULL;
+    pthread_t t;
+    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(shmp_lock_try(&a, &died), 0);
+    CHECK(pthread_create(&t, NULL, lock_from_thread, &a) == 0);
+    pthread_join(t, &res);
+    CHECK((intptr_t)res == ETIMEDOUT);
+    CHECK_RC(shmp_unlock(&a), 0);
+    CHECK(pthread_create(&t, NULL, lock_from_thread, &a) == 0);
+    pthread_join(t, &res);
+    CHECK((intptr_t)res == 0);
+    shmp_detach(&a);
+}
+
+static void test_dead_holder(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "x");
+    shmp_seg a;
+    int died = 0, status = 0;
+    CHECK_RC(create(&a, name, 64), 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        shmp_seg c;
+        int d = 0;
+        if (shmp_attach(&c, name, 1) || shmp_lock_try(&c, &d)) _exit(2);
+        _exit(0); /* dies holding the lock */
+    }
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(shmp_hdr(&a)->lock_owner_pid == (uint32_t)child);
+    CHECK_RC(shmp_lock_wait(&a, 5000000000LL, &died), 0);
+    CHECK(died);
+    CHECK_RC(shmp_unlock(&a), 0);
+    CHECK_RC(shmp_lock_try(&a, &died), 0);
+    CHECK(!died);
+    CHECK_RC(shmp_unlock(&a), 0);
+    shmp_detach(&a);
+}
+
+static void test_live_holder_blocks(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "h");
+    shmp_seg a;
+    int died = 0, go[2], done[2], status = 0;
+    char c = 0;
+    CHECK_RC(create(&a, name, 64), 0);
+    CHECK(pipe(go) == 0 && pipe(done) == 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        shmp_seg s;
+        int d = 0;
+        if (shmp_attach(&s, name, 1) || shmp_lock_try(&s, &d)) _exit(2);
+        if (write(go[1], "l", 1) != 1 || read(done[0], &c, 1) != 1) _exit(3);
+        _exit(shmp_unlock(&s) ? 4 : 0);
+    }
+    CHECK(read(go[0], &c, 1) == 1);
+    CHECK_RC(shmp_lock_try(&a, &died), EBUSY);
+    CHECK_RC(shmp_lock_wait(&a, 20000000, &died), ETIMEDOUT);
+    CHECK(write(done[1], "u", 1) == 1);
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_RC(shmp_lock_wait(&a, 5000000000LL, &died), 0);
+    CHECK(!died); /* released properly, not abandoned */
+    CHECK_RC(shmp_unlock(&a), 0);
+    close(go[0]), close(go[1]), close(done[0]), close(done[1]);
+    shmp_detach(&a);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} tests[] = {
+    {"segment_in_portable_dir", test_segment_in_portable_dir},
+    {"lock_basics", test_lock_basics},
+    {"lock_other_thread", test_lock_other_thread},
+    {"dead_holder", test_dead_holder},
+    {"live_holder_blocks", test_live_holder_blocks},
+};
+
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : "";
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        if (!strstr(tests[i].name, only)) continue;
+        snprintf(current, sizeof current, "%s", tests[i].name);
+        int before = failures;
+        tests[i].fn();
+        if (failures == before) {
+            passed++;
+            printf("ok %s\n", tests[i].name);
+        } else {
+            failed++;
+        }
+        fflush(stdout);
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
