@@ -3,7 +3,8 @@
 # manylinux wheel build, pass twine's checks, and the repaired wheel passes
 # the suite installed in a fresh venv (not the source tree); the Windows
 # platform layer compiles warning-free with mingw-w64 and its C tests pass
-# under wine; mypy --strict, ruff and cython-lint are clean.
+# under wine; the POSIX layer's macOS paths pass their tests built on Linux;
+# mypy --strict, ruff and cython-lint are clean.
 # Runs as root inside the activated test venv (see .ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -80,6 +81,11 @@ mingw=(x86_64-w64-mingw32-gcc -std=gnu11 -O2 -Wall -Wextra -Wshadow -Werror
 wine=$(command -v wine64 || command -v /usr/lib/wine/wine64 || command -v wine)
 (cd "$work" && "$wine" test_win32.exe) | tee "$work/wine.log"
 grep -Eq '^[0-9]+ passed, 0 failed$' "$work/wine.log"
+
+step "macOS's portable paths, built on Linux with SHMP_FORCE_PORTABLE"
+gcc -std=gnu11 -O2 -Wall -Wextra -Werror -DSHMP_FORCE_PORTABLE -Isrc/shmcore \
+    -o "$work/test_portable" tests/c/test_portable.c src/shmcore/shm_posix.c -lpthread
+"$work/test_portable"
 
 step "mypy --strict"
 mypy --strict --cache-dir "$work/mypy" python/shmimage
