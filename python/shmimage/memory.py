@@ -7,7 +7,8 @@ import hashlib
 import os
 import re
 import sys
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from . import _shmcore
 from .errors import (
@@ -19,6 +20,9 @@ from .errors import (
     NotAttachedError,
     SharedMemoryError,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 _PREFIX = "shmi_"
 _SHM_DIR = "/dev/shm"
@@ -53,14 +57,14 @@ def _check_native_key(name: str) -> None:
 class SharedMemory:
     """A named shared memory segment, with QSharedMemory's API."""
 
-    def __init__(self, key: Optional[str] = None, *, native_key: Optional[str] = None) -> None:
+    def __init__(self, key: str | None = None, *, native_key: str | None = None) -> None:
         _check_key(key, "key")
         _check_key(native_key, "native_key")
-        self._seg: Optional[_shmcore.Segment] = None
+        self._seg: _shmcore.Segment | None = None
         self._error = ErrorCode.NO_ERROR
         self._error_string = ""
-        self._key: Optional[str] = None
-        self._native_key: Optional[str] = None
+        self._key: str | None = None
+        self._native_key: str | None = None
         if native_key is not None:
             self.set_native_key(native_key)
         else:
@@ -69,14 +73,14 @@ class SharedMemory:
     # -- keys --
 
     @property
-    def key(self) -> Optional[str]:
+    def key(self) -> str | None:
         return self._key
 
     @property
-    def native_key(self) -> Optional[str]:
+    def native_key(self) -> str | None:
         return self._native_key
 
-    def set_key(self, key: Optional[str]) -> None:
+    def set_key(self, key: str | None) -> None:
         """Change the key; detaches first, as QSharedMemory does."""
         _check_key(key, "key")
         self.detach()
@@ -138,7 +142,7 @@ class SharedMemory:
         self._adopt(seg)
 
     @staticmethod
-    def _reopen_read_only(seg: "_shmcore.Segment", name: str) -> "_shmcore.Segment":
+    def _reopen_read_only(seg: _shmcore.Segment, name: str) -> _shmcore.Segment:
         ro = _shmcore.Segment.attach(name, False)
         seg.detach()
         return ro
@@ -154,7 +158,7 @@ class SharedMemory:
             raise
         self._adopt(seg)
 
-    def _adopt(self, seg: "_shmcore.Segment") -> None:
+    def _adopt(self, seg: _shmcore.Segment) -> None:
         self._seg = seg
         self._ok()
         # The lock is the hot path: while attached, lock/unlock are the
@@ -183,7 +187,7 @@ class SharedMemory:
         name = key if key.startswith("/") and len(key) <= 64 else native_key_for(key)
         _shmcore.remove(name)
 
-    def __enter__(self) -> "SharedMemory":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -195,7 +199,7 @@ class SharedMemory:
     def is_attached(self) -> bool:
         return self._seg is not None
 
-    def isAttached(self) -> bool:  # noqa: N802 - Qt's spelling
+    def isAttached(self) -> bool:
         return self.is_attached
 
     @property
@@ -210,7 +214,7 @@ class SharedMemory:
     def persistent(self) -> bool:
         return self._attached().persistent
 
-    def _attached(self) -> "_shmcore.Segment":
+    def _attached(self) -> _shmcore.Segment:
         if self._seg is None:
             exc = NotAttachedError("not attached")
             self._failed(exc)
@@ -219,7 +223,7 @@ class SharedMemory:
 
     # -- the lock --
 
-    def lock(self, timeout: Optional[float] = None) -> bool:
+    def lock(self, timeout: float | None = None) -> bool:
         """Take the segment's process-shared mutex; False on timeout.
 
         (While attached, the instance's own `lock` is the segment's.)
@@ -240,7 +244,7 @@ class SharedMemory:
         return bool(self._seg is not None and self._seg.owner_died)
 
     @contextlib.contextmanager
-    def locked(self, timeout: Optional[float] = None) -> Iterator["SharedMemory"]:
+    def locked(self, timeout: float | None = None) -> Iterator[SharedMemory]:
         if not self.lock(timeout):
             raise TimeoutError(f"could not lock {self._native_key!r} within {timeout} s")
         try:
@@ -265,9 +269,9 @@ class SegmentInfo:
     persistent: bool
 
 
-def _flock_holders() -> dict:
+def _flock_holders() -> dict[tuple[int, int], int]:
     """(dev, inode) -> number of flock holders, from /proc/locks."""
-    counts: dict = {}
+    counts: dict[tuple[int, int], int] = {}
     try:
         with open("/proc/locks") as f:
             lines = f.read().splitlines()
@@ -287,14 +291,14 @@ def _flock_holders() -> dict:
     return counts
 
 
-def _names() -> list:
+def _names() -> list[str]:
     try:
         return sorted(n for n in os.listdir(_SHM_DIR) if not n.startswith("."))
     except OSError:
         return []
 
 
-def list_segments() -> list:
+def list_segments() -> list[SegmentInfo]:
     """shmimage's segments on this machine; stale ones are reclaimed on the way."""
     holders = _flock_holders()
     found = []
@@ -317,7 +321,7 @@ def list_segments() -> list:
     return found
 
 
-def collect_garbage() -> list:
+def collect_garbage() -> list[str]:
     """Remove every stale shmimage segment; their native names."""
     removed = []
     for entry in _names():
@@ -329,4 +333,4 @@ def collect_garbage() -> list:
     return removed
 
 
-__all__ = ["SharedMemory", "SegmentInfo", "list_segments", "collect_garbage", "native_key_for"]
+__all__ = ["SegmentInfo", "SharedMemory", "collect_garbage", "list_segments", "native_key_for"]
