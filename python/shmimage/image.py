@@ -4,21 +4,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from typing import Any, Iterator, Optional, Union
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 
 from . import _shmcore
 from .errors import InvalidImageError, NotFoundError, SharedMemoryError
-from .imageio import as_frame_array, load_image_file, check_frame_spec
+from .imageio import as_frame_array, check_frame_spec, load_image_file
 from .memory import SharedMemory
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 ImageLike = Union[np.ndarray, "os.PathLike[str]", str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
 class FrameInfo:
-    shape: tuple
+    shape: tuple[int, ...]
     width: int
     height: int
     channels: int
@@ -35,7 +39,7 @@ class SharedImage:
         self,
         key: str = "QSharedMemoryExample",
         *,
-        capacity: Optional[int] = None,
+        capacity: int | None = None,
         persistent: bool = False,
     ) -> None:
         if not isinstance(key, str):
@@ -47,11 +51,11 @@ class SharedImage:
         self.native_key = self._memory._name()
         self.capacity = capacity
         self.persistent = persistent
-        self._store: Optional[_shmcore.FrameStore] = None
+        self._store: _shmcore.FrameStore | None = None
 
     # -- attaching --
 
-    def _attach(self) -> "_shmcore.FrameStore":
+    def _attach(self) -> _shmcore.FrameStore:
         store = self._store
         if store is not None and not store.superseded:
             return store
@@ -64,7 +68,7 @@ class SharedImage:
             raise
         return self._store
 
-    def _writer(self, nbytes: int) -> "_shmcore.FrameStore":
+    def _writer(self, nbytes: int) -> _shmcore.FrameStore:
         """The store to publish into, created on first use."""
         for _ in range(16):
             try:
@@ -83,13 +87,13 @@ class SharedImage:
             return store
         raise SharedMemoryError(f"could not create or attach {self.key!r}")
 
-    def _follow(self, store: "_shmcore.FrameStore") -> None:
+    def _follow(self, store: _shmcore.FrameStore) -> None:
         """Move to the successor of a store that was grown or replaced."""
         self._store = store.successor if store.successor is not None else None
 
     # -- writing --
 
-    def publish(self, image: ImageLike, timeout: Optional[float] = None) -> int:
+    def publish(self, image: ImageLike, timeout: float | None = None) -> int:
         """Copy a frame in; returns its generation."""
         array = as_frame_array(image)
         while True:
@@ -101,7 +105,7 @@ class SharedImage:
 
     @contextlib.contextmanager
     def loan(
-        self, shape: tuple, dtype: Any = np.uint8, timeout: Optional[float] = None
+        self, shape: tuple[int, ...], dtype: Any = np.uint8, timeout: float | None = None
     ) -> Iterator[np.ndarray]:
         """A writable frame inside the segment, published when the block ends."""
         shape, dtype = check_frame_spec(tuple(shape), np.dtype(dtype))
@@ -120,7 +124,7 @@ class SharedImage:
             raise
         store.loan_end(slot, shape, dtype, True)
 
-    def load_from_file(self, path: Union[str, "os.PathLike[str]"]) -> np.ndarray:
+    def load_from_file(self, path: str | os.PathLike[str]) -> np.ndarray:
         """The example's first button: decode, publish as RGBA, stay attached."""
         pixels = load_image_file(path)
         self.publish(pixels)
@@ -128,7 +132,7 @@ class SharedImage:
 
     # -- reading --
 
-    def _pinned(self) -> tuple:
+    def _pinned(self) -> tuple[_shmcore.FrameStore, int, _shmcore.FrameMeta]:
         while True:
             store = self._attach()
             try:
@@ -183,7 +187,7 @@ class SharedImage:
             writer_pid=pid,
         )
 
-    def wait(self, timeout: Optional[float] = None, after: Optional[int] = None) -> int:
+    def wait(self, timeout: float | None = None, after: int | None = None) -> int:
         """Block until a frame newer than `after` (default: the current one)."""
         store = self._attach()
         if after is None:
@@ -201,7 +205,7 @@ class SharedImage:
         memory.attach()
         store = None
         try:
-            store = _shmcore.FrameStore(memory._seg)
+            store = _shmcore.FrameStore(cast("_shmcore.Segment", memory._seg))
             with memory.locked():
                 slot, meta = store.pin()
                 try:
@@ -227,7 +231,7 @@ class SharedImage:
             store.segment.detach()
         return True
 
-    def __enter__(self) -> "SharedImage":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
