@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +11,9 @@ from .errors import InvalidImageError
 DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
 
-def check_frame_spec(shape: tuple, dtype: np.dtype) -> tuple:
+def check_frame_spec(
+    shape: tuple[int, ...], dtype: np.dtype[Any]
+) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """(shape, dtype) of a supported frame, or InvalidImageError."""
     if len(shape) not in (2, 3):
         raise InvalidImageError(f"a frame has 2 or 3 dimensions, not {len(shape)}")
@@ -28,16 +30,15 @@ def check_frame_spec(shape: tuple, dtype: np.dtype) -> tuple:
 def as_frame_array(image: Any) -> np.ndarray:
     """An ndarray ready to publish: arrays keep shape and dtype, images become RGBA."""
     if isinstance(image, np.ndarray):
-        shape, dtype = check_frame_spec(image.shape, image.dtype)
-        if image.dtype != dtype:
-            image = image.astype(dtype)
-        return image
+        _shape, dtype = check_frame_spec(image.shape, image.dtype)
+        array: np.ndarray = image if image.dtype == dtype else image.astype(dtype)
+        return array
     if isinstance(image, (str, bytes, os.PathLike)):
         return load_image_file(image)
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow is a dependency
-        Image = None
+        Image = None  # type: ignore[assignment]
     if Image is not None and isinstance(image, Image.Image):
         return pil_to_rgba(image)
     raise InvalidImageError(
@@ -49,7 +50,7 @@ def pil_to_rgba(image: Any) -> np.ndarray:
     return np.asarray(image.convert("RGBA"))
 
 
-def load_image_file(path: Union[str, bytes, "os.PathLike[str]"]) -> np.ndarray:
+def load_image_file(path: str | bytes | os.PathLike[str]) -> np.ndarray:
     """Decode an image file with Pillow into RGBA uint8 (H, W, 4)."""
     from PIL import Image, UnidentifiedImageError
 
