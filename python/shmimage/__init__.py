@@ -18,8 +18,8 @@ from .errors import (
     SharedMemoryError,
     TornFrameError,
 )
-from .memory import SharedMemory
 from .image import FrameInfo, SharedImage
+from .memory import SharedMemory
 
 __version__ = "0.1.0"
 
