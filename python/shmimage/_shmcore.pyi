@@ -7,6 +7,8 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import TypeAlias
 
+from shmimage.errors import SharedMemoryError
+
 HEADER_SIZE: int
 KEY_MAX: int
 SLOTS: int
@@ -28,7 +30,7 @@ FrameMeta: TypeAlias = tuple[tuple[int, ...], np.dtype[Any], int, int, int]
 @final
 class Segment:
     owner_died: bool
-    on_error: Callable[[BaseException], object] | None
+    on_error: Callable[[SharedMemoryError], object] | None
     @staticmethod
     def build(
         size: int, key: bytes = b"", persistent: bool = False, reserve: int | None = None
