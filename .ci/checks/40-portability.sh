@@ -24,6 +24,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "tools"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # patchelf: auditwheel; shellcheck: actionlint checks run: blocks with it.
+    apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         gcc-mingw-w64-x86-64 wine64 patchelf shellcheck >/dev/null
 fi
