@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from shmimage import NotFoundError, SharedImage
-from workers_reliability import WAIT, report, scaled, stress_supervisor
+from workers_reliability import SCALE, WAIT, report, stress_supervisor
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 spawn = multiprocessing.get_context("spawn")
@@ -17,7 +17,7 @@ spawn = multiprocessing.get_context("spawn")
 def test_lifecycle_stress(procs, unique_key) -> None:
     keys = [unique_key("stress"), unique_key("stress")]
     temps_before = [n for n in os.listdir("/dev/shm") if n.startswith(".shmimage-")]
-    seconds = 6.0 * scaled(1)
+    seconds = max(3.0, 6.0 * SCALE)
     parent, child = spawn.Pipe(duplex=False)
     proc = procs.start(stress_supervisor, keys, 4, seconds, 4321, child)
     child.close()
