@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ from shmimage.bench.suite import Results
 from shmimage.bench.timing import MIN_RUNS, Repeats, timed_alternating
 
 RUN_TIMEOUT = 600
+JOIN_TIMEOUT = 30
 SHM_DIR = "/dev/shm"
 #: What the suite's own segments look like there: its keys start with "shb", and
 #: the peers name theirs "psm_" (multiprocessing) and "ps_" (pyshmem).
@@ -233,6 +235,16 @@ def test_reader_failures_surface_and_the_pool_recovers() -> None:
             assert len(round_trip(writer, pool.readers, warmup=1, runs=1)["rt"]) == 1
 
 
+def test_a_killed_reader_is_an_error_not_a_hang() -> None:
+    frame = make_frame(24, 32)
+    with ReaderPool(1) as pool:
+        reader = pool.readers[0]
+        os.kill(reader.process.pid, signal.SIGKILL)
+        reader.process.join(JOIN_TIMEOUT)
+        with methods_peers.PickleWriter(frame) as writer, pytest.raises(ReaderError):
+            round_trip(writer, pool.readers, warmup=1, runs=1)
+
+
 # -- the real suite ---------------------------------------------------------------------
 def _shm_entries() -> set[str]:
     return set(os.listdir(SHM_DIR)) if os.path.isdir(SHM_DIR) else set()
@@ -274,6 +286,27 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
     if _installed("matplotlib"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(n >= MIN_RUNS for n in doc["runs"].values()), doc["runs"]
+    leaked = {e for e in _shm_entries() - before if e.startswith(SUITE_PREFIXES)}
+    assert not leaked, f"the suite left {sorted(leaked)} in {SHM_DIR}"
+
+
+def test_sigterm_mid_run_leaves_nothing_behind() -> None:
+    before = _shm_entries()
+    proc = subprocess.Popen([sys.executable, "-m", "shmimage.bench", "--quick"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # a few methods in: segments and readers are live
+            if "round trip: multiprocessing.shared_memory" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(JOIN_TIMEOUT)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted" in err
     leaked = {e for e in _shm_entries() - before if e.startswith(SUITE_PREFIXES)}
     assert not leaked, f"the suite left {sorted(leaked)} in {SHM_DIR}"
 
