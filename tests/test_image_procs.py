@@ -13,12 +13,14 @@ from PIL import Image
 from shmimage import NotFoundError, SharedImage, SharedMemory
 from workers_image import (
     WAIT,
+    create_without_frame,
     hold_loaded_file,
     load_from_memory,
     publish_and_leave,
     publish_on_signal,
     read_on_request,
     shm_path,
+    wait_for_first_frame,
     wait_for_frame,
     wait_with_timeout,
 )
@@ -312,3 +314,20 @@ def test_default_key_is_the_examples() -> None:
     assert image.key == "QSharedMemoryExample"
     assert image.native_key == SharedMemory("QSharedMemoryExample").native_key
     assert not image.is_attached
+
+
+def test_waiting_for_the_very_first_frame(procs, unique_key) -> None:
+    key = unique_key()
+    with SharedImage(key) as image:
+        create_without_frame(image)
+        ready = ctx.Event()
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = procs.start(wait_for_first_frame, key, ready, child_end)
+        child_end.close()
+        assert ready.wait(WAIT), "the waiter did not attach"
+        frame = pattern(5, 6, seed=4)
+        image.publish(frame)
+        status, generation, seen = receive(parent_end, "first frame")
+        assert (status, generation) == ("ok", 1)
+        np.testing.assert_array_equal(seen, frame)
+        finish(proc)

@@ -231,3 +231,24 @@ def test_a_view_in_a_forked_child_stays_pinned(image: SharedImage, procs) -> Non
     seen = receive(parent_end, "generation in the child's view")
     finish(proc)
     assert seen == 1
+
+
+def test_reader_processes_view_one_frame_together(image: SharedImage, procs) -> None:
+    release = ctx.Event()
+    conns, children = [], []
+    try:
+        for _ in range(2):
+            parent_end, child_end = ctx.Pipe(duplex=False)
+            children.append(procs.start(hold_view, image.key, child_end, release))
+            child_end.close()
+            conns.append(parent_end)
+        assert [receive(conn, "pinned generation") for conn in conns] == [1, 1]
+        with image.view() as view:  # a third reader of the same slot
+            assert frame_generation(view) == 1
+        for _ in range(5):
+            publish_next(image, timeout=5)
+    finally:
+        release.set()
+    assert [receive(conn, "generation at release") for conn in conns] == [1, 1]
+    for child in children:
+        finish(child)

@@ -341,3 +341,22 @@ def view_in_forked_child(image: SharedImage, pinned: Any, go: Any, conn: Any) ->
         if not go.wait(WAIT):
             raise TimeoutError("never told to look again")
         conn.send(frame_generation(frame))
+
+
+def wait_for_first_frame(key: str, ready: Any, conn: Any) -> None:
+    """Attach to a store with no frame (NoFrameError), then wait for its first one."""
+    image = SharedImage(key)
+    try:
+        try:
+            image.read()
+        except NoFrameError:
+            pass
+        else:
+            raise AssertionError("a frame was there before anything was published")
+        ready.set()
+        generation = image.wait(timeout=WAIT)
+        conn.send(("ok", generation, image.read()))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
