@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 from shmimage import NoFrameError, SharedImage
-from workers_image import gen_frame, shm_path
+from workers_image import frame_generation, gen_frame, shm_path
 
 SMALL, BIG = (48, 64), (1080, 1920, 4)
 
@@ -84,12 +84,14 @@ def test_repeated_growth(image: SharedImage) -> None:
 def test_readers_keep_the_previous_frame_while_the_store_grows(image: SharedImage) -> None:
     image.publish(gen_frame(SMALL, 1))
     with SharedImage(image.key) as reader:
-        assert reader.read().shape == SMALL
+        before = reader.info()
         with image.loan(BIG, np.float32) as frame:  # the grown store is already named
             frame.fill(2)
             try:
-                out = reader.read()
-            except NoFrameError:
-                out = None
+                seen = (reader.info(), frame_generation(reader.read()))
+            except NoFrameError as exc:
+                seen = exc
         del frame  # a failing assert must not keep the loaned mapping alive
-        assert out is not None and out.shape == SMALL and (out == 1).all()
+        assert seen == (before, 1)  # the same frame, facts and all
+        assert reader.info().generation == 2
+        assert frame_generation(reader.read()) == 2
