@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 
 import numpy as np
 import pytest
-from shmimage import SharedImage
-from workers_image import shm_path
+from shmimage import LockError, SharedImage
+from workers_image import WAIT, shm_path
 
 
 class Boom(Exception):
@@ -117,3 +118,31 @@ def test_detach_with_a_loaned_array_kept(unique_key) -> None:
     del kept, frame
     gc.collect()
     assert not os.path.exists(shm_path(image.native_key))
+
+
+def test_publishing_inside_ones_own_loan_is_a_lock_error(image: SharedImage) -> None:
+    image.publish(np.zeros((4, 4), np.uint8))
+    with SharedImage(image.key) as other, image.loan((4, 4)) as frame:
+        for writer in (image, other):  # never a self-deadlock
+            with pytest.raises(LockError):
+                writer.publish(np.ones((4, 4), np.uint8), timeout=WAIT)
+        frame[...] = 3
+    assert image.info().generation == 2
+    assert (image.read() == 3).all()
+
+
+def test_a_loan_from_another_thread_waits_for_the_lock(image: SharedImage) -> None:
+    image.publish(np.zeros((4, 4), np.uint8))
+    done: list = []
+
+    def publish_from_thread() -> None:
+        with SharedImage(image.key) as other:
+            done.append(other.publish(np.full((4, 4), 5, np.uint8), timeout=WAIT))
+
+    with image.loan((4, 4)) as frame:
+        thread = threading.Thread(target=publish_from_thread)
+        thread.start()
+        frame[...] = 4
+    thread.join(WAIT)
+    assert not thread.is_alive() and done == [3]
+    assert (image.read() == 5).all()
