@@ -199,7 +199,7 @@ def test_error_texts_and_tab_order(display, viewers, unique_key, tmp_path):
     not_an_image.write_text("plain text, not pixels")
     viewer.keys("shift+Tab")
     viewer.events.event("focus", widget=LOAD_TEXT)
-    viewer.keys("space")
+    viewer.keys("Return")  # Return works as well as space
     viewer.events.event("status", text=SELECT_TEXT)
     choose_file(display, str(not_an_image))
     viewer.events.event("status", text=NOT_IMAGE_TEXT)

@@ -252,6 +252,7 @@ class Viewer:
             self.live_check.state(["disabled"])
         for widget in (self.load_button, self.display_button, self.live_check):
             widget.bind("<FocusIn>", self._traced_focus, add="+")
+            widget.bind("<Return>", lambda event: event.widget.invoke(), add="+")
         self.load_button.focus_set()
 
     def _traced_focus(self, event: Any) -> None:
