@@ -95,3 +95,16 @@ def test_readers_keep_the_previous_frame_while_the_store_grows(image: SharedImag
         assert seen == (before, 1)  # the same frame, facts and all
         assert reader.info().generation == 2
         assert frame_generation(reader.read()) == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: only the grower is attached to the grown segment, so when it detaches "
+    "the segment is removed under readers still attached to the old one (NotFoundError)",
+)
+def test_a_reader_keeps_the_image_when_the_grower_detaches(image: SharedImage) -> None:
+    image.publish(gen_frame(SMALL, 1))
+    grower = SharedImage(image.key)
+    grower.publish(gen_frame(BIG, 2))
+    grower.detach()
+    assert frame_generation(image.read()) == 2
