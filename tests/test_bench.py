@@ -30,7 +30,7 @@ from shmimage.bench.frames import TARGET_SIZE, make_frame, parse_size
 from shmimage.bench.measure import COPY_PEERS, MEMCPY, ROUND_TRIPS
 from shmimage.bench.methods_wakeup import PipePingPong, ping_pong
 from shmimage.bench.optional import OPTIONAL
-from shmimage.bench.pool import ReaderError, ReaderPool
+from shmimage.bench.pool import ReaderError, ReaderFailed, ReaderPool
 from shmimage.bench.roundtrip import Writer, round_trip
 from shmimage.bench.suite import Results
 from shmimage.bench.timing import MIN_RUNS, Repeats, timed_alternating
@@ -226,9 +226,9 @@ def test_round_trips_and_ping_pong_in_real_processes() -> None:
 def test_reader_failures_surface_and_the_pool_recovers() -> None:
     frame = make_frame(24, 32)
     with ReaderPool(1) as pool:
-        with pytest.raises(ReaderError, match="UnpicklingError|pickle"):
+        with pytest.raises(ReaderFailed, match="UnpicklingError|pickle"):
             round_trip(_GoToPickleReader(), pool.readers, warmup=1, runs=1)
-        with pytest.raises(ReaderError, match="FileNotFoundError"):
+        with pytest.raises(ReaderFailed, match="FileNotFoundError"):
             pool.readers[0].setup(methods_peers.MpSharedMemoryWriter.reader_role,
                                   {"name": "shb-no-such-segment", "shape": (1, 1, 4)})
         with methods_peers.PickleWriter(frame) as writer:  # the same reader still works

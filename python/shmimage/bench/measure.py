@@ -17,8 +17,8 @@ from . import methods_shmimage as own
 from . import methods_wakeup as wake
 from .frames import make_frame, parse_size
 from .methods_qt import QtExampleWriter
-from .pool import Reader, ReaderPool
-from .roundtrip import Stepping, Writer, exchange, round_trip
+from .pool import Reader, ReaderPool, playing
+from .roundtrip import Writer, exchange, round_trip, stepping
 from .timing import batched, timed_alternating
 
 FAN_OUT = 4
@@ -147,7 +147,7 @@ class Measurements:
         """Four viewing readers, alternating with the first of them alone."""
         with own.ImageWriter(self.frames.get(size), "view") as writer:
             readers = self.readers(FAN_OUT)
-            with Stepping(writer, readers):
+            with stepping(writer, readers):
                 fns = {f"fanout/{size}": exchange(writer, readers),
                        f"fanout1/{size}": exchange(writer, readers[:1])}
                 return timed_alternating(fns, self.warmup, self.runs)
@@ -222,12 +222,9 @@ class Measurements:
         """In a fresh reader: the pool's readers keep freed frames in their heaps."""
         fresh = Reader(multiprocessing.get_context("spawn"), self.pool().lock)
         try:
-            with own.ImageWriter(self.frames.get(size), "view") as writer:
-                fresh.setup(f"{own.__name__}:RssProbe", {"key": writer.key})
-                try:
-                    probe = fresh.request("call", "probe", ())
-                finally:
-                    fresh.teardown()
+            with own.ImageWriter(self.frames.get(size), "view") as writer, \
+                    playing([fresh], f"{own.__name__}:RssProbe", {"key": writer.key}):
+                probe = fresh.request("call", "probe", ())
         finally:
             fresh.close()
         return {f"rss_{name}": value for name, value in probe.items()}

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .frames import unique_name
-from .pool import Reader, ReaderError
+from .pool import Reader, ReaderError, playing
 
 READY = b"r"
 #: Each sample is one ping -> pong exchange; this many samples per counted run.
@@ -27,8 +27,7 @@ def ping_pong(reader: Reader, role: str, args: dict[str, Any],
     """Seconds of each exchange, ``runs * EXCHANGES_PER_RUN`` of them after warm-up."""
     warmup *= EXCHANGES_PER_RUN
     total = warmup + runs * EXCHANGES_PER_RUN
-    reader.setup(role, args)
-    try:
+    with playing([reader], role, args):
         reader.conn.send(("call", "serve_pings", (total,)))
         if not reader.conn.poll(WAIT_TIMEOUT) or reader.conn.recv_bytes() != READY:
             raise ReaderError("the ping-pong reader did not get ready")
@@ -38,8 +37,6 @@ def ping_pong(reader: Reader, role: str, args: dict[str, Any],
             exchange()
             samples.append(time.perf_counter_ns() - start)
         reader.reply()
-    finally:
-        reader.teardown()
     return [t / 1e9 for t in samples[warmup:]]
 
 

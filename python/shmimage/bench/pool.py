@@ -7,10 +7,12 @@ pickle baseline), the reader does its step and answers ``ACK``.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import signal
 import traceback
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,11 @@ _shared_lock: Any = None
 
 
 class ReaderError(RuntimeError):
-    """A reader process failed, died or stopped answering."""
+    """A reader process died or stopped answering: its Pipe may be out of step."""
+
+
+class ReaderFailed(ReaderError):
+    """A reader reported an exception; its Pipe is still in step and it can go on."""
 
 
 def shared_lock() -> Any:
@@ -111,7 +117,7 @@ def expect_ack(conn: Connection, timeout: float = TIMEOUT) -> None:
     except EOFError as exc:
         raise ReaderError("a reader process died") from exc
     if answer != ACK:
-        raise ReaderError(answer[len(FAILED):].decode(errors="replace"))
+        raise ReaderFailed(answer[len(FAILED):].decode(errors="replace"))
 
 
 class Reader:
@@ -138,7 +144,7 @@ class Reader:
         except EOFError as exc:
             raise ReaderError(f"reader {self.process.pid} died") from exc
         if status == "error":
-            raise ReaderError(value)
+            raise ReaderFailed(value)
         return value
 
     def setup(self, role: str, args: dict[str, Any]) -> None:
@@ -163,6 +169,27 @@ class Reader:
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=JOIN_TIMEOUT)
+
+
+@contextlib.contextmanager
+def playing(readers: Sequence[Reader], role: str, args: dict[str, Any]) -> Iterator[None]:
+    """The readers set up as ``role`` for the block, torn down after it.
+
+    After an interruption or a dead reader their Pipes may hold answers
+    nobody read: they are then left for the caller to close, not torn down.
+    """
+    ready: list[Reader] = []
+    try:
+        for reader in readers:
+            reader.setup(role, args)
+            ready.append(reader)
+        yield
+    except ReaderFailed:
+        for reader in ready:
+            reader.teardown()
+        raise
+    for reader in ready:
+        reader.teardown()
 
 
 class ReaderPool:

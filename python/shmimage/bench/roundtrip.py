@@ -6,10 +6,11 @@ over the Pipe. A figure is the median time of that whole exchange.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
-from .pool import GO, Reader, expect_ack
+from .pool import GO, Reader, ReaderFailed, expect_ack, playing
 from .timing import timed_alternating
 
 if TYPE_CHECKING:
@@ -57,37 +58,28 @@ def exchange(writer: Writer, readers: Sequence[Reader]) -> Callable[[], None]:
     return once
 
 
-class Stepping:
-    """Readers set up for ``writer`` and waiting for its messages, for a ``with`` block."""
-
-    def __init__(self, writer: Writer, readers: Sequence[Reader]) -> None:
-        self.writer, self.readers = writer, list(readers)
-        self.attached: list[Reader] = []
-        self.stepping: list[Reader] = []
-
-    def __enter__(self) -> Self:
+@contextlib.contextmanager
+def stepping(writer: Writer, readers: Sequence[Reader]) -> Iterator[None]:
+    """The readers set up for ``writer`` and answering its messages, for the block."""
+    with playing(readers, writer.reader_role, writer.reader_args()):
+        for reader in readers:
+            reader.start_steps()
         try:
-            for reader in self.readers:
-                reader.setup(self.writer.reader_role, self.writer.reader_args())
-                self.attached.append(reader)
-            for reader in self.readers:
-                reader.start_steps()
-                self.stepping.append(reader)
-        except BaseException:
-            self.__exit__()
+            yield
+        except ReaderFailed:
+            _stop(readers)
             raise
-        return self
+        _stop(readers)
 
-    def __exit__(self, *exc: object) -> None:
-        for reader in self.stepping:
-            reader.stop_steps()
-        for reader in self.attached:
-            reader.teardown()
+
+def _stop(readers: Sequence[Reader]) -> None:
+    for reader in readers:
+        reader.stop_steps()
 
 
 def round_trip(writer: Writer, readers: Sequence[Reader], warmup: int, runs: int,
                beside: dict[str, Callable[[], None]] | None = None) -> dict[str, list[float]]:
     """Seconds of each round trip (key ``"rt"``), alternating with ``beside`` baselines."""
-    with Stepping(writer, readers):
+    with stepping(writer, readers):
         return timed_alternating({"rt": exchange(writer, readers), **(beside or {})},
                                  warmup, runs)
