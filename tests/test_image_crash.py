@@ -37,12 +37,16 @@ def kill(proc) -> None:
 
 
 def kill_while_writing(proc, raw: SharedMemory) -> bool:
-    """SIGKILL `proc` as soon as a slot is being written; True if one still is after."""
+    """SIGKILL `proc` as soon as it writes a slot; True if the slot was still being written.
+
+    Slots abandoned by earlier kills stay marked WRITING, so they do not count.
+    """
+    stale = set(writing_slots(raw))
     deadline = time.monotonic() + WAIT
-    while not writing_slots(raw) and time.monotonic() < deadline:
+    while not set(writing_slots(raw)) - stale and time.monotonic() < deadline:
         pass  # a tight loop: the copy of one large frame lasts only milliseconds
     kill(proc)
-    return bool(writing_slots(raw))
+    return bool(set(writing_slots(raw)) - stale)
 
 
 def assert_latest_is_complete(image: SharedImage, at_least: int) -> int:

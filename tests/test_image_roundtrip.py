@@ -153,7 +153,7 @@ def test_shape_changes_within_capacity(image: SharedImage) -> None:
         assert image.info().shape == frame.shape
 
 
-frames = hnp.arrays(
+frame_arrays = hnp.arrays(
     dtype=st.sampled_from(DTYPES),
     shape=st.one_of(
         hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=40),
@@ -165,7 +165,7 @@ frames = hnp.arrays(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frames=st.lists(frames, min_size=1, max_size=4))
+@given(frames=st.lists(frame_arrays, min_size=1, max_size=4))
 def test_any_sequence_of_frames_round_trips(frames: list) -> None:
     key = f"shmi-test-hyp-{os.getpid()}-{time.monotonic_ns()}"
     with SharedImage(key) as image:
