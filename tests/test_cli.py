@@ -13,7 +13,19 @@ import pytest
 from PIL import Image
 from shmimage.cli import main
 from shmimage.sample import SAMPLE_PATH, load_sample
-from workers_cli import Lines, one_line_error, run_cli, segment_exists, start_cli, stop
+from workers_cli import (
+    HAS_SHM_DIR,
+    POSIX_SIGNALS,
+    Lines,
+    one_line_error,
+    run_cli,
+    segment_exists,
+    start_cli,
+    stop,
+)
+
+signals = pytest.mark.skipif(not POSIX_SIGNALS, reason="sends POSIX signals to the command")
+needs_shm_dir = pytest.mark.skipif(not HAS_SHM_DIR, reason="looks at /dev/shm without attaching")
 
 COMMANDS = ("put", "get", "info", "ls", "rm", "gc", "viewer", "demo", "bench")
 
@@ -30,6 +42,7 @@ def decode(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGBA")).copy()
 
 
+@signals
 def test_held_put_is_seen_by_info_ls_get_and_gone_after_ctrl_c(unique_key, tmp_path):
     key = unique_key("put")
     proc, lines = held_put(key)
@@ -63,6 +76,7 @@ def test_held_put_is_seen_by_info_ls_get_and_gone_after_ctrl_c(unique_key, tmp_p
     assert not (tmp_path / "none.png").exists()
 
 
+@signals
 def test_sigterm_releases_the_segment_too(unique_key):
     key = unique_key("term")
     proc, _ = held_put(key)
@@ -125,6 +139,8 @@ def test_get_to_stdout_writes_png(unique_key):
         run_cli("rm", key)
 
 
+@signals
+@needs_shm_dir
 def test_gc_removes_what_a_killed_put_left(unique_key):
     key = unique_key("gc")
     proc, _ = held_put(key)
@@ -195,6 +211,7 @@ def test_main_returns_exit_codes_in_process(capsys):
     assert capsys.readouterr().err.count("\n") >= 2
 
 
+@signals
 def test_qt_put_and_get_speak_qts_format(unique_key, tmp_path):
     qt = pytest.importorskip("shmimage.qt", reason="the Qt format module is not built")
     key = unique_key("qt")

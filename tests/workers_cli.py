@@ -101,10 +101,23 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def segment_exists(key: str) -> bool:
-    from shmimage import SharedMemory
+SHM_DIR = "/dev/shm"
+HAS_SHM_DIR = os.path.isdir(SHM_DIR)
+POSIX_SIGNALS = sys.platform != "win32"
 
-    return os.path.exists("/dev/shm/" + SharedMemory(key).native_key.lstrip("/"))
+
+def segment_exists(key: str) -> bool:
+    """Whether the segment's name exists, without attaching (which could reclaim it)."""
+    from shmimage import NotFoundError, SharedMemory
+
+    if HAS_SHM_DIR:
+        return os.path.exists(os.path.join(SHM_DIR, SharedMemory(key).native_key.lstrip("/")))
+    try:
+        with SharedMemory(key) as probe:
+            probe.attach()
+    except NotFoundError:
+        return False
+    return True
 
 
 # ---- a real X server ----------------------------------------------------------------
