@@ -17,6 +17,7 @@ from workers_image import (
     hold_view,
     publish_forever,
     publish_once,
+    read_until_stopped,
     writing_slots,
 )
 
@@ -60,12 +61,30 @@ def assert_latest_is_complete(image: SharedImage, at_least: int) -> int:
     return generation
 
 
+def start_reader(procs, key: str) -> tuple:
+    """A reader process that read()s and view()s until told to stop."""
+    stop = ctx.Event()
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    proc = procs.start(read_until_stopped, key, stop, child_end)
+    child_end.close()
+    return proc, stop, parent_end
+
+
+def stop_reader(proc, stop, conn) -> dict:
+    stop.set()
+    reply = receive(conn, "reader counts")
+    proc.join(WAIT)
+    assert reply[0] == "ok", reply
+    return reply[1]
+
+
 def test_writer_killed_mid_publish_repeatedly(procs, unique_key, record_property) -> None:
     key = unique_key()
     killed_mid_write = 0
     with SharedImage(key) as image, SharedMemory(key) as raw:
         image.publish(gen_frame(LARGE, 1))
         raw.attach()
+        reader = start_reader(procs, key)
         for _ in range(CYCLES):
             before = image.info().generation
             parent_end, child_end = ctx.Pipe(duplex=False)
@@ -77,9 +96,14 @@ def test_writer_killed_mid_publish_repeatedly(procs, unique_key, record_property
             generation = assert_latest_is_complete(image, before + 1)
             assert image.publish(gen_frame(LARGE, generation + 1), timeout=WAIT) == generation + 1
             assert_latest_is_complete(image, generation + 1)
-    print(f"killed mid-write in {killed_mid_write} of {CYCLES} cycles")
-    record_property("killed_mid_write", f"{killed_mid_write}/{CYCLES}")
+        counts = stop_reader(*reader)
+    report = f"killed mid-write in {killed_mid_write} of {CYCLES} cycles; reader saw {counts}"
+    print(report)
+    record_property("crash", report)
     assert killed_mid_write > 0, "no kill landed in the middle of a publish"
+    assert counts["frames"] > 0 and counts["views"] > 0
+    assert counts["torn"] == counts["backwards"] == counts["changed_in_view"] == 0, report
+    assert counts["no_frame"] == 0, report
 
 
 def kill_first_publish(procs, key: str) -> SharedImage | None:

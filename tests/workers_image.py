@@ -226,9 +226,9 @@ def torture_writer(key: str, seconds: float, growing: bool, conn: Any) -> None:
 
 
 class TortureCounts:
-    """What a torture reader saw."""
+    """What a torture reader saw; `growing` None: frames of any shape."""
 
-    def __init__(self, growing: bool) -> None:
+    def __init__(self, growing: bool | None) -> None:
         self.growing = growing
         self.last = 0
         self.counts = dict.fromkeys(
@@ -238,9 +238,10 @@ class TortureCounts:
     def saw(self, frame: np.ndarray, kind: str) -> int:
         generation = frame_generation(frame)
         self.counts[kind] += 1
-        self.counts["torn"] += generation < 1 or frame.shape != torture_shape(
+        wrong_shape = self.growing is not None and frame.shape != torture_shape(
             generation, self.growing
         )
+        self.counts["torn"] += generation < 1 or wrong_shape
         self.counts["backwards"] += generation < self.last
         self.last = max(self.last, generation)
         return generation
@@ -269,6 +270,21 @@ def torture_reader(key: str, seconds: float, growing: bool, conn: Any) -> None:
                 _torture_round(image, seen)
             except NoFrameError:
                 seen.counts["no_frame"] += 1
+        conn.send(("ok", seen.counts))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+def read_until_stopped(key: str, stop: Any, conn: Any) -> None:
+    """Like torture_reader, for frames of any shape, until `stop` is set."""
+    image = SharedImage(key)
+    seen = TortureCounts(None)
+    try:
+        deadline = time.monotonic() + HOLD
+        while not stop.is_set() and time.monotonic() < deadline:
+            _torture_round(image, seen)
         conn.send(("ok", seen.counts))
     except REPORTED as exc:
         conn.send(_error(exc))
