@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import sys
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -163,7 +164,7 @@ class SharedMemory:
         self._ok()
         # The lock is the hot path: while attached, lock/unlock are the
         # compiled segment's own methods, with no Python frame in between.
-        seg.on_error = self._failed
+        seg.on_error = weakref.WeakMethod(self._failed)
         self.lock = seg.lock  # type: ignore[method-assign]
         self.unlock = seg.unlock  # type: ignore[method-assign]
 
@@ -184,8 +185,7 @@ class SharedMemory:
         _check_key(key, "key")
         if not key:
             raise InvalidKeyError("no key given")
-        name = key if key.startswith("/") and len(key) <= 64 else native_key_for(key)
-        _shmcore.remove(name)
+        _shmcore.remove(native_key_for(key))
 
     def __enter__(self) -> Self:
         return self

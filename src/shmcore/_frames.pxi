@@ -18,18 +18,6 @@ from shmimage.errors import NoFrameError, TornFrameError
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
 
-cdef extern from *:
-    """
-    #if defined(_WIN32)
-    #include <windows.h>
-    static void shmp_nap(void) { Sleep(1); }
-    #else
-    #include <time.h>
-    static void shmp_nap(void) { struct timespec t = {0, 500000}; nanosleep(&t, NULL); }
-    #endif
-    """
-    void shmp_nap() nogil
-
 SLOTS = FRM_MIN_SLOTS
 CTRL_SIZE = FRM_CTRL_SIZE
 DTYPES = ("|u1", "<u2", "<f4")

@@ -63,6 +63,11 @@ cdef dict _ERRORS = {
 }
 
 
+def _thread_alive(unsigned long ident):
+    import threading
+    return any(t.ident == ident for t in threading.enumerate())
+
+
 cdef int check(int rc, str what) except -1:
     """Turn a status from the platform layer into the typed exception."""
     if rc == 0:
@@ -202,11 +207,31 @@ cdef class Segment:
         if self.exports:
             raise BufferError(f"{self.exports} buffer(s) of this segment are still alive")
         if self.lock_thread:
-            if self.lock_thread != PyThread_get_thread_ident():
+            if self.lock_thread == PyThread_get_thread_ident():
+                self._unlock()
+            elif _thread_alive(self.lock_thread):
                 raise LockError("the lock is held by another thread of this process")
-            self._unlock()
+            else:
+                self._recover_from_ended_thread()
         self._release()
         return True
+
+    cdef _recover_from_ended_thread(self):
+        """The holding thread has ended, but its C-level exit (which marks
+        the robust mutex owner-died) may still be under way: unmapping before
+        that would leave the mutex locked for good. Wait for it, then take
+        and release the lock."""
+        cdef int rc, died = 0, tries
+        self.lock_thread = 0
+        for tries in range(500):
+            rc = shmp_lock_try(&self.seg, &died)
+            if rc == 0:
+                shmp_unlock(&self.seg)
+                return
+            if rc != EBUSY:
+                return
+            with nogil:
+                shmp_nap()
 
     cdef _release(self):
         if self.unnamed:
@@ -262,9 +287,13 @@ cdef class Segment:
         self._unlock()
 
     cdef int _fail(self, exc) except -1:
-        """Raise `exc`, telling the owner first (Qt-style error state)."""
+        """Raise `exc`, telling the owner first (Qt-style error state).
+        `on_error` is a weak reference to a callable, so no cycle keeps the
+        owner, and with it this segment, alive."""
         if self.on_error is not None:
-            self.on_error(exc)
+            report = self.on_error()
+            if report is not None:
+                report(exc)
         raise exc
 
     cdef int _unlock(self) except -1:

@@ -134,6 +134,9 @@ int shmp_range_test(shmp_seg *s, uint64_t index, int *locked);
  * shmp_reserve faults in and reserves mapping bytes [offset, offset+len) for
  * writing: ENOSPC where a later write would SIGBUS. */
 int shmp_reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads);
+
+/* A short sleep (about half a millisecond) for bounded retry loops. */
+void shmp_nap(void);
 void shmp_copy(void *dst, const void *src, size_t len, int nthreads);
 
 #endif

@@ -648,6 +648,11 @@ int shmp_unlock(shmp_seg *s) {
 }
 #endif /* SHMP_PORTABLE */
 
+void shmp_nap(void) {
+    struct timespec t = {0, 500000};
+    nanosleep(&t, NULL);
+}
+
 /* ---- wait and wake ---- */
 
 int shmp_wait(shmp_seg *s, uint32_t *word, uint32_t expected, int64_t timeout_ns) {
