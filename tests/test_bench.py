@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -250,6 +251,11 @@ def _shm_entries() -> set[str]:
     return set(os.listdir(SHM_DIR)) if os.path.isdir(SHM_DIR) else set()
 
 
+def _pyshmem_lock_files() -> set[str]:
+    folder = Path(tempfile.gettempdir(), f"pyshmem-locks-{os.getuid()}")
+    return set(os.listdir(folder)) if folder.is_dir() else set()
+
+
 def _run_bench(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "shmimage.bench", *args], capture_output=True,
                           text=True, timeout=RUN_TIMEOUT, check=False)
@@ -267,7 +273,7 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
     args = ["--quick", "--json", str(out)]
     if _installed("matplotlib"):
         args += ["--plot", str(png)]
-    before = _shm_entries()
+    before, locks_before = _shm_entries(), _pyshmem_lock_files()
     done = _run_bench(args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "round 1/" in done.stderr  # progress while it runs
@@ -288,6 +294,7 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
     assert all(n >= MIN_RUNS for n in doc["runs"].values()), doc["runs"]
     leaked = {e for e in _shm_entries() - before if e.startswith(SUITE_PREFIXES)}
     assert not leaked, f"the suite left {sorted(leaked)} in {SHM_DIR}"
+    assert _pyshmem_lock_files() <= locks_before, "pyshmem lock files left behind"
 
 
 def test_sigterm_mid_run_leaves_nothing_behind() -> None:

@@ -6,7 +6,11 @@ has one.
 """
 from __future__ import annotations
 
+import contextlib
 import mmap
+import os
+import tempfile
+from collections.abc import Iterator
 from multiprocessing import shared_memory
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
@@ -82,6 +86,21 @@ class PickleReader:
 
     def close(self) -> None:
         pass
+
+
+@contextlib.contextmanager
+def pyshmem_lock_dir() -> Iterator[None]:
+    """pyshmem keeps a lock file per stream name for good: keep the suite's in a temporary
+    directory (readers spawned inside the block inherit it) and remove it after."""
+    if "PYSHMEM_LOCK_DIR" in os.environ:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="shmimage-bench-") as folder:
+        os.environ["PYSHMEM_LOCK_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PYSHMEM_LOCK_DIR"]
 
 
 class PyshmemWriter(Writer):

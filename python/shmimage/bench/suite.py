@@ -9,6 +9,7 @@ from typing import TextIO
 
 from .frames import SIZES, parse_size
 from .measure import FAN_OUT, Measurements, Step
+from .methods_peers import pyshmem_lock_dir
 from .pool import ReaderPool
 from .timing import Repeats
 
@@ -74,14 +75,15 @@ class Suite:
         rounds = self.settings.repeats.rounds
         timed = [s for s in steps if not s.once]
         progress = Progress(rounds * len(timed) + len(steps) - len(timed), progress_stream)
-        try:
-            for n in range(1, rounds + 1):
-                for step in steps if n == rounds else timed:
-                    progress.step(f"round {n}/{rounds}: {step.label}")
-                    self._run_step(step, progress_stream)
-        finally:
-            if self._pool is not None:
-                self._pool.close()
+        with pyshmem_lock_dir():
+            try:
+                for n in range(1, rounds + 1):
+                    for step in steps if n == rounds else timed:
+                        progress.step(f"round {n}/{rounds}: {step.label}")
+                        self._run_step(step, progress_stream)
+            finally:
+                if self._pool is not None:
+                    self._pool.close()
         return self.results
 
     def _run_step(self, step: Step, stream: TextIO) -> None:
