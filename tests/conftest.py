@@ -5,6 +5,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import sys
 import time
 import uuid
 import warnings
@@ -22,7 +23,9 @@ JOIN_TIMEOUT = 30.0
 def _shm_entries() -> set[str]:
     if not os.path.isdir(SHM_DIR):
         return set()
-    return set(os.listdir(SHM_DIR))
+    # multiprocessing's own semaphores ("sem.mp-...") are unlinked by
+    # multiprocessing itself when their objects die or at interpreter exit.
+    return {name for name in os.listdir(SHM_DIR) if not name.startswith("sem.mp-")}
 
 
 def _strict_session_check() -> bool:
@@ -37,6 +40,8 @@ def shm_dir_unchanged() -> Iterator[None]:
     """The whole suite must leave the shared-memory directory as it found it."""
     before = _shm_entries()
     yield
+    # The last failure's traceback keeps its frames (and their segments) alive.
+    sys.last_type = sys.last_value = sys.last_traceback = None
     gc.collect()
     # Entries that vanish within a moment belong to processes still shutting down.
     deadline = time.monotonic() + 3.0
