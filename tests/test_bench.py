@@ -134,6 +134,19 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
     assert exc.value.code == 2
 
 
+def test_help_names_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    usage = capsys.readouterr().out
+    assert all(option in usage for option in ("--quick", "--json", "--plot"))
+
+
+def test_unwritable_outputs_are_refused_before_running(tmp_path: Path) -> None:
+    assert main(["--quick", "--json", str(tmp_path / "missing" / "out.json")]) == 1
+    assert main(["--quick", "--json", str(tmp_path)]) == 1
+
+
 def test_timed_alternating_interleaves() -> None:
     order: list[str] = []
     got = timed_alternating({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
@@ -320,8 +333,11 @@ def test_sigterm_mid_run_leaves_nothing_behind() -> None:
 
 def test_tiny_sizes_run_without_targets(tmp_path: Path) -> None:
     out = tmp_path / "tiny.json"
-    done = _run_bench(["--quick", "--size", "32x24", "--size", "64x48", "--json", str(out)])
+    done = _run_bench(["--quick", "--size", "32x24", "--size", "64x48", "--json", str(out),
+                       "--markdown"])
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("## Benchmark results")
+    assert "| figure | size | shmimage | baseline | ratio | target | met? |" in done.stdout
     doc = json.loads(out.read_text())
     sized = [f for f in doc["figures"] if f["size"] is not None]
     assert {f["size"] for f in sized} == {"32x24", "64x48"}
