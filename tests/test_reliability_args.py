@@ -181,10 +181,8 @@ def test_remove_with_bad_names(name: str) -> None:
     raises_typed(lambda: SharedMemory.remove(name), InvalidKeyError, NotFoundError)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: SharedMemory.remove('/name\\0junk') removes '/name': remove() does not "
-    "check native names for NUL and the C layer stops at it"))
 def test_remove_with_a_nul_removes_nothing_else(unique_key) -> None:
+    """remove('/name\\0junk') once removed '/name' (the C layer stopped at the NUL)."""
     name = unique_key.native()
     with SharedMemory(native_key=name) as shm:
         shm.create(64)

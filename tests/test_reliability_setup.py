@@ -73,13 +73,13 @@ def creation_steps(key: str, log: str) -> list:
         lines = f.read().splitlines()
     steps, seen, started = [], Counter(), False
     for line in lines:
+        if '"go' in line:  # also as "<... read resumed>" when strace caught it blocked
+            started = True
+            continue
         match = CALL.match(line)
         if not match:
             continue
         name = match.group(1)
-        if name == "read" and '"go' in line:
-            started = True
-            continue
         if name == "write" and '"done' in line:
             break
         if started and name != "getpid":
