@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from workers_memory import (
     has_pattern,
     hold_lock,
     lock_and_return,
+    lock_until_interrupted,
     shared_machine,
     shm_path,
     write_pattern,
@@ -113,6 +115,29 @@ def test_holder_that_exits_normally_holding_the_lock(procs, unique_key) -> None:
         with shm.data as mv:
             assert mv[0] == 1
         shm.unlock()
+
+
+def test_blocked_lock_can_be_interrupted(procs, unique_key) -> None:
+    """Ctrl+C reaches a process blocked in lock(), as it does in threading.Lock."""
+    key = unique_key()
+    with SharedMemory(key) as shm:
+        shm.create(64)
+        assert shm.lock()
+        ready = spawn.Event()
+        parent_end, child_end = spawn.Pipe(duplex=False)
+        child = procs.start(lock_until_interrupted, key, ready, child_end)
+        child_end.close()
+        try:
+            assert ready.wait(WAIT)
+            time.sleep(0.3)  # let it block (if the signal comes early it still counts)
+            os.kill(child.pid, signal.SIGINT)
+            child.join(10)
+            still_blocked = child.is_alive()
+        finally:
+            shm.unlock()
+        assert not still_blocked, "SIGINT did not interrupt a blocking lock()"
+        assert parent_end.poll(WAIT) and parent_end.recv() == "interrupted"
+        finish(child)
 
 
 # --- every holder killed: the name is free again ---------------------------------

@@ -293,3 +293,17 @@ def check_last_byte(key: str, conn: Any) -> None:
         mv[-1] = 0x5A
     conn.close()
     shm.detach()
+
+
+def lock_until_interrupted(key: str, ready: Any, conn: Any) -> None:
+    """Block in lock() (the parent holds it) and report how that ended."""
+    shm = SharedMemory(key)
+    shm.attach()
+    ready.set()
+    try:
+        shm.lock()
+    except KeyboardInterrupt:
+        conn.send("interrupted")
+    else:
+        conn.send("locked")
+    conn.close()
