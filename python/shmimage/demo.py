@@ -114,7 +114,7 @@ def read_back(key: str, output: str, conn: Any) -> None:
             steady = median_seconds(image.read)
         scratch = np.empty_like(pixels)
         memcpy = median_seconds(lambda: np.copyto(scratch, pixels))
-        Image.fromarray(pixels, "RGBA").save(output)
+        Image.fromarray(pixels).save(output)
         conn.send({"pid": os.getpid(), "writer_pid": writer_pid, "first_read": first_read,
                    "read": steady, "memcpy": memcpy, "shape": pixels.shape,
                    "differing": count_differing(pixels, expected)})

@@ -107,7 +107,7 @@ def write_sample(path: Path = SAMPLE_PATH) -> Path:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(draw_sample(), "RGBA").save(path, optimize=True)
+    Image.fromarray(draw_sample()).save(path, optimize=True)
     return path
 
 

@@ -72,7 +72,7 @@ def to_ppm(frame: np.ndarray, box: tuple[int, int] = BOX) -> tuple[bytes, tuple[
     from PIL import Image
 
     rgba = to_rgba8(frame)
-    image = Image.fromarray(rgba, "RGBA")
+    image = Image.fromarray(rgba)
     size = fit_size(image.width, image.height, box)
     if size != image.size:
         shrinking = size[0] < image.width
