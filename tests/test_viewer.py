@@ -250,7 +250,8 @@ def window_at(display: str, windows: list[str], x: int) -> str:
     raise AssertionError(f"no window at x={x}")
 
 
-def test_demo_opens_two_viewers_with_the_sample_loaded(display, unique_key):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_demo_opens_two_viewers_with_the_sample_loaded(display, unique_key, sig):
     key = unique_key("demo")
     before = set(windows_named(display, TITLE))
     demo = start_cli("demo", "--key", key, "--trace", env=cli_env(DISPLAY=display))
@@ -265,8 +266,9 @@ def test_demo_opens_two_viewers_with_the_sample_loaded(display, unique_key):
         events.event("image", source="memory")
         assert len(wait_for_image(display, sample_rgb(), 2)) == 2
     finally:
-        code = stop(demo, signal.SIGINT)
+        code = stop(demo, sig)
     assert code == 0
+    assert set(windows_named(display, TITLE)) <= before, "the demo's viewers must close with it"
     assert not segment_exists(key)
 
 

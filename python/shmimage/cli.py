@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -142,24 +145,32 @@ def cmd_put(args: argparse.Namespace) -> int:
         image.detach()
 
 
-def hold() -> None:
-    """Stay attached until Ctrl+C or SIGTERM, like the example's first dialog."""
-    import signal
+@contextlib.contextmanager
+def interrupted_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT both raise KeyboardInterrupt inside the block.
 
-    def on_term(*_: Any) -> None:
+    SIGINT is set explicitly because a shell starts background jobs with it ignored.
+    """
+    def on_signal(*_: Any) -> None:
         raise KeyboardInterrupt
 
-    # SIGINT too: a shell starts background jobs with SIGINT ignored.
-    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print("holding the segment; press Ctrl+C to release it", flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("released", flush=True)
+        yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def hold() -> None:
+    """Stay attached until Ctrl+C or SIGTERM, like the example's first dialog."""
+    with interrupted_by_signals():
+        try:
+            print("holding the segment; press Ctrl+C to release it", flush=True)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("released", flush=True)
 
 
 def qt_image(args: argparse.Namespace) -> Any:

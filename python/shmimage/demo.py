@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .cli import interrupted_by_signals
 from .errors import SharedMemoryError
 from .sample import SAMPLE_PATH, load_sample
 
@@ -68,7 +69,8 @@ def run_windows(key: str, *, trace: bool = False) -> int:
           f"'{key}';\npress \"Display Image From Shared Memory\" in the right one to read it "
           "from shared memory.\nClose both windows (or press Ctrl+C) to finish.", flush=True)
     try:
-        codes = [first.wait(), second.wait()]
+        with interrupted_by_signals():
+            codes = [first.wait(), second.wait()]
     except KeyboardInterrupt:
         codes = [0, 0]
     finally:
