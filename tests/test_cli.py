@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from shmimage import SharedImage
 from shmimage.cli import main
 from shmimage.sample import SAMPLE_PATH, load_sample
 from workers_cli import (
@@ -235,3 +237,27 @@ def test_qt_put_refuses_persist():
     result = run_cli("put", str(SAMPLE_PATH), "--qt", "--persist", "--key", "shmi-test-qt-nop")
     assert result.returncode == 1
     assert "--persist" in one_line_error(result)
+
+
+def test_a_segment_without_a_frame(unique_key, tmp_path):
+    key = unique_key("noframe")
+    with SharedImage(key) as image:
+        with pytest.raises(RuntimeError), image.loan((4, 4, 4)):
+            raise RuntimeError("the writer gave up: nothing is published")
+        info = run_cli("info", "--key", key)
+        assert info.returncode == 0, info.stderr
+        assert "none published yet" in info.stdout
+        assert json.loads(run_cli("info", "--key", key, "--json").stdout)["frame"] is None
+        got = run_cli("get", "--key", key, "-o", str(tmp_path / "none.png"))
+        assert got.returncode == 1
+        assert "nothing published" in one_line_error(got)
+
+
+def test_the_console_script_runs_the_same_main():
+    script = shutil.which("shmimage", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("no shmimage console script next to this Python (not pip-installed)")
+    result = subprocess.run([script, "ls", "--json"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), list)

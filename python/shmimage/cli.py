@@ -217,6 +217,8 @@ def read_frame(key: str) -> Any:
             return source.read()
     except NotFoundError as exc:
         raise CliError(f"no shared image under key '{key}'") from exc
+    except NoFrameError as exc:
+        raise CliError(f"nothing published under key '{key}' yet") from exc
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -427,8 +429,6 @@ def run_guarded(action: Callable[[], int]) -> int:
         return action()
     except CliError as exc:
         return fail(str(exc))
-    except NoFrameError as exc:
-        return fail(f"nothing published yet ({exc})")
     except (SharedMemoryError, OSError, ValueError) as exc:
         return fail(str(exc) or type(exc).__name__)
     except KeyboardInterrupt:

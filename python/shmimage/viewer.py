@@ -75,8 +75,10 @@ def to_ppm(frame: np.ndarray, box: tuple[int, int] = BOX) -> tuple[bytes, tuple[
     image = Image.fromarray(rgba)
     size = fit_size(image.width, image.height, box)
     if size != image.size:
-        shrinking = size[0] < image.width
-        image = image.resize(size, Image.Resampling.LANCZOS if shrinking else Image.Resampling.NEAREST)
+        if size[0] < image.width:
+            image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        else:  # enlarging: keep pixels crisp
+            image = image.resize(size, Image.Resampling.NEAREST)
     flat = Image.new("RGB", image.size, BACKGROUND)
     flat.paste(image, mask=image.getchannel("A"))
     header = f"P6 {flat.width} {flat.height} 255\n".encode("ascii")
