@@ -400,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the main job: the sample image crosses processes")
     demo.add_argument("--headless", action="store_true",
                       help="the two-process check even when a display is available")
-    demo.add_argument("--key", "-k", default=None, help="key to use (default: a fresh one)")
+    demo.add_argument("--key", "-k", default=None,
+                      help=f"key to use (default: {DEFAULT_KEY} for the windows, "
+                           "a fresh one for the headless run)")
     demo.add_argument("-o", "--output", metavar="OUT", help="where the headless run writes "
                       "the image it read back (default: in the temp directory)")
     demo.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
