@@ -51,6 +51,9 @@ def run_demo(key: str | None = None, *, headless: bool = False, output: str | No
         if tk_works():
             return run_windows(key or WINDOW_KEY, trace=trace)
         print("cannot open a window here; running the headless demo instead", file=sys.stderr)
+    elif not headless:
+        print("no display: one process publishes the sample image, another reads it back "
+              "(with a display, `shmimage demo` opens two viewer windows)")
     out = Path(output) if output else Path(tempfile.gettempdir()) / "shmimage-demo.png"
     return run_headless(key or f"shmimage-demo-{os.getpid()}", out)
 
@@ -65,7 +68,7 @@ def viewer_command(key: str, geometry: str, trace: bool) -> list[str]:
 def run_windows(key: str, *, trace: bool = False) -> int:
     first = subprocess.Popen(viewer_command(key, "+40+60", trace) + ["--load", str(SAMPLE_PATH)])
     second = subprocess.Popen(viewer_command(key, "+500+60", trace))
-    print("Two viewers are open.  The left one published the sample image under key "
+    print("Two viewers are opening.  The left one published the sample image under key "
           f"'{key}';\npress \"Display Image From Shared Memory\" in the right one to read it "
           "from shared memory.\nClose both windows (or press Ctrl+C) to finish.", flush=True)
     try:
