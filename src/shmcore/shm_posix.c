@@ -42,6 +42,9 @@
 #define SHMP_PORTABLE 1
 #undef SHMP_HAVE_ROBUST
 #include <signal.h>
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 #if defined(SHMP_FORCE_PORTABLE)
 #undef O_TMPFILE
 #undef F_OFD_SETLK
@@ -55,6 +58,56 @@ static const char *portable_dir(void) {
     if (lstat(dir, &st) != 0 && mkdir(dir, 01777) == 0) chmod(dir, 01777);
     return dir;
 }
+
+/* Sleeping until a word in shared memory changes, as futex does on Linux:
+ * 0 (changed, woken or spurious: callers recheck), ETIMEDOUT or an errno. */
+#if defined(__APPLE__)
+/* libSystem has exported these since macOS 10.12, without a public header
+ * (libc++'s std::atomic wait uses them); the SHARED operation works across
+ * processes on a shared mapping. */
+extern int __ulock_wait(uint32_t op, void *addr, uint64_t value, uint32_t timeout_us);
+extern int __ulock_wake(uint32_t op, void *addr, uint64_t wake_value);
+#define SHMP_UL_COMPARE_AND_WAIT_SHARED 3u
+#define SHMP_ULF_WAKE_ALL 0x100u
+#define SHMP_ULF_NO_ERRNO 0x1000000u
+
+static int word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    uint32_t us = 0; /* no timeout */
+    if (timeout_ns >= 0) {
+        int64_t u = timeout_ns / 1000 + 1;
+        us = u > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)u;
+    }
+    int rc = __ulock_wait(SHMP_UL_COMPARE_AND_WAIT_SHARED | SHMP_ULF_NO_ERRNO, word, expected, us);
+    return (rc >= 0 || rc == -EINTR) ? 0 : -rc;
+}
+
+static void word_wake(uint32_t *word) {
+    __ulock_wake(SHMP_UL_COMPARE_AND_WAIT_SHARED | SHMP_ULF_WAKE_ALL | SHMP_ULF_NO_ERRNO, word, 0);
+}
+#elif defined(__linux__)
+static int word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000), (long)(timeout_ns % 1000000000)};
+    if (syscall(SYS_futex, word, FUTEX_WAIT, expected, timeout_ns >= 0 ? &ts : NULL, NULL, 0) == 0)
+        return 0;
+    return (errno == EAGAIN || errno == EINTR) ? 0 : errno;
+}
+
+static void word_wake(uint32_t *word) { syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0); }
+#else
+/* No kernel wait on a word: short naps until it changes. */
+static int word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    int64_t waited = 0;
+    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
+        if (timeout_ns >= 0 && waited >= timeout_ns) return ETIMEDOUT;
+        struct timespec nap = {0, 200000};
+        nanosleep(&nap, NULL);
+        waited += 200000;
+    }
+    return 0;
+}
+
+static void word_wake(uint32_t *word) { (void)word; }
+#endif
 #endif
 
 #if defined(__APPLE__)
@@ -589,9 +642,10 @@ int shmp_unlock(shmp_seg *s) {
 /* No robust mutex here: lock_owner_pid itself is the lock, taken by CAS from
  * 0 to the taker's pid. A holder found dead (kill(pid, 0) gives ESRCH) is
  * replaced by CAS too, and the taker is told owner_died. reserved0 names the
- * holding thread, for EDEADLK. Waiting naps with backoff: there is no futex.
- * A dead holder's pid reused by a live process keeps the lock held until
- * that process exits. */
+ * holding thread, for EDEADLK. Waiters sleep on the word (word_wait) in
+ * slices, rechecking the holder's liveness after each. A dead holder's pid
+ * reused by a live process keeps the lock held until that process exits. */
+#define LIVENESS_SLICE_NS 100000000
 static uint32_t thread_token(void) {
     static _Thread_local uint32_t token;
     static uint32_t next;
@@ -599,8 +653,29 @@ static uint32_t thread_token(void) {
     return token;
 }
 
+/* Gone, or a zombie that its parent has not reaped yet. */
 static int holder_dead(uint32_t pid) {
-    return pid != 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    if (pid == 0) return 0;
+    if (kill((pid_t)pid, 0) != 0) return errno == ESRCH;
+#if defined(__APPLE__)
+    int mib[4] = {CTL_KERN, KERN_PROC, KERN_PROC_PID, (int)pid};
+    struct kinfo_proc kp;
+    size_t len = sizeof kp;
+    return sysctl(mib, 4, &kp, &len, NULL, 0) == 0 && len == sizeof kp &&
+           kp.kp_proc.p_stat == SZOMB;
+#elif defined(__linux__)
+    char path[32], buf[64];
+    snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *end = strrchr(buf, ')'); /* the command name may hold spaces */
+    return end && end[1] == ' ' && end[2] == 'Z';
+#else
+    return 0;
+#endif
 }
 
 int shmp_lock_try(shmp_seg *s, int *owner_died) {
@@ -622,18 +697,24 @@ int shmp_lock_try(shmp_seg *s, int *owner_died) {
 }
 
 int shmp_lock_wait(shmp_seg *s, int64_t timeout_ns, int *owner_died) {
+    uint32_t *word = &shmp_hdr(s)->lock_owner_pid;
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    long nap = 20000;
     for (;;) {
         int rc = shmp_lock_try(s, owner_died);
         if (rc != EBUSY) return rc;
         clock_gettime(CLOCK_MONOTONIC, &now);
         int64_t spent = (int64_t)(now.tv_sec - t0.tv_sec) * 1000000000 + (now.tv_nsec - t0.tv_nsec);
-        if (timeout_ns >= 0 && spent >= timeout_ns) return ETIMEDOUT;
-        struct timespec d = {0, nap};
-        nanosleep(&d, NULL);
-        if (nap < 2000000) nap *= 2;
+        int64_t slice = LIVENESS_SLICE_NS;
+        if (timeout_ns >= 0) {
+            if (spent >= timeout_ns) return ETIMEDOUT;
+            if (timeout_ns - spent < slice) slice = timeout_ns - spent;
+        }
+        uint32_t holder = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if (holder) {
+            rc = word_wait(word, holder, slice);
+            if (rc && rc != ETIMEDOUT) return rc;
+        }
     }
 }
 
@@ -644,6 +725,7 @@ int shmp_unlock(shmp_seg *s) {
         return EPERM;
     __atomic_store_n(&h->reserved0, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&h->lock_owner_pid, 0, __ATOMIC_RELEASE);
+    word_wake(&h->lock_owner_pid);
     return 0;
 }
 #endif /* SHMP_PORTABLE */
@@ -668,15 +750,7 @@ int shmp_wait(shmp_seg *s, uint32_t *word, uint32_t expected, int64_t timeout_ns
     int e = errno;
     return (e == EAGAIN || e == EINTR) ? 0 : e;
 #else
-    /* Portable fallback: short sleeps until the word changes. */
-    int64_t waited = 0;
-    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
-        if (timeout_ns >= 0 && waited >= timeout_ns) return ETIMEDOUT;
-        struct timespec nap = {0, 200000};
-        nanosleep(&nap, NULL);
-        waited += 200000;
-    }
-    return 0;
+    return word_wait(word, expected, timeout_ns); /* the portability block's */
 #endif
 }
 
@@ -685,7 +759,7 @@ int shmp_wake(shmp_seg *s, uint32_t *word) {
 #if defined(__linux__)
     if (syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0) < 0) return errno;
 #else
-    (void)word;
+    word_wake(word);
 #endif
     return 0;
 }

@@ -1,7 +1,9 @@
 /* Unit tests of the POSIX layer's portable paths (what macOS builds: no
  * /dev/shm, no robust mutex, no pthread_mutex_timedlock, no O_TMPFILE, no
  * open-file-description locks), run on Linux by building shm_posix.c with
- * -DSHMP_FORCE_PORTABLE. Deaths are real (a child _exits holding the lock).
+ * -DSHMP_FORCE_PORTABLE (waits use futex as macOS uses __ulock_wait), or
+ * with __linux__ undefined too (no futex at all: waits nap, as on the BSDs).
+ * Deaths are real (a child _exits holding the lock).
  *
  * Usage: test_portable [substring]. Prints "N passed, N failed".
  */
@@ -184,6 +186,105 @@ static void test_live_holder_blocks(void) {
     shmp_detach(&a);
 }
 
+/* The holder dies while we wait: the next liveness check finds it. It is a
+ * grandchild, reaped by its own parent, so it is really gone. */
+static void test_holder_dies_while_waited_for(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "w");
+    shmp_seg a;
+    int died = 0, go[2], status = 0;
+    char c = 0;
+    CHECK_RC(create(&a, name, 64), 0);
+    CHECK(pipe(go) == 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        pid_t holder = fork();
+        if (holder == 0) {
+            shmp_seg s;
+            int d = 0;
+            if (shmp_attach(&s, name, 1) || shmp_lock_try(&s, &d)) _exit(2);
+            if (write(go[1], "l", 1) != 1) _exit(3);
+            struct timespec t = {0, 50000000};
+            nanosleep(&t, NULL);
+            _exit(0); /* dies holding the lock */
+        }
+        int st = 0;
+        _exit(holder > 0 && waitpid(holder, &st, 0) == holder && WIFEXITED(st) ? WEXITSTATUS(st)
+                                                                               : 5);
+    }
+    CHECK(read(go[0], &c, 1) == 1);
+    CHECK_RC(shmp_lock_wait(&a, 10000000000LL, &died), 0);
+    CHECK(died);
+    CHECK_RC(shmp_unlock(&a), 0);
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(go[0]), close(go[1]);
+    shmp_detach(&a);
+}
+
+#if defined(__linux__) || defined(__APPLE__)
+/* A holder that died but is not reaped yet (a zombie) is dead too. */
+static void test_zombie_holder(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "z");
+    shmp_seg a;
+    int died = 0, go[2], status = 0;
+    char c = 0;
+    CHECK_RC(create(&a, name, 64), 0);
+    CHECK(pipe(go) == 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        shmp_seg s;
+        int d = 0;
+        if (shmp_attach(&s, name, 1) || shmp_lock_try(&s, &d)) _exit(2);
+        if (write(go[1], "l", 1) != 1) _exit(3);
+        _exit(0);
+    }
+    CHECK(read(go[0], &c, 1) == 1);
+    CHECK_RC(shmp_lock_wait(&a, 10000000000LL, &died), 0);
+    CHECK(died);
+    CHECK_RC(shmp_unlock(&a), 0);
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(go[0]), close(go[1]);
+    shmp_detach(&a);
+}
+#endif
+
+/* wait/wake on a word of the segment, across processes. */
+static void test_wait_wake(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "k");
+    shmp_seg a;
+    int go[2], status = 0;
+    char c = 0;
+    CHECK_RC(create(&a, name, 64), 0);
+    uint32_t *word = (uint32_t *)shmp_data(&a);
+    CHECK_RC(shmp_wait(&a, word, 1, -1), 0); /* differs: returns at once */
+    int rc = 0;
+    while (rc == 0) rc = shmp_wait(&a, word, 0, 10000000);
+    CHECK_RC(rc, ETIMEDOUT);
+    CHECK(pipe(go) == 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        shmp_seg s;
+        if (shmp_attach(&s, name, 1)) _exit(2);
+        uint32_t *w = (uint32_t *)shmp_data(&s);
+        if (write(go[1], "r", 1) != 1) _exit(3);
+        int r = 0;
+        while (__atomic_load_n(w, __ATOMIC_ACQUIRE) == 0 && (r == 0 || r == ETIMEDOUT))
+            r = shmp_wait(&s, w, 0, 30000000000LL);
+        _exit(__atomic_load_n(w, __ATOMIC_ACQUIRE) == 1 ? 0 : 4);
+    }
+    CHECK(read(go[0], &c, 1) == 1);
+    __atomic_store_n(word, 1, __ATOMIC_RELEASE);
+    CHECK_RC(shmp_wake(&a, word), 0);
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(go[0]), close(go[1]);
+    shmp_detach(&a);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -193,6 +294,11 @@ static const struct {
     {"lock_other_thread", test_lock_other_thread},
     {"dead_holder", test_dead_holder},
     {"live_holder_blocks", test_live_holder_blocks},
+    {"holder_dies_while_waited_for", test_holder_dies_while_waited_for},
+#if defined(__linux__) || defined(__APPLE__)
+    {"zombie_holder", test_zombie_holder},
+#endif
+    {"wait_wake", test_wait_wake},
 };
 
 int main(int argc, char **argv) {
