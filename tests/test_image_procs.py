@@ -16,6 +16,7 @@ from workers_image import (
     create_without_frame,
     hold_loaded_file,
     load_from_memory,
+    loan_and_hold,
     publish_and_leave,
     publish_on_signal,
     read_on_request,
@@ -331,3 +332,22 @@ def test_waiting_for_the_very_first_frame(procs, unique_key) -> None:
         assert (status, generation) == ("ok", 1)
         np.testing.assert_array_equal(seen, frame)
         finish(proc)
+
+
+def test_a_4k_frame_from_loan_to_view_across_processes(procs, unique_key) -> None:
+    key = unique_key()
+    shape = (2160, 3840, 4)
+    release = ctx.Event()
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    proc = procs.start(loan_and_hold, key, shape, child_end, release)
+    child_end.close()
+    try:
+        assert receive(parent_end, "generation") == 1
+        expected = np.arange(shape[1], dtype=np.uint8)[np.newaxis, :, np.newaxis]
+        with SharedImage(key) as image, image.view() as view:
+            assert view.shape == shape and not view.flags.owndata
+            assert (view == expected).all()
+            assert image.info().writer_pid == proc.pid
+    finally:
+        release.set()
+    finish(proc)

@@ -376,3 +376,16 @@ def wait_for_first_frame(key: str, ready: Any, conn: Any) -> None:
         conn.send(_error(exc))
     finally:
         image.detach()
+
+
+def loan_and_hold(key: str, shape: tuple, conn: Any, release: Any) -> None:
+    """Fill a loaned frame in place with a pattern, publish it, stay attached until released."""
+    image = SharedImage(key)
+    try:
+        with image.loan(shape) as frame:
+            frame[...] = np.arange(shape[1], dtype=np.uint8)[np.newaxis, :, np.newaxis]
+        conn.send(image.info().generation)
+        if not release.wait(WAIT):
+            raise TimeoutError("never released")
+    finally:
+        image.detach()
