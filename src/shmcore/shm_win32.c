@@ -42,8 +42,9 @@
 #define READY_WAIT_MS 2000u /* how long attach waits for a header being copied */
 #define WNAME_MAX 128
 
-_Static_assert(sizeof(shmp_header) <= SHMP_HEADER_SIZE, "header too large");
-_Static_assert(offsetof(shmp_header, key) == 56, "header layout");
+/* Compile-time checks that MSVC's C mode accepts without /std:c11. */
+typedef char shmp_header_fits[sizeof(shmp_header) <= SHMP_HEADER_SIZE ? 1 : -1];
+typedef char shmp_header_layout[offsetof(shmp_header, key) == 56 ? 1 : -1];
 
 /* ---- errors and names ---- */
 
