@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 
 import pytest
 from shmimage import SharedImage
 from workers_image import (
     STEADY_CAPACITY,
     WAIT,
+    TortureCounts,
     frame_generation,
     gen_frame,
     loan_writer,
     torture_reader,
+    torture_round,
     torture_shape,
     torture_writer,
 )
@@ -85,3 +88,36 @@ def test_two_writer_processes_take_turns(procs, unique_key) -> None:
             assert proc.exitcode == 0
         assert image.info().generation == 1 + 2 * count
         assert frame_generation(image.read()) == 1 + 2 * count
+
+
+def test_threads_sharing_one_image(unique_key) -> None:
+    """One SharedImage object used by a writer thread and reader threads at once."""
+    image = SharedImage(unique_key(), capacity=STEADY_CAPACITY)
+    image.publish(gen_frame(torture_shape(1, False), 1))
+    stop = threading.Event()
+    seen = [TortureCounts(False) for _ in range(READERS)]
+    errors: list = []
+
+    def read(counts: TortureCounts) -> None:
+        try:
+            while not stop.is_set():
+                torture_round(image, counts)
+        except Exception as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(counts,)) for counts in seen]
+    try:
+        for thread in threads:
+            thread.start()
+        for generation in range(2, 400):
+            image.publish(gen_frame(torture_shape(generation, False), generation), timeout=WAIT)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(WAIT)
+        image.detach()
+    assert not errors, errors
+    total = {name: sum(s.counts[name] for s in seen) for name in seen[0].counts}
+    assert total["frames"] > 0
+    assert total["torn"] == total["backwards"] == total["changed_in_view"] == 0, total
+    assert total["no_frame"] == 0, total

@@ -247,7 +247,7 @@ class TortureCounts:
         return generation
 
 
-def _torture_round(image: SharedImage, seen: TortureCounts) -> None:
+def torture_round(image: SharedImage, seen: TortureCounts) -> None:
     seen.saw(image.read(), "frames")
     with image.view() as frame:
         generation = seen.saw(frame, "views")
@@ -267,7 +267,7 @@ def torture_reader(key: str, seconds: float, growing: bool, conn: Any) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
-                _torture_round(image, seen)
+                torture_round(image, seen)
             except NoFrameError:
                 seen.counts["no_frame"] += 1
         conn.send(("ok", seen.counts))
@@ -284,7 +284,7 @@ def read_until_stopped(key: str, stop: Any, conn: Any) -> None:
     try:
         deadline = time.monotonic() + HOLD
         while not stop.is_set() and time.monotonic() < deadline:
-            _torture_round(image, seen)
+            torture_round(image, seen)
         conn.send(("ok", seen.counts))
     except REPORTED as exc:
         conn.send(_error(exc))
