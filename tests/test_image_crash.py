@@ -169,8 +169,11 @@ def test_writer_killed_inside_loan(procs, unique_key, first: bool) -> None:
         if first:
             with pytest.raises(TornFrameError):
                 image.read()
+            with pytest.raises(TornFrameError):  # the example's second button, lock recovered
+                SharedImage(key).load_from_memory()
         else:
             assert assert_latest_is_complete(image, 1) == 1
+            assert frame_generation(SharedImage(key).load_from_memory()) == 1
         expected = 1 if first else 2
         assert image.publish(gen_frame(shape, expected), timeout=WAIT) == expected
         assert_latest_is_complete(image, expected)
