@@ -17,6 +17,7 @@ from workers_memory import (
     attach_and_hold,
     create_and_hold,
     create_persistent_and_exit,
+    detach_while_another_thread_waits,
     forked_child,
     forked_hold,
     has_pattern,
@@ -138,6 +139,19 @@ def test_blocked_lock_can_be_interrupted(procs, unique_key) -> None:
         assert not still_blocked, "SIGINT did not interrupt a blocking lock()"
         assert parent_end.poll(WAIT) and parent_end.recv() == "interrupted"
         finish(child)
+
+
+def test_detach_while_another_thread_waits_in_lock(procs, unique_key) -> None:
+    """Never a crash: the waiter must not be left blocked on an unmapped mutex."""
+    key = unique_key()
+    parent_end, child_end = spawn.Pipe(duplex=False)
+    child = procs.start(detach_while_another_thread_waits, key, child_end)
+    child_end.close()
+    child.join(WAIT * 2)
+    assert child.exitcode == 0, f"child died with {child.exitcode} (-11 is SIGSEGV)"
+    assert parent_end.poll(WAIT)
+    outcome = parent_end.recv()
+    assert outcome["waiter_alive"] is False, outcome
 
 
 # --- every holder killed: the name is free again ---------------------------------

@@ -341,3 +341,32 @@ def test_threads_churning_one_name(unique_key) -> None:
     assert not errors, errors
     with pytest.raises(NotFoundError):
         SharedMemory(key).attach()
+
+
+def _detach_twice_at_once(key: str) -> list[object]:
+    shm = SharedMemory(key)
+    shm.create(1 << 20)
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def detach() -> None:
+        barrier.wait(WAIT)
+        try:
+            results.append(shm.detach())
+        except Exception as exc:  # noqa: BLE001 - collected and checked by the caller
+            results.append(exc)
+
+    threads = [threading.Thread(target=detach, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert not shm.is_attached
+    return results
+
+
+def test_detach_from_two_threads_at_once(unique_key) -> None:
+    key = unique_key()
+    for _ in range(30):
+        results = _detach_twice_at_once(key)
+        assert sorted(results, key=repr) == [False, True], results

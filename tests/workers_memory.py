@@ -307,3 +307,38 @@ def lock_until_interrupted(key: str, ready: Any, conn: Any) -> None:
     else:
         conn.send("locked")
     conn.close()
+
+
+def detach_while_another_thread_waits(key: str, conn: Any) -> None:
+    """Detach an object while another thread is blocked in its lock()."""
+    import threading
+
+    owner = SharedMemory(key)
+    owner.create(64)
+    assert owner.lock()
+    shm = SharedMemory(key)
+    shm.attach()
+    outcome: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            outcome["waiter"] = shm.lock(timeout=WAIT)
+        except Exception as exc:  # noqa: BLE001 - a typed error is a fine outcome
+            outcome["waiter"] = type(exc).__name__
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    time.sleep(0.3)  # let it block; the outcome must be sane either way
+    try:
+        outcome["detach"] = shm.detach()
+    except Exception as exc:  # noqa: BLE001 - refusing with a typed error is fine
+        outcome["detach"] = type(exc).__name__
+    owner.unlock()
+    waiter.join(WAIT)
+    outcome["waiter_alive"] = waiter.is_alive()
+    if shm.is_attached and outcome.get("waiter") is True:
+        shm.unlock()
+    shm.detach()
+    owner.detach()
+    conn.send(outcome)
+    conn.close()
