@@ -363,6 +363,25 @@ def test_forked_child_leaves_parent_segment_alone(procs, unique_key, action: str
     assert not os.path.exists(path)
 
 
+@pytest.mark.parametrize("action", ["exit", "detach", "dealloc"])
+def test_forked_child_of_a_lock_holder(procs, unique_key, action: str) -> None:
+    """The parent holds the lock when it forks: the child just lets go of its copy."""
+    key = unique_key()
+    shm = SharedMemory(key)
+    shm.create(64)
+    write_pattern(shm, 30)
+    assert shm.lock()
+    try:
+        finish(procs.start(forked_child, [shm], action, 30, method="fork"))
+    finally:
+        shm.unlock()
+    assert shm.lock(timeout=0) is True
+    assert shm.owner_died is False
+    shm.unlock()
+    assert has_pattern(shm, 30)
+    assert shm.detach()
+
+
 def test_forked_child_outliving_the_parents_detach(procs, unique_key) -> None:
     key = unique_key()
     shm = SharedMemory(key)
