@@ -342,7 +342,7 @@ def test_remove_while_another_process_is_attached(procs, unique_key) -> None:
 # --- fork safety -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("action", ["exit", "detach", "dealloc", "write"])
+@pytest.mark.parametrize("action", ["exit", "detach", "dealloc", "write", "lock"])
 def test_forked_child_leaves_parent_segment_alone(procs, unique_key, action: str) -> None:
     key = unique_key()
     shm = SharedMemory(key)
@@ -363,7 +363,7 @@ def test_forked_child_leaves_parent_segment_alone(procs, unique_key, action: str
     assert not os.path.exists(path)
 
 
-@pytest.mark.parametrize("action", ["exit", "detach", "dealloc"])
+@pytest.mark.parametrize("action", ["exit", "detach", "dealloc", "lock-held"])
 def test_forked_child_of_a_lock_holder(procs, unique_key, action: str) -> None:
     """The parent holds the lock when it forks: the child just lets go of its copy."""
     key = unique_key()

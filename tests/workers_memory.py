@@ -192,6 +192,12 @@ def forked_child(box: list[SharedMemory], action: str, seed: int) -> None:
         gc.collect()
     elif action == "exit":
         os._exit(0)
+    elif action == "lock":  # the parent does not hold it: take it and give it back
+        if not shm.lock(timeout=WAIT):
+            raise AssertionError("lock() in the forked child timed out")
+        shm.unlock()
+    elif action == "lock-held" and shm.lock(timeout=0.2) is not False:
+        raise AssertionError("the child got a lock its parent holds")
 
 
 def attach_as_user(key: str, uid: int, conn: Any) -> None:
