@@ -100,18 +100,29 @@ def test_attach_segment_with_other_layout_version(raw_name: str) -> None:
 FULL_SHM_SCRIPT = """
 import os
 from shmimage import OutOfResourcesError, SharedMemory
-small = SharedMemory("fits")
+
+def fill(shm):
+    with shm.data as mv:
+        mv[:] = b"\\xff" * len(mv)
+
+small, medium = SharedMemory("small"), SharedMemory("medium")
 small.create(256 * 1024)
-for size in (800 * 1024, 4 << 20):
+fill(small)
+medium.create(600 * 1024)  # fits: about 864 KiB of 1 MiB are now reserved
+fill(medium)
+for size in (200 * 1024, 800 * 1024, 4 << 20):  # none of these fit any more
     shm = SharedMemory("too-big")
     try:
         shm.create(size)
     except OutOfResourcesError:
         assert not shm.is_attached and shm.size == 0
     else:
-        raise SystemExit(f"create({size}) on a 1 MiB /dev/shm did not fail")
-assert sorted(os.listdir("/dev/shm")) == [small.native_key[1:]], os.listdir("/dev/shm")
+        fill(shm)  # without a reservation this is where SIGBUS would strike
+        raise SystemExit(f"create({size}) on a full 1 MiB /dev/shm did not fail")
+names = sorted(os.listdir("/dev/shm"))
+assert names == sorted([small.native_key[1:], medium.native_key[1:]]), names
 small.detach()
+medium.detach()
 assert os.listdir("/dev/shm") == []
 print("ok")
 """
