@@ -18,7 +18,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from shmimage import IncompatibleSegmentError, NotFoundError, SharedImage
-from workers_reliability import WAIT, report, uniform
+from workers_reliability import GO_MARKER, WAIT, report, uniform
 
 STRACE = shutil.which("strace")
 pytestmark = [
@@ -73,17 +73,16 @@ def creation_steps(key: str, log: str) -> list:
         lines = f.read().splitlines()
     steps, seen, started = [], Counter(), False
     for line in lines:
-        if '"go' in line:  # also as "<... read resumed>" when strace caught it blocked
-            started = True
-            continue
         match = CALL.match(line)
         if not match:
             continue
         name = match.group(1)
-        if name == "write" and '"done' in line:
+        seen[name] += 1  # strace's when= counts every call since it attached
+        if GO_MARKER in line:
+            started = True
+        elif name == "write" and '"done' in line:
             break
-        if started and name != "getpid":
-            seen[name] += 1
+        elif started and name != "getpid":
             steps.append((name, seen[name]))
     return steps
 

@@ -303,6 +303,9 @@ def open_after_creator_died(key: str, stats: dict) -> None:
         image.detach()
 
 
+GO_MARKER = "/nonexistent/shmimage-creation-starts-here"
+
+
 def stepped_creator(key: str) -> None:
     """Create, publish and detach when told to on stdin (traced by strace)."""
     import sys
@@ -311,6 +314,7 @@ def stepped_creator(key: str) -> None:
     image = SharedImage(key)
     print("ready", flush=True)
     sys.stdin.readline()
+    os.path.exists(GO_MARKER)  # a system call that marks the start in the trace
     image.publish(frame)
     image.detach()
     print("done", flush=True)
