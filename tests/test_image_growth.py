@@ -97,11 +97,6 @@ def test_readers_keep_the_previous_frame_while_the_store_grows(image: SharedImag
         assert frame_generation(reader.read()) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: only the grower is attached to the grown segment, so when it detaches "
-    "the segment is removed under readers still attached to the old one (NotFoundError)",
-)
 def test_a_reader_keeps_the_image_when_the_grower_detaches(image: SharedImage) -> None:
     image.publish(gen_frame(SMALL, 1))
     grower = SharedImage(image.key)

@@ -222,12 +222,6 @@ def test_a_reader_follows_growth_by_a_writer_process(procs, unique_key) -> None:
         np.testing.assert_array_equal(reader.read(), big)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: growth swaps in a new segment that only the grower is attached to; "
-    "when the grower leaves before an attached reader follows, the new segment is removed "
-    "and the reader gets NotFoundError although it never detached",
-)
 def test_a_reader_follows_growth_after_the_writer_left(procs, unique_key) -> None:
     key = unique_key()
     with SharedImage(key) as reader:

@@ -370,7 +370,7 @@ def wait_for_first_frame(key: str, ready: Any, conn: Any) -> None:
         else:
             raise AssertionError("a frame was there before anything was published")
         ready.set()
-        generation = image.wait(timeout=WAIT)
+        generation = image.wait(timeout=WAIT, after=0)  # the publish may come first
         conn.send(("ok", generation, image.read()))
     except REPORTED as exc:
         conn.send(_error(exc))

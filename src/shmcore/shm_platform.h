@@ -23,6 +23,7 @@
 #define SHMP_HEADER_SIZE 4096u
 #define SHMP_KEY_MAX 255u
 #define SHMP_NAME_MAX 64u
+#define SHMP_MAX_PRED 4
 
 #define SHMP_STATE_BUILDING 0u
 #define SHMP_STATE_READY 1u
@@ -44,7 +45,11 @@ typedef struct shmp_header {
     uint32_t key_len;
     uint32_t reserved0;
     char key[SHMP_KEY_MAX + 1];
-    uint8_t pad[512 - 56 - (SHMP_KEY_MAX + 1)];
+    /* Segments this one replaced under its name (newest first): processes
+     * still attached to them count as attached to this one. */
+    uint64_t pred_dev[SHMP_MAX_PRED];
+    uint64_t pred_ino[SHMP_MAX_PRED];
+    uint8_t pad[512 - 56 - (SHMP_KEY_MAX + 1) - 16 * SHMP_MAX_PRED];
 #if !defined(_WIN32)
     pthread_mutex_t mutex; /* at offset 512 */
 #endif

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #if defined(__linux__)
+#include <sys/sysmacros.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #endif
@@ -400,6 +401,35 @@ static int lock_alone(const char *path, int *out) {
     return 0;
 }
 
+/* Does any process hold a flock on a segment this one replaced? Those
+ * inodes have no name left, so ask the kernel's lock table. */
+static int predecessors_held(const shmp_header *h) {
+    if (!h->pred_ino[0]) return 0;
+#if defined(__linux__)
+    FILE *f = fopen("/proc/locks", "re");
+    if (!f) return 1; /* cannot tell: keep it */
+    char line[256];
+    int held = 0;
+    while (!held && fgets(line, sizeof line, f)) {
+        char kind[16];
+        unsigned maj, min;
+        unsigned long long ino;
+        /* "1: FLOCK  ADVISORY  READ  1234 00:1a:5678 0 EOF" ("->" for waiters) */
+        const char *p = strchr(line, ':');
+        if (!p || strstr(line, "->")) continue;
+        if (sscanf(p + 1, " %15s %*s %*s %*d %x:%x:%llu", kind, &maj, &min, &ino) != 4) continue;
+        if (strcmp(kind, "FLOCK") != 0) continue;
+        for (int i = 0; i < SHMP_MAX_PRED && h->pred_ino[i]; i++) {
+            if (h->pred_ino[i] == ino && h->pred_dev[i] == (uint64_t)makedev(maj, min)) held = 1;
+        }
+    }
+    fclose(f);
+    return held;
+#else
+    return 0;
+#endif
+}
+
 int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
     char path[128];
     int rc = shm_path(path, sizeof path, name);
@@ -426,6 +456,7 @@ int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
         info->persistent = (h.flags & SHMP_FLAG_PERSISTENT) != 0;
         info->data_size = h.data_size;
         memcpy(info->key, h.key, h.key_len);
+        if (stale && predecessors_held(&h)) stale = 0;
     }
     info->stale = stale;
     if (stale && reclaim && info->ours && !info->persistent) {
@@ -469,6 +500,13 @@ int shmp_swap(shmp_seg *s, shmp_seg *old) {
     if (rc) return rc;
     rc = same_inode(old->fd, path);
     if (rc) return rc == ESTALE ? ENOENT : rc;
+    shmp_header *h = shmp_hdr(s), *oh = shmp_hdr(old);
+    h->pred_dev[0] = (uint64_t)old->dev;
+    h->pred_ino[0] = (uint64_t)old->ino;
+    for (int i = 1; i < SHMP_MAX_PRED; i++) {
+        h->pred_dev[i] = oh->pred_dev[i - 1];
+        h->pred_ino[i] = oh->pred_ino[i - 1];
+    }
     /* rename() replaces atomically but needs a name to move from. */
     if (s->tmp[0]) {
         snprintf(from, sizeof from, "%s", s->tmp);
@@ -564,10 +602,19 @@ int shmp_leave(shmp_seg *s) {
     }
     s->fd = -1;
     if (keep) return 0;
+    if (__atomic_load_n(&shmp_hdr(s)->flags, __ATOMIC_ACQUIRE) & SHMP_FLAG_SUPERSEDED) {
+        /* A larger segment replaced ours under the name; with us gone it
+         * may be stale now. */
+        shmp_probe_info info;
+        shmp_probe(s->name, 1, &info);
+        return 0;
+    }
     int fd = -1;
     if (lock_alone(path, &fd) != 0) return 0; /* others still hold it, or it is gone */
     struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino) unlink(path);
+    if (fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino &&
+        !predecessors_held(shmp_hdr(s)))
+        unlink(path);
     close(fd);
     return 0;
 }
