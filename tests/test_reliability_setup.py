@@ -114,9 +114,11 @@ def test_killed_at_every_step_of_set_up(unique_key, tmp_path) -> None:
         inject = f"inject={name}:signal=KILL:when={nth}"
         code = run_creator(key, ["-o", "/dev/null", "-e", f"trace={name}", "-e", inject])
         assert code == -9, f"the creator was not killed at {name} #{nth}: {code}"
+        outcomes["stale_left"] += os.path.exists("/dev/shm" + native)
         outcomes[open_afterwards(key)] += 1
         assert not os.path.exists("/dev/shm" + native), f"left behind after {name} #{nth}"
     temps = sorted(n for n in os.listdir("/dev/shm") if n.startswith(".shmimage-"))
     report("kill the creator at each step", {"steps": len(steps), **outcomes})
     assert temps == temps_before
     assert outcomes["refused"] == 0
+    assert outcomes["stale_left"] > 0  # kills after the link left a segment: it was reclaimed
