@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,9 +40,6 @@ from shmimage.bench.timing import MIN_RUNS, Repeats, timed_alternating
 RUN_TIMEOUT = 600
 JOIN_TIMEOUT = 30
 SHM_DIR = "/dev/shm"
-#: What the suite's own segments look like there: its keys start with "shb", and
-#: the peers name theirs "psm_" (multiprocessing) and "ps_" (pyshmem).
-SUITE_PREFIXES = ("shb", "sem.shb", "shmi_shb", "psm_", "ps_")
 TARGETED = [
     "steady publish (bandwidth vs memcpy)",
     "publish + read() round trip",
@@ -264,6 +262,14 @@ def _shm_entries() -> set[str]:
     return set(os.listdir(SHM_DIR)) if os.path.isdir(SHM_DIR) else set()
 
 
+def _left_by(pid: int, before: set[str]) -> list[str]:
+    """New entries named by the suite run in process ``pid``: every name it gives
+    (shmimage keys, multiprocessing, posix_ipc and SharedArray names) holds
+    "shb", a letter and the pid, so other test runs on the machine do not count."""
+    mine = re.compile(rf"shb[a-z]{pid % 10000:04d}")
+    return sorted(e for e in _shm_entries() - before if mine.search(e))
+
+
 def _pyshmem_lock_files() -> set[str]:
     folder = Path(tempfile.gettempdir(), f"pyshmem-locks-{os.getuid()}")
     return set(os.listdir(folder)) if folder.is_dir() else set()
@@ -305,19 +311,21 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
     if _installed("matplotlib"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(n >= MIN_RUNS for n in doc["runs"].values()), doc["runs"]
-    leaked = {e for e in _shm_entries() - before if e.startswith(SUITE_PREFIXES)}
-    assert not leaked, f"the suite left {sorted(leaked)} in {SHM_DIR}"
+    assert doc["pid"], "the JSON names the process that ran the suite"
+    assert not _left_by(doc["pid"], before), f"the suite left segments in {SHM_DIR}"
     assert _pyshmem_lock_files() <= locks_before, "pyshmem lock files left behind"
 
 
-def test_sigterm_mid_run_leaves_nothing_behind() -> None:
+@pytest.mark.parametrize("during", ["round trip: multiprocessing.shared_memory",
+                                    "first publish into a new segment"])
+def test_sigterm_mid_run_leaves_nothing_behind(during: str) -> None:
     before = _shm_entries()
     proc = subprocess.Popen([sys.executable, "-m", "shmimage.bench", "--quick"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
         for line in proc.stderr:  # a few methods in: segments and readers are live
-            if "round trip: multiprocessing.shared_memory" in line:
+            if during in line:
                 break
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=RUN_TIMEOUT)
@@ -327,8 +335,7 @@ def test_sigterm_mid_run_leaves_nothing_behind() -> None:
             proc.wait(JOIN_TIMEOUT)
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted" in err
-    leaked = {e for e in _shm_entries() - before if e.startswith(SUITE_PREFIXES)}
-    assert not leaked, f"the suite left {sorted(leaked)} in {SHM_DIR}"
+    assert not _left_by(proc.pid, before), f"the suite left segments in {SHM_DIR}"
 
 
 def test_tiny_sizes_run_without_targets(tmp_path: Path) -> None:

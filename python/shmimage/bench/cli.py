@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-from . import machine, optional, report
+from . import interrupt, machine, optional, report
 from .build import build_figures
 from .frames import parse_size
 from .suite import Settings, Suite
@@ -62,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine.describe()
     print(f"shmimage bench on {machine.one_line(info)}", file=sys.stderr, flush=True)
     try:
-        with _sigterm_interrupts():
+        with interrupt.deferred():
             results = Suite(settings, skipped).run()
     except KeyboardInterrupt:
         print("shmimage bench: interrupted; nothing left behind", file=sys.stderr)
@@ -88,23 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"shmimage bench: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl+C, so every segment the suite made is removed."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _output_problem(args: argparse.Namespace, skipped: dict[str, str]) -> str | None:

@@ -43,8 +43,13 @@ def make_frame(height: int, width: int) -> np.ndarray:
 
 
 def unique_name(tag: str) -> str:
-    """A short name no other run uses (POSIX names stay well under 30 characters)."""
-    return f"shb{tag}{os.getpid() % 100000}{secrets.token_hex(3)}"
+    """A short name no other run uses (POSIX names stay well under 30 characters).
+
+    "shb", a one-letter tag and four digits of the pid come first: shmimage keeps
+    the first 8 characters of a key in its native name, so a run's segments can
+    be told from another's.
+    """
+    return f"shb{tag}{os.getpid() % 10000:04d}{secrets.token_hex(3)}"
 
 
 def rss_anon_bytes() -> int:

@@ -15,7 +15,7 @@ import numpy as np
 from . import methods_peers as peers
 from . import methods_shmimage as own
 from . import methods_wakeup as wake
-from .frames import make_frame, parse_size
+from .frames import make_frame, parse_size, unique_name
 from .methods_qt import QtExampleWriter
 from .pool import Reader, ReaderPool, playing
 from .roundtrip import Writer, exchange, round_trip, stepping
@@ -159,7 +159,7 @@ class Measurements:
         made: list[shared_memory.SharedMemory] = []
 
         def mp_create_and_copy() -> None:
-            made.append(shared_memory.SharedMemory(create=True, size=frame.nbytes))
+            made.append(shared_memory.SharedMemory(unique_name("m"), create=True, size=frame.nbytes))
             np.copyto(np.ndarray(frame.shape, frame.dtype, buffer=made[-1].buf), frame)
 
         def mp_teardown() -> None:

@@ -32,7 +32,7 @@ class MpSharedMemoryWriter(Writer):
     def __init__(self, frame: np.ndarray) -> None:
         self.frame = frame
         self.lock = shared_lock()
-        self.shm = shared_memory.SharedMemory(create=True, size=frame.nbytes)
+        self.shm = shared_memory.SharedMemory(unique_name("m"), create=True, size=frame.nbytes)
         self.array: Any = np.ndarray(frame.shape, frame.dtype, buffer=self.shm.buf)
 
     def reader_args(self) -> dict[str, Any]:

@@ -5,17 +5,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import SharedImage, SharedMemory
 from .frames import rss_anon_bytes, unique_name
 from .roundtrip import Writer
 
 #: Round-trip modes: the reader's step, and whether the writer loans.
 MODES = ("read", "view", "loan")
-
-
-def _shared_image(key: str, **kwargs: Any) -> Any:
-    from shmimage import SharedImage
-
-    return SharedImage(key, **kwargs)
 
 
 class ImageWriter(Writer):
@@ -28,7 +23,7 @@ class ImageWriter(Writer):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.frame, self.mode, self.count = frame, mode, 0
         self.key = unique_name("i")
-        self.image = _shared_image(self.key, capacity=frame.nbytes)
+        self.image = SharedImage(self.key, capacity=frame.nbytes)
         self.image.publish(frame)
 
     def reader_args(self) -> dict[str, Any]:
@@ -48,7 +43,7 @@ class ImageWriter(Writer):
 
 class ImageReader:
     def __init__(self, key: str, mode: str) -> None:
-        self.image = _shared_image(key)
+        self.image = SharedImage(key)
         self.copy = mode == "read"
 
     def step(self, message: bytes) -> None:
@@ -67,7 +62,7 @@ class SteadyPublisher:
 
     def __init__(self, frame: np.ndarray) -> None:
         self.frame = frame
-        self.image = _shared_image(unique_name("s"), capacity=frame.nbytes)
+        self.image = SharedImage(unique_name("s"), capacity=frame.nbytes)
         self.image.publish(frame)
 
     def publish(self) -> None:
@@ -85,7 +80,7 @@ class FirstPublisher:
         self.image: Any = None
 
     def publish(self) -> None:
-        self.image = _shared_image(unique_name("f"))
+        self.image = SharedImage(unique_name("f"))
         self.image.publish(self.frame)
 
     def teardown(self) -> None:
@@ -98,8 +93,6 @@ class LockPair:
     """An uncontended ``SharedMemory.lock()`` + ``unlock()``."""
 
     def __init__(self) -> None:
-        from shmimage import SharedMemory
-
         self.memory = SharedMemory(unique_name("l"))
         self.memory.create(4096)
         self.lock, self.unlock = self.memory.lock, self.memory.unlock
@@ -121,7 +114,7 @@ class RssProbe:
     def probe(self, conn: Any) -> dict[str, int]:
         self._hold_view_once()  # warm code paths and caches first
         before = rss_anon_bytes()
-        image = _shared_image(self.key)
+        image = SharedImage(self.key)
         try:
             with image.view() as pixels:
                 _touch_every_page(pixels)
@@ -134,7 +127,7 @@ class RssProbe:
         return {"before": before, "in_view": in_view, "with_copy": with_copy}
 
     def _hold_view_once(self) -> None:
-        image = _shared_image(self.key)
+        image = SharedImage(self.key)
         try:
             with image.view() as pixels:
                 _touch_every_page(pixels)

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import SharedImage
+from . import interrupt
 from .frames import unique_name
 from .pool import Reader, ReaderError, playing
 
@@ -36,6 +38,7 @@ def ping_pong(reader: Reader, role: str, args: dict[str, Any],
             start = time.perf_counter_ns()
             exchange()
             samples.append(time.perf_counter_ns() - start)
+            interrupt.check()
         reader.reply()
     return [t / 1e9 for t in samples[warmup:]]
 
@@ -46,8 +49,6 @@ class ImagePingPong:
     role = f"{__name__}:ImagePonger"
 
     def __init__(self) -> None:
-        from shmimage import SharedImage
-
         self.keys = {"ping": unique_name("w"), "pong": unique_name("w")}
         self.ping = SharedImage(self.keys["ping"])
         self.pong = SharedImage(self.keys["pong"])
@@ -65,8 +66,6 @@ class ImagePingPong:
 
 class ImagePonger:
     def __init__(self, keys: dict[str, str]) -> None:
-        from shmimage import SharedImage
-
         self.ping = SharedImage(keys["ping"])
         self.pong = SharedImage(keys["pong"])
 

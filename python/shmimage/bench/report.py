@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from typing import Any
 
@@ -68,6 +69,7 @@ def markdown_section(figures: list[Figure], skipped: dict[str, str], machine_lin
 def document(figures: list[Figure], results: Results, settings: dict[str, Any],
              machine: dict[str, Any]) -> dict[str, Any]:
     return {
+        "pid": os.getpid(),
         "machine": machine,
         "settings": settings,
         "skipped": results.skipped,

@@ -7,6 +7,7 @@ import sys
 import time
 from typing import TextIO
 
+from . import interrupt
 from .frames import SIZES, parse_size
 from .measure import FAN_OUT, Measurements, Step
 from .methods_peers import pyshmem_lock_dir
@@ -79,6 +80,7 @@ class Suite:
             try:
                 for n in range(1, rounds + 1):
                     for step in steps if n == rounds else timed:
+                        interrupt.check()
                         progress.step(f"round {n}/{rounds}: {step.label}")
                         self._run_step(step, progress_stream)
             finally:

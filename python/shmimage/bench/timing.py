@@ -5,6 +5,8 @@ import dataclasses
 import time
 from typing import Callable
 
+from . import interrupt
+
 #: The specification's floor: every figure is the median of at least this many runs.
 MIN_RUNS = 15
 
@@ -59,6 +61,7 @@ def timed_alternating(
                 after[name]()
             if i >= warmup:
                 samples[name].append(elapsed / 1e9)
+        interrupt.check()
     return samples
 
 
