@@ -81,7 +81,8 @@ mingw=(x86_64-w64-mingw32-gcc -std=gnu11 -O2 -Wall -Wextra -Wshadow -Werror
 "${mingw[@]}" -c src/shmcore/shm_posix.c -o "$work/shm_posix.o"
 "${mingw[@]}" -Wpedantic -o "$work/test_win32.exe" tests/c/test_win32.c src/shmcore/shm_win32.c
 wine=$(command -v wine64 || command -v /usr/lib/wine/wine64 || command -v wine)
-(cd "$work" && "$wine" test_win32.exe) | tee "$work/wine.log"
+# The Windows C runtime ends lines with CR LF.
+(cd "$work" && "$wine" test_win32.exe) | tr -d '\r' | tee "$work/wine.log"
 grep -Eq '^[0-9]+ passed, 0 failed$' "$work/wine.log"
 
 step "macOS's portable paths, built on Linux with SHMP_FORCE_PORTABLE"
