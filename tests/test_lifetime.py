@@ -431,7 +431,9 @@ def test_list_segments_shows_persistent(procs, unique_key) -> None:
     assert native not in [e.native_key for e in list_segments()]
 
 
-@pytest.mark.parametrize("label", ["ascii-" * 60, "é" * 200, "日本" * 60])
+@pytest.mark.parametrize(
+    "label", ["ascii-" * 60, "é" * 200, "日本" * 60], ids=["ascii", "latin", "cjk"]
+)
 def test_list_segments_with_long_keys(unique_key, label: str) -> None:
     """A key too long for the header is shown cut short, never mangled."""
     key = unique_key(label)

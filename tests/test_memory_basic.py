@@ -47,7 +47,8 @@ def test_key_is_kept_and_not_attached(unique_key) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["one", "QSharedMemoryExample", "Noël", "日本語のキー", "o/e", "|x", "a" * 1000]
+    "key", ["one", "QSharedMemoryExample", "Noël", "日本語のキー", "o/e", "|x", "a" * 1000],
+    ids=["one", "example", "noel", "japanese", "slash", "pipe", "long"],
 )
 def test_native_key_shape(key: str) -> None:
     native = SharedMemory(key).native_key
@@ -74,7 +75,7 @@ def test_native_key_is_used_as_is() -> None:
     assert not shm.is_attached
 
 
-@pytest.mark.parametrize("label", ["Noël-日本-", "x" * 2000])
+@pytest.mark.parametrize("label", ["Noël-日本-", "x" * 2000], ids=["non-ascii", "long"])
 def test_unusual_keys_work_end_to_end(unique_key, label: str) -> None:
     key = unique_key(label)
     with SharedMemory(key) as owner:
