@@ -209,12 +209,6 @@ def test_a_waiting_publish_goes_ahead_when_a_view_closes(image: SharedImage) -> 
     assert frame_generation(image.read()) == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: pins are open-file-description locks on a descriptor a forked child "
-    "shares with its parent, so the parent's unpin also drops the child's pin and the "
-    "writer overwrites the child's view",
-)
 def test_a_view_in_a_forked_child_stays_pinned(image: SharedImage, procs) -> None:
     fork = multiprocessing.get_context("fork")
     pinned, go = fork.Event(), fork.Event()

@@ -69,6 +69,10 @@ typedef struct shmp_seg {
     dev_t dev;
     ino_t ino;
     char tmp[96]; /* the build's temporary name where O_TMPFILE is missing */
+    /* Slot pins are locks of an open file description, which a forked child
+     * shares with its parent: each process pins through its own. */
+    int pin_fd;
+    uint32_t pin_pid;
 #endif
 } shmp_seg;
 

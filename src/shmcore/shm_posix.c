@@ -143,6 +143,18 @@ _Static_assert(offsetof(shmp_header, key) == 56, "header layout");
 #define PIN_BASE 0x40000000LL
 #define PARALLEL_MIN (4u << 20)
 
+/* getpid() is a system call in current glibc: cache it, per fork. */
+static uint32_t cached_pid;
+static void forget_pid(void) { cached_pid = 0; }
+static uint32_t my_pid(void) {
+    if (!cached_pid) {
+        static int registered;
+        if (!registered) registered = pthread_atfork(NULL, NULL, forget_pid) == 0;
+        cached_pid = (uint32_t)getpid();
+    }
+    return cached_pid;
+}
+
 static int shm_path(char *out, size_t cap, const char *name) {
     size_t n = strlen(name);
     if (n < 2 || n > SHMP_NAME_MAX || name[0] != '/' || strchr(name + 1, '/'))
@@ -284,7 +296,14 @@ static int init_mutex(pthread_mutex_t *m) {
     return rc;
 }
 
+static void pins_here(shmp_seg *s) {
+    s->pin_fd = s->fd;
+    s->pin_pid = my_pid();
+}
+
 static void unmap_close(shmp_seg *s) {
+    if (s->pin_fd > 0 && s->pin_fd != s->fd && s->pin_pid == my_pid()) close(s->pin_fd);
+    s->pin_fd = -1;
     if (s->base) munmap(s->base, s->map_size);
     if (s->fd >= 0) close(s->fd);
     s->base = NULL;
@@ -358,10 +377,12 @@ int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent
         shmp_discard(s);
         return (rc == EFBIG || rc == ENOMEM) ? ENOSPC : rc;
     }
+    pins_here(s);
     return 0;
 }
 
 static void named(shmp_seg *s, const char *name) {
+    pins_here(s);
     struct stat st;
     if (fstat(s->fd, &st) == 0) {
         s->dev = st.st_dev;
@@ -634,18 +655,6 @@ int shmp_remove(const char *name) {
 
 /* ---- the mutex ---- */
 
-/* getpid() is a system call in current glibc: cache it, per fork. */
-static uint32_t cached_pid;
-static void forget_pid(void) { cached_pid = 0; }
-static uint32_t my_pid(void) {
-    if (!cached_pid) {
-        static int registered;
-        if (!registered) registered = pthread_atfork(NULL, NULL, forget_pid) == 0;
-        cached_pid = (uint32_t)getpid();
-    }
-    return cached_pid;
-}
-
 #if !defined(SHMP_PORTABLE)
 static int took_lock(shmp_seg *s, int rc, int *owner_died) {
     *owner_died = 0;
@@ -821,6 +830,20 @@ int shmp_wake(shmp_seg *s, uint32_t *word) {
 #define GETLK F_GETLK
 #endif
 
+/* This process's own descriptor for pins: a forked child reopens the file
+ * once, so its pins and its parent's never merge or release each other. */
+static int pin_fd_of(shmp_seg *s) {
+    if (s->pin_pid != my_pid()) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", s->fd);
+        int fd = open(proc, (s->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+        if (fd < 0) return -1;
+        s->pin_fd = fd;
+        s->pin_pid = my_pid();
+    }
+    return s->pin_fd;
+}
+
 static int range_op(shmp_seg *s, uint64_t index, short type, int cmd, struct flock *out) {
     struct flock fl;
     memset(&fl, 0, sizeof fl);
@@ -828,7 +851,8 @@ static int range_op(shmp_seg *s, uint64_t index, short type, int cmd, struct flo
     fl.l_whence = SEEK_SET;
     fl.l_start = (off_t)(PIN_BASE + (long long)index);
     fl.l_len = 1;
-    if (fcntl(s->fd, cmd, &fl) != 0) return (errno == EACCES) ? EAGAIN : errno;
+    int fd = pin_fd_of(s);
+    if (fd < 0 || fcntl(fd, cmd, &fl) != 0) return (errno == EACCES) ? EAGAIN : errno;
     if (out) *out = fl;
     return 0;
 }
