@@ -30,7 +30,8 @@ FrameMeta: TypeAlias = tuple[tuple[int, ...], np.dtype[Any], int, int, int]
 @final
 class Segment:
     owner_died: bool
-    on_error: Callable[[SharedMemoryError], object] | None
+    # A weak reference (e.g. weakref.WeakMethod) to the error callback.
+    on_error: Callable[[], Callable[[SharedMemoryError], object] | None] | None
     @staticmethod
     def build(
         size: int, key: bytes = b"", persistent: bool = False, reserve: int | None = None
