@@ -33,18 +33,21 @@ def _fill(canvas: np.ndarray, mask: np.ndarray, rgb: tuple[int, int, int]) -> No
     canvas[mask, :3] = rgb
 
 
-def _grid() -> tuple[np.ndarray, np.ndarray]:
+def _grid() -> np.ndarray:
+    """Row and column indices, stacked: unpack as `y, x = _grid()`."""
     return np.mgrid[0:HEIGHT, 0:WIDTH]
 
 
 def _rect(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     y, x = _grid()
-    return (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    mask: np.ndarray = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    return mask
 
 
 def _disc(cx: int, cy: int, r: int) -> np.ndarray:
     y, x = _grid()
-    return (x - cx) ** 2 + (y - cy) ** 2 <= r * r
+    mask: np.ndarray = (x - cx) ** 2 + (y - cy) ** 2 <= r * r
+    return mask
 
 
 def _draw_sky(canvas: np.ndarray) -> None:
@@ -100,7 +103,8 @@ def load_sample() -> np.ndarray:
     from PIL import Image
 
     with Image.open(SAMPLE_PATH) as image:
-        return np.asarray(image.convert("RGBA")).copy()
+        pixels: np.ndarray = np.asarray(image.convert("RGBA")).copy()
+        return pixels
 
 
 def write_sample(path: Path = SAMPLE_PATH) -> Path:
