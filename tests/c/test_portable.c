@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +252,46 @@ static void test_zombie_holder(void) {
 }
 #endif
 
+#define INCREMENTS 20000
+
+/* Children increment a counter under the lock, non-atomically, all at once. */
+static void test_lock_excludes_across_processes(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "e");
+    shmp_seg a;
+    int go[2], status = 0;
+    CHECK_RC(create(&a, name, 64), 0);
+    CHECK(pipe(go) == 0);
+    pid_t kids[3];
+    for (int k = 0; k < 3; k++) {
+        kids[k] = fork();
+        CHECK(kids[k] >= 0);
+        if (kids[k] == 0) {
+            shmp_seg s;
+            int died = 0;
+            char c;
+            close(go[1]);
+            if (shmp_attach(&s, name, 1) || read(go[0], &c, 1) != 0) _exit(2);
+            volatile uint32_t *counter = (volatile uint32_t *)shmp_data(&s);
+            for (int i = 0; i < INCREMENTS; i++) {
+                if (shmp_lock_wait(&s, -1, &died)) _exit(3);
+                uint32_t v = *counter;
+                if (i % 16 == 0) sched_yield(); /* invite the others in */
+                *counter = v + 1;
+                if (shmp_unlock(&s)) _exit(4);
+            }
+            _exit(0);
+        }
+    }
+    close(go[1]); /* EOF: everyone starts */
+    for (int k = 0; k < 3; k++)
+        CHECK(waitpid(kids[k], &status, 0) == kids[k] && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0);
+    close(go[0]);
+    CHECK(*(volatile uint32_t *)shmp_data(&a) == 3 * INCREMENTS); /* no update lost */
+    shmp_detach(&a);
+}
+
 /* wait/wake on a word of the segment, across processes. */
 static void test_wait_wake(void) {
     char name[SHMP_NAME_MAX];
@@ -298,6 +339,7 @@ static const struct {
 #if defined(__linux__) || defined(__APPLE__)
     {"zombie_holder", test_zombie_holder},
 #endif
+    {"lock_excludes_across_processes", test_lock_excludes_across_processes},
     {"wait_wake", test_wait_wake},
 };
 

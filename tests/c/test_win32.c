@@ -140,7 +140,36 @@ static int child_waiter(const char *name) {
     return 0;
 }
 
+/* Increments the counter at offset 0 under the lock, non-atomically. */
+#define INCREMENTS 20000
+
+/* Where the counting children wait until all of them have started. */
+static HANDLE go_event(const char *name) {
+    char ev[SHMP_NAME_MAX + 16];
+    snprintf(ev, sizeof ev, "%s_go", name);
+    return CreateEventA(NULL, TRUE, FALSE, ev);
+}
+
+static int child_counter(const char *name) {
+    shmp_seg s;
+    int died = 0;
+    if (shmp_attach(&s, name, 1)) return 2;
+    volatile uint32_t *counter = (volatile uint32_t *)shmp_data(&s);
+    HANDLE go = go_event(name);
+    if (WaitForSingleObject(go, CHILD_TIMEOUT_MS) != WAIT_OBJECT_0) return 5;
+    for (int i = 0; i < INCREMENTS; i++) {
+        if (shmp_lock_wait(&s, -1, &died)) return 3;
+        uint32_t v = *counter;
+        if (i % 16 == 0) Sleep(0); /* invite the others in */
+        *counter = v + 1;
+        if (shmp_unlock(&s)) return 4;
+    }
+    shmp_detach(&s);
+    return 0;
+}
+
 static int run_child(const char *role, const char *name) {
+    if (!strcmp(role, "counter")) return child_counter(name);
     if (!strcmp(role, "reader")) return child_reader(name);
     if (!strcmp(role, "lockdie")) return child_lock_and_die(name);
     if (!strcmp(role, "hold")) return child_hold(name);
@@ -335,6 +364,25 @@ static void test_lock_other_thread(void) {
     shmp_detach(&a);
 }
 
+static void test_lock_excludes_across_processes(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "excl");
+    shmp_seg a;
+    CHECK_RC(create(&a, name, 64), 0);
+    HANDLE go = go_event(name);
+    HANDLE kids[3];
+    for (int i = 0; i < 3; i++) {
+        kids[i] = spawn("counter", name);
+        CHECK(kids[i] != NULL);
+    }
+    Sleep(500); /* let them reach the start line: only makes a race likelier */
+    SetEvent(go);
+    for (int i = 0; i < 3; i++) CHECK_RC(reap(kids[i]), 0);
+    CloseHandle(go);
+    CHECK(*(volatile uint32_t *)shmp_data(&a) == 3 * INCREMENTS); /* no update lost */
+    shmp_detach(&a);
+}
+
 static void test_abandoned_lock(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "abandon");
@@ -484,6 +532,7 @@ static const struct {
     {"leave_keeps_mapping", test_leave_keeps_mapping},
     {"lock", test_lock},
     {"lock_other_thread", test_lock_other_thread},
+    {"lock_excludes_across_processes", test_lock_excludes_across_processes},
     {"abandoned_lock", test_abandoned_lock},
     {"wait_wake", test_wait_wake},
     {"pins", test_pins},
