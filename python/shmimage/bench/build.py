@@ -95,6 +95,8 @@ def _global_figures(b: _Builder) -> None:
           "posix_ipc semaphores", "wake/posix_ipc", Target("<=", 1.0), needs="posix_ipc")
     b.add("wake-up ping-pong (publish/wait)", None, "wake/shmimage",
           "multiprocessing.Pipe", "wake/Pipe", Target("<=", 1.0))
+    b.add("wake-up ping-pong (publish/wait)", None, "wake/shmimage",
+          "pyshmem futex notification", "wake/pyshmem", needs="pyshmem")
     b.figures.append(_rss_figure(b.results))
 
 

@@ -100,6 +100,8 @@ class Measurements:
             Step("wake/posix_ipc", "wake-up ping-pong: posix_ipc semaphores",
                  self.wake_semaphore, "posix_ipc"),
             Step("wake/Pipe", "wake-up ping-pong: multiprocessing.Pipe", self.wake_pipe),
+            Step("wake/pyshmem", "wake-up ping-pong: pyshmem futex notification",
+                 self.wake_pyshmem, "pyshmem"),
             Step("rss", f"{largest} reader RssAnon holding a view()",
                  lambda: self.rss(largest), once=True),
         ]
@@ -207,6 +209,15 @@ class Measurements:
         pinger = wake.SemaphorePingPong()
         try:
             return {"wake/posix_ipc": wake.ping_pong(
+                self.readers(1)[0], pinger.role, {"names": pinger.names}, pinger.exchange,
+                self.warmup, self.runs)}
+        finally:
+            pinger.close()
+
+    def wake_pyshmem(self) -> Samples:
+        pinger = wake.PyshmemPingPong()
+        try:
+            return {"wake/pyshmem": wake.ping_pong(
                 self.readers(1)[0], pinger.role, {"names": pinger.names}, pinger.exchange,
                 self.warmup, self.runs)}
         finally:

@@ -125,6 +125,57 @@ class SemaphorePonger:
         self.pong.close()
 
 
+class PyshmemPingPong:
+    """Two ``pyshmem`` streams with futex notification (``notify=True``)."""
+
+    role = f"{__name__}:PyshmemPonger"
+
+    def __init__(self) -> None:
+        import pyshmem
+
+        self.names = {"ping": unique_name("y"), "pong": unique_name("y")}
+        self.ping = pyshmem.create(self.names["ping"], shape=_TINY.shape, dtype=_TINY.dtype,
+                                   notify=True)
+        try:
+            self.pong = pyshmem.create(self.names["pong"], shape=_TINY.shape,
+                                       dtype=_TINY.dtype, notify=True)
+        except BaseException:
+            self.ping.unlink()
+            raise
+        self.out = np.empty_like(_TINY)
+        self.pong_seen = self.pong.count
+
+    def exchange(self) -> None:
+        self.ping.write(_TINY)
+        self.pong.read_after(self.pong_seen, timeout=WAIT_TIMEOUT, out=self.out)
+        self.pong_seen = self.pong.last_read_count
+
+    def close(self) -> None:
+        self.ping.unlink()
+        self.pong.unlink()
+
+
+class PyshmemPonger:
+    def __init__(self, names: dict[str, str]) -> None:
+        import pyshmem
+
+        self.ping = pyshmem.open(names["ping"], readonly=True)
+        self.pong = pyshmem.open(names["pong"])
+        self.out = np.empty_like(_TINY)
+
+    def serve_pings(self, conn: Connection, n: int) -> None:
+        seen = self.ping.count
+        conn.send_bytes(READY)
+        for _ in range(n):
+            self.ping.read_after(seen, timeout=WAIT_TIMEOUT, out=self.out)
+            seen = self.ping.last_read_count
+            self.pong.write(_TINY)
+
+    def close(self) -> None:
+        self.ping.close()
+        self.pong.close()
+
+
 class PipePingPong:
     """One byte each way over the reader's own ``multiprocessing.Pipe``."""
 
