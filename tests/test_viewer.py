@@ -15,6 +15,7 @@ from shmimage.viewer import (
     LIVE_TEXT,
     LOAD_TEXT,
     NOT_IMAGE_TEXT,
+    QT_TEXT,
     SELECT_TEXT,
     TITLE,
     fit_size,
@@ -157,7 +158,7 @@ def test_the_example_two_viewers_by_keyboard(display, viewers, unique_key):
         assert viewer.ready["title"] == TITLE
         assert viewer.ready["buttons"] == [LOAD_TEXT, DISPLAY_TEXT]
         assert viewer.ready["label"] == INTRO_TEXT
-        assert viewer.ready["live"] == LIVE_TEXT
+        assert viewer.ready["options"] == [LIVE_TEXT, QT_TEXT]
         assert x_run(display, "xdotool", "getwindowname", viewer.window).strip() == TITLE
 
     first.keys("space")  # the top button has the focus from the start
@@ -232,9 +233,15 @@ def test_qt_mode_exchanges_images_with_qts_format(display, viewers, unique_key, 
         got = run_cli("get", "--key", key, "--qt", "-o", str(tmp_path / "from-viewer.png"))
         assert got.returncode == 0, got.stderr
 
-        reader = Viewer(display, key, RIGHT, "--qt")
+        reader = Viewer(display, key, RIGHT)  # switched to Qt's format by keyboard
         viewers.append(reader)
-        reader.keys("Tab", "space")
+        reader.keys("Tab", "Tab", "Tab")
+        reader.events.event("focus", widget=QT_TEXT)
+        reader.keys("space")
+        reader.events.event("mode", qt=True)
+        reader.keys("shift+Tab")  # "Live" is disabled in Qt's format, so Tab skips it
+        reader.events.event("focus", widget=DISPLAY_TEXT)
+        reader.keys("space")
         reader.events.event("image", source="memory")
         assert len(wait_for_image(display, sample_rgb(), 2)) == 2
         assert publisher.close() == 0 and reader.close() == 0

@@ -305,6 +305,8 @@ def cmd_viewer(args: argparse.Namespace) -> int:
 
     if args.qt:
         qt_image(args)
+        if args.live:
+            raise CliError("--live needs shmimage's segments: Qt's have no change notification")
     try:
         return run_viewer(args.key, load=args.load, geometry=args.geometry, live=args.live,
                           qt=args.qt, trace=args.trace)

@@ -22,6 +22,7 @@ TITLE = "SharedMemory Example"
 LOAD_TEXT = "Load Image From File..."
 DISPLAY_TEXT = "Display Image From Shared Memory"
 LIVE_TEXT = "Live"
+QT_TEXT = "Qt format"
 INTRO_TEXT = (
     "Launch two of these dialogs.  In the first, press the top button and load an image "
     "from a file.  In the second, press the bottom button and display the loaded image "
@@ -210,15 +211,16 @@ class LiveFeed:
 class Viewer:
     """The dialog: two buttons around a label that shows text or the image."""
 
-    def __init__(self, root: Any, store: Store, *, live_ok: bool = True,
+    def __init__(self, root: Any, key: str, *, qt: bool = False,
                  trace: Tracer | None = None) -> None:
         self.root = root
-        self.store = store
+        self.store: Store = QtStore(key) if qt else Store(key)
         self.trace = trace or (lambda **_: None)
         self._feed: LiveFeed | None = None
+        self._poll_job: str | None = None
         self._photo: Any = None
         self._closed = False
-        self._build(live_ok)
+        self._build(qt)
         root.protocol("WM_DELETE_WINDOW", self.close)
         root.report_callback_exception = self._unexpected
 
@@ -228,7 +230,7 @@ class Viewer:
         print(f"shmimage viewer: error: {line}", file=sys.stderr, flush=True)
         self.set_text(line)
 
-    def _build(self, live_ok: bool) -> None:
+    def _build(self, qt: bool) -> None:
         import tkinter as tk
         from tkinter import ttk
 
@@ -246,13 +248,19 @@ class Viewer:
         self.label.pack(fill="both", expand=True)
         self.display_button = ttk.Button(outer, text=DISPLAY_TEXT, command=self.load_from_memory)
         self.display_button.pack(fill="x")
+        options = ttk.Frame(outer)
+        options.pack(fill="x", pady=(6, 0))
         self.live = tk.BooleanVar(value=False)
-        self.live_check = ttk.Checkbutton(outer, text=LIVE_TEXT, variable=self.live,
+        self.live_check = ttk.Checkbutton(options, text=LIVE_TEXT, variable=self.live,
                                           command=self._toggle_live)
-        self.live_check.pack(anchor="w", pady=(6, 0))
-        if not live_ok:
+        self.live_check.pack(side="left")
+        self.qt = tk.BooleanVar(value=qt)
+        self.qt_check = ttk.Checkbutton(options, text=QT_TEXT, variable=self.qt,
+                                        command=self._toggle_qt)
+        self.qt_check.pack(side="left", padx=(16, 0))
+        if qt:
             self.live_check.state(["disabled"])
-        for widget in (self.load_button, self.display_button, self.live_check):
+        for widget in (self.load_button, self.display_button, self.live_check, self.qt_check):
             widget.bind("<FocusIn>", self._traced_focus, add="+")
             widget.bind("<Return>", lambda event: event.widget.invoke(), add="+")
         self.load_button.focus_set()
@@ -265,7 +273,8 @@ class Viewer:
         self.root.update_idletasks()
         self.trace(event="ready", title=self.root.title(), geometry=self.root.winfo_geometry(),
                    buttons=[self.load_button.cget("text"), self.display_button.cget("text")],
-                   label=self.label.cget("text"), live=self.live_check.cget("text"))
+                   label=self.label.cget("text"),
+                   options=[self.live_check.cget("text"), self.qt_check.cget("text")])
 
     # -- the two buttons --
 
@@ -321,13 +330,17 @@ class Viewer:
     # -- live mode --
 
     def _toggle_live(self) -> None:
-        if self.live.get():
+        self.set_live(self.live.get())
+
+    def set_live(self, on: bool) -> None:
+        """Redraw on every new frame (on), or only when a button says so (off)."""
+        self.live.set(on)
+        if on and self._feed is None:
             self._feed = LiveFeed(self.store.key)
-            self.trace(event="live", on=True)
-            self.root.after(LIVE_POLL_MS, self._poll_live)
-        else:
+            self._poll_job = self.root.after(LIVE_POLL_MS, self._poll_live)
+        elif not on:
             self._stop_live()
-            self.trace(event="live", on=False)
+        self.trace(event="live", on=on)
 
     def _poll_live(self) -> None:
         if self._feed is None:
@@ -335,7 +348,7 @@ class Viewer:
         item = self._feed.poll()
         if item is not None:
             self._show_live(*item)
-        self.root.after(LIVE_POLL_MS, self._poll_live)
+        self._poll_job = self.root.after(LIVE_POLL_MS, self._poll_live)
 
     def _show_live(self, kind: str, payload: Any) -> None:
         if kind == "frame":
@@ -344,7 +357,23 @@ class Viewer:
         elif self.label.cget("text") != ATTACH_FAILED_TEXT:
             self.set_text(ATTACH_FAILED_TEXT)
 
+    # -- Qt's format: talk to the real Qt example --
+
+    def _toggle_qt(self) -> None:
+        """Switch between shmimage's segments and Qt's; what this window published goes."""
+        key = self.store.key
+        if self.live.get():
+            self.set_live(False)
+        self.store.close()
+        qt = self.qt.get()
+        self.store = QtStore(key) if qt else Store(key)
+        self.live_check.state(["disabled"] if qt else ["!disabled"])
+        self.trace(event="mode", qt=qt)
+
     def _stop_live(self) -> None:
+        job, self._poll_job = self._poll_job, None
+        if job is not None and not self._closed:
+            self.root.after_cancel(job)
         feed, self._feed = self._feed, None
         if feed is not None:
             feed.stop()
@@ -381,8 +410,7 @@ def run_viewer(key: str, *, load: Path | None = None, geometry: str | None = Non
     root = tk.Tk(className="shmimage")
     if geometry:
         root.geometry(geometry)
-    store = QtStore(key) if qt else Store(key)
-    viewer = Viewer(root, store, live_ok=not qt, trace=json_tracer() if trace else None)
+    viewer = Viewer(root, key, qt=qt, trace=json_tracer() if trace else None)
     previous = signal.signal(signal.SIGTERM, lambda *_: root.after_idle(viewer.close))
     keep_signals_flowing(root)
     try:
@@ -390,13 +418,12 @@ def run_viewer(key: str, *, load: Path | None = None, geometry: str | None = Non
         if load is not None:
             viewer.load_path(str(load))
         if live:
-            viewer.live.set(True)
-            viewer._toggle_live()
+            viewer.set_live(True)
         root.mainloop()
     except KeyboardInterrupt:
         viewer.close()
     finally:
         signal.signal(signal.SIGTERM, previous)
         viewer._stop_live()
-        store.close()
+        viewer.store.close()
     return 0
