@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -244,9 +243,3 @@ def sample_rgb() -> np.ndarray:
 
     return load_sample()[..., :3]
 
-
-def save_png(pixels: np.ndarray, path: Path) -> Path:
-    from PIL import Image
-
-    Image.fromarray(pixels).save(path)
-    return path
