@@ -261,3 +261,10 @@ def test_the_console_script_runs_the_same_main():
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert isinstance(json.loads(result.stdout), list)
+
+
+def test_bench_is_handed_its_own_arguments():
+    pytest.importorskip("shmimage.bench", reason="the benchmark suite is not in this tree")
+    result = run_cli("bench", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--quick" in result.stdout and "--plot" in result.stdout
