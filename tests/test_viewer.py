@@ -223,6 +223,18 @@ def test_live_mode_redraws_every_frame_and_stays_responsive(display, viewers, un
     assert not segment_exists(key)
 
 
+def test_live_mode_waits_for_a_publisher_to_appear(display, viewers, unique_key):
+    key = unique_key("viewer-late")
+    viewer = Viewer(display, key, LEFT, "--live")
+    viewers.append(viewer)
+    viewer.events.event("status", text=ATTACH_FAILED_TEXT)
+    with SharedImage(key) as image:
+        generation = image.publish(solid((250, 120, 0)))
+        viewer.events.event("image", source="live", generation=generation)
+    assert viewer.close() == 0
+    assert not segment_exists(key)
+
+
 def test_qt_mode_exchanges_images_with_qts_format(display, viewers, unique_key, tmp_path):
     qt = pytest.importorskip("shmimage.qt", reason="the Qt format module is not built")
     key = unique_key("viewer-qt")
