@@ -112,9 +112,12 @@ static int header_valid(const shmp_header *h, uint64_t mapped) {
     return h->total_size <= mapped && h->key_len <= SHMP_KEY_MAX;
 }
 
-/* A header that is all zeros is a section whose creator is still copying. */
+/* A section whose creator is still copying: its header is all zeros, or
+ * has the magic but is not ready yet (copy_build writes them in that order). */
 static int header_pending(const shmp_header *h) {
-    return h->magic == 0 && load_u32((volatile uint32_t *)&h->state) == SHMP_STATE_BUILDING;
+    if (load_u32((volatile uint32_t *)&h->state) != SHMP_STATE_BUILDING) return 0;
+    uint64_t magic = *(volatile const uint64_t *)&h->magic;
+    return magic == 0 || magic == SHMP_MAGIC;
 }
 
 /* Bytes really mapped at `p` (the section's size, rounded up to a page). */
