@@ -6,7 +6,9 @@ non-zero exit code (the traceback goes to stderr) or through a Pipe.
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
+import signal
 import struct
 import time
 from typing import Any
@@ -342,9 +344,41 @@ def detach_while_another_thread_waits(key: str, conn: Any) -> None:
     owner.unlock()
     waiter.join(WAIT)
     outcome["waiter_alive"] = waiter.is_alive()
-    if shm.is_attached and outcome.get("waiter") is True:
-        shm.unlock()
+    # If the waiter got the lock, its thread has ended holding it: detach
+    # recovers it (unlock() from this thread would rightly be refused).
     shm.detach()
     owner.detach()
     conn.send(outcome)
     conn.close()
+
+
+# --- parent-side helpers ---------------------------------------------------------------
+
+spawn = multiprocessing.get_context("spawn")
+
+
+def finish(proc: Any) -> None:
+    proc.join(WAIT)
+    assert not proc.is_alive(), "child did not exit"
+    assert proc.exitcode == 0, f"child failed with exit code {proc.exitcode}"
+
+
+def kill(proc: Any) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(WAIT)
+    assert proc.exitcode == -signal.SIGKILL
+
+
+def start_ready(procs: Any, target: Any, *args: Any) -> tuple[Any, Any]:
+    """Start a spawned holder; return it and its stop event once it is ready."""
+    ready, stop = spawn.Event(), spawn.Event()
+    proc = procs.start(target, *args, ready, stop)
+    assert ready.wait(WAIT), "child never got ready"
+    return proc, stop
+
+
+def killed_creator(procs: Any, key: str, size: int = 4096, seed: int = 1) -> str:
+    """A child creates the segment and is SIGKILLed; returns the native key."""
+    proc, _ = start_ready(procs, create_and_hold, key, size, seed, False)
+    kill(proc)
+    return SharedMemory(key).native_key

@@ -12,7 +12,7 @@ import numpy as np
 from . import _shmcore
 from .errors import InvalidImageError, NotFoundError, SharedMemoryError
 from .imageio import as_frame_array, check_frame_spec, load_image_file
-from .memory import SharedMemory
+from .memory import SharedMemory, header_key
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -77,7 +77,7 @@ class SharedImage:
                 pass
             capacity = max(self.capacity or 0, nbytes)
             store = _shmcore.FrameStore.build(
-                capacity, self.key.encode("utf-8")[: _shmcore.KEY_MAX], self.persistent
+                capacity, header_key(self.key), self.persistent
             )
             try:
                 store.segment.link(self.native_key)

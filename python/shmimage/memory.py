@@ -41,6 +41,13 @@ def native_key_for(key: str) -> str:
     return f"/{_PREFIX}{readable}_{digest[:15]}"
 
 
+def header_key(key: str) -> bytes:
+    """The key as stored in a segment's header for `ls`: cut short on a
+    character boundary, never mid-character."""
+    data = key.encode("utf-8")[: _shmcore.KEY_MAX]
+    return data.decode("utf-8", "ignore").encode("utf-8")
+
+
 def _check_key(key: object, what: str) -> None:
     if key is not None and not isinstance(key, str):
         raise TypeError(f"{what} must be a str or None, not {type(key).__name__}")
@@ -132,7 +139,7 @@ class SharedMemory:
             if self._seg is not None:
                 raise SharedMemoryError("already attached")
             name = self._name()
-            key = (self._key or name).encode("utf-8")[: _shmcore.KEY_MAX]
+            key = header_key(self._key or name)
             seg = _shmcore.Segment.build(size, key, persistent)
             seg.link(name)
         except SharedMemoryError as exc:
@@ -173,10 +180,12 @@ class SharedMemory:
         seg = self._seg
         if seg is None:
             return False
-        seg.detach()
+        if not seg.detach():
+            return False  # another thread detached it meanwhile
         seg.on_error = None
         self._seg = None
-        del self.lock, self.unlock
+        self.__dict__.pop("lock", None)
+        self.__dict__.pop("unlock", None)
         return True
 
     @staticmethod

@@ -6,10 +6,7 @@
 # writing. The kernel drops both kinds of lock when a process dies, so a slot
 # abandoned mid-write is simply free again, and `latest` only ever names
 # complete slots.
-from cpython.exc cimport PyErr_CheckSignals
 from libc.string cimport memcpy
-
-import time
 
 import numpy as np
 

@@ -2,6 +2,7 @@
 # cython: boundscheck=False, wraparound=False, binding=False
 """Low-level shared memory segments: names mirror shm_platform.h's calls."""
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
+from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport (EACCES, EAGAIN, EBUSY, EEXIST, EFBIG, EINVAL, EMFILE, ENAMETOOLONG,
                          ENFILE, ENOENT, ENOMEM, ENOSPC, EPERM, ETIMEDOUT)
 from libc.stdint cimport int64_t, uint32_t, uint64_t
@@ -11,6 +12,7 @@ from shm_platform cimport *
 
 import atexit
 import os
+import time
 import weakref
 
 from shmimage.errors import (AlreadyExistsError, IncompatibleSegmentError, InvalidKeyError,
@@ -35,6 +37,7 @@ cdef extern from *:
     int EOWNERDEAD
 
 HEADER_SIZE = SHMP_HEADER_SIZE
+cdef int64_t LOCK_SLICE_NS = 100000000
 
 # Every attached Segment of this process, so a normal exit leaves as detach
 # would, even while arrays still reference the mappings.
@@ -112,6 +115,7 @@ cdef class Segment:
     cdef unsigned long lock_thread
     cdef public bint owner_died
     cdef public object on_error
+    cdef int waiting
     cdef object __weakref__
 
     def __cinit__(self):
@@ -206,6 +210,10 @@ cdef class Segment:
             return False
         if self.exports:
             raise BufferError(f"{self.exports} buffer(s) of this segment are still alive")
+        if self.waiting:
+            raise LockError("another thread is waiting for this segment's lock")
+        if self.pid != os.getpid():
+            self.lock_thread = 0  # a forked child only closes what it inherited
         if self.lock_thread:
             if self.lock_thread == PyThread_get_thread_ident():
                 self._unlock()
@@ -268,13 +276,12 @@ cdef class Segment:
             return self._fail(LockError("a read-only mapping cannot take the lock"))
         rc = shmp_lock_try(&self.seg, &died)
         if rc == EBUSY:
-            if self.lock_thread == PyThread_get_thread_ident():
+            if self.lock_thread == PyThread_get_thread_ident() and self.pid == os.getpid():
                 return self._fail(
                     LockError("this thread already holds the lock (it is not recursive)"))
             if ns == 0:
                 return 0
-            with nogil:
-                rc = shmp_lock_wait(&self.seg, ns, &died)
+            rc = self._wait_for_lock(ns, &died)
             if rc == ETIMEDOUT:
                 return 0
         if rc:
@@ -282,6 +289,26 @@ cdef class Segment:
         self.lock_thread = PyThread_get_thread_ident()
         self.owner_died = died != 0
         return 1
+
+    cdef int _wait_for_lock(self, int64_t ns, int *died) except -1:
+        """Block in slices with the GIL released, so Ctrl+C gets through; the
+        count of waiters keeps `detach` from unmapping under them."""
+        cdef int rc
+        cdef int64_t part
+        cdef double deadline = time.monotonic() + ns / 1e9 if ns >= 0 else 0
+        self.waiting += 1
+        try:
+            while True:
+                part = LOCK_SLICE_NS
+                if ns >= 0:
+                    part = min(part, max(<int64_t>((deadline - time.monotonic()) * 1e9), 0))
+                with nogil:
+                    rc = shmp_lock_wait(&self.seg, part, died)
+                if rc != ETIMEDOUT or (ns >= 0 and time.monotonic() >= deadline):
+                    return rc
+                PyErr_CheckSignals()
+        finally:
+            self.waiting -= 1
 
     def unlock(self):
         self._unlock()

@@ -301,14 +301,21 @@ static void pins_here(shmp_seg *s) {
     s->pin_pid = my_pid();
 }
 
-static void unmap_close(shmp_seg *s) {
+/* Closes the segment's descriptors (the pin one only where this process
+ * opened it), never one twice: a number closed once may already name
+ * another thread's file. */
+static void close_fds(shmp_seg *s) {
     if (s->pin_fd > 0 && s->pin_fd != s->fd && s->pin_pid == my_pid()) close(s->pin_fd);
     s->pin_fd = -1;
-    if (s->base) munmap(s->base, s->map_size);
     if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+}
+
+static void unmap_close(shmp_seg *s) {
+    if (s->base) munmap(s->base, s->map_size);
     s->base = NULL;
     s->map_size = 0;
-    s->fd = -1;
+    close_fds(s);
 }
 
 /* An unnamed file in the shm directory (a temporary name where O_TMPFILE is
@@ -617,11 +624,8 @@ int shmp_leave(shmp_seg *s) {
     ino_t ino = s->ino;
     /* A mapping keeps the open file description, and so its flock, alive
      * after close(): drop the lock explicitly. */
-    if (s->fd >= 0) {
-        flock(s->fd, LOCK_UN);
-        close(s->fd);
-    }
-    s->fd = -1;
+    if (s->fd >= 0) flock(s->fd, LOCK_UN);
+    close_fds(s);
     if (keep) return 0;
     if (__atomic_load_n(&shmp_hdr(s)->flags, __ATOMIC_ACQUIRE) & SHMP_FLAG_SUPERSEDED) {
         /* A larger segment replaced ours under the name; with us gone it
