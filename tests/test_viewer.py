@@ -119,10 +119,14 @@ class Viewer:
         self.display = display
         self.proc = start_cli("viewer", "--key", key, "--geometry", geometry, "--trace",
                               *extra, env=cli_env(DISPLAY=display))
-        self.events = Events(self.proc.stdout)
-        self.ready = self.events.event("ready")
-        found = wait_for_windows(display, TITLE, len(before) + 1)
-        (self.window,) = set(found) - before
+        try:
+            self.events = Events(self.proc.stdout)
+            self.ready = self.events.event("ready")
+            found = wait_for_windows(display, TITLE, len(before) + 1)
+            (self.window,) = set(found) - before
+        except BaseException:
+            stop(self.proc, signal.SIGKILL)
+            raise
 
     def keys(self, *keys: str) -> None:
         press(self.display, self.window, *keys)
