@@ -27,7 +27,7 @@ class QtExampleWriter(Writer):
 
         height, width = frame.shape[:2]
         self.pixels = np.ascontiguousarray(frame)
-        self.image = QImage(self.pixels.data, width, height, width * 4, QImage.Format_RGBA8888)
+        self.image = QImage(self.pixels.data, width, height, width * 4, QImage.Format.Format_RGBA8888)
         self.key = unique_name("q")
         self.memory = QSharedMemory(self.key)
 
@@ -40,7 +40,7 @@ class QtExampleWriter(Writer):
         if self.memory.isAttached():
             self.memory.detach()
         buffer = QBuffer()
-        buffer.open(QIODevice.ReadWrite)
+        buffer.open(QIODevice.OpenModeFlag.ReadWrite)
         stream = QDataStream(buffer)
         stream << self.image
         size = int(buffer.size())
@@ -48,7 +48,8 @@ class QtExampleWriter(Writer):
             raise RuntimeError(f"QSharedMemory.create: {self.memory.errorString()}")
         self.memory.lock()
         try:
-            memoryview(self.memory.data())[:size] = memoryview(buffer.data())
+            target: Any = self.memory.data()  # a memoryview (typed as a pointer)
+            memoryview(target)[:size] = buffer.data().data()
         finally:
             self.memory.unlock()
 
@@ -73,8 +74,9 @@ class QtExampleReader:
         self.memory.lock()
         try:
             buffer = QBuffer()
-            buffer.setData(QByteArray(bytes(self.memory.constData()[: self.memory.size()])))
-            buffer.open(QIODevice.ReadOnly)
+            source: Any = self.memory.constData()  # a memoryview (typed as a pointer)
+            buffer.setData(QByteArray(bytes(source[: self.memory.size()])))
+            buffer.open(QIODevice.OpenModeFlag.ReadOnly)
             stream = QDataStream(buffer)
             stream >> image
         finally:

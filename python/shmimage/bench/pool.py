@@ -50,7 +50,8 @@ def shared_lock() -> Any:
 
 def load_role(path: str) -> type:
     module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+    role: type = getattr(importlib.import_module(module), name)
+    return role
 
 
 def serve(conn: Connection, lock: Any) -> None:
