@@ -34,8 +34,12 @@ COMMANDS = ("put", "get", "info", "ls", "rm", "gc", "viewer", "demo", "bench")
 
 def held_put(key: str, path: Path = SAMPLE_PATH) -> tuple[subprocess.Popen[str], Lines]:
     proc = start_cli("put", str(path), "--key", key)
-    lines = Lines(proc.stdout)
-    lines.expect(lambda line: line.startswith("holding"))
+    try:
+        lines = Lines(proc.stdout)
+        lines.expect(lambda line: line.startswith("holding"))
+    except BaseException:
+        stop(proc, signal.SIGKILL)
+        raise
     return proc, lines
 
 
