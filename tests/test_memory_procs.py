@@ -11,6 +11,7 @@ from workers_memory import (
     attach_read_write,
     check_last_byte,
     consumer_worker,
+    finish,
     has_pattern,
     increment_worker,
     produce,
@@ -25,11 +26,6 @@ def receive(conn, what: str):
     assert conn.poll(WAIT), f"child sent no {what}"
     return conn.recv()
 
-
-def finish(proc) -> None:
-    proc.join(WAIT)
-    assert not proc.is_alive(), "child did not exit"
-    assert proc.exitcode == 0, f"child failed with exit code {proc.exitcode}"
 
 
 @pytest.mark.parametrize("key", ["QSharedMemoryExample", "Noël", "Nol", "k" * 500])

@@ -8,15 +8,10 @@ from typing import Any
 
 import pytest
 from shmimage import NotFoundError, SharedMemory
-from workers_memory import WAIT, churn, create_and_hold, race_create, shm_path
+from workers_memory import WAIT, churn, create_and_hold, finish, race_create, shm_path
 
 ctx = multiprocessing.get_context("spawn")
 
-
-def finish(proc: Any) -> None:
-    proc.join(WAIT)
-    assert not proc.is_alive(), "child did not exit"
-    assert proc.exitcode == 0, f"child failed with exit code {proc.exitcode}"
 
 
 def race(procs: Any, key: str, racers: int) -> list[str]:
