@@ -306,16 +306,19 @@ def open_after_creator_died(key: str, stats: dict) -> None:
 GO_MARKER = "/nonexistent/shmimage-creation-starts-here"
 
 
-def stepped_creator(key: str) -> None:
-    """Create, publish and detach when told to on stdin (traced by strace)."""
+def stepped_creator(key: str, grow: bool) -> None:
+    """Create, publish (and grow) and detach when told to on stdin (traced by strace)."""
     import sys
 
     frame = np.full((64, 64, 4), 7, np.uint8)
+    bigger = np.full((256, 256, 4), 7, np.uint8)
     image = SharedImage(key)
     print("ready", flush=True)
     sys.stdin.readline()
     os.path.exists(GO_MARKER)  # a system call that marks the start in the trace
     image.publish(frame)
+    if grow:
+        image.publish(bigger)  # a new, larger segment swapped in under the name
     image.detach()
     print("done", flush=True)
     sys.stdin.readline()
