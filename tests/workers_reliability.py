@@ -596,13 +596,39 @@ def _drain(live: dict, stats: dict) -> None:
         stats["errors"].append("a worker hung (killed by the watchdog)")
 
 
+def _temporary_names() -> set:
+    return {n for n in os.listdir("/dev/shm") if n.startswith(".shmimage-")}
+
+
+def _owner_gone(name: str) -> bool:
+    """Is the process that named `.shmimage-<pid>-...` gone?"""
+    try:
+        os.kill(int(name.split("-")[1]), 0)
+        return False
+    except (ProcessLookupError, ValueError, IndexError):
+        return True
+
+
+def _sweep_grow_leftovers(before: set, stats: dict) -> None:
+    """Count and remove what killed growers left (the known core bug pinned by
+    test_reliability_setup's xfail), so that this test reports it but is not flaky."""
+    for name in sorted(_temporary_names() - before):
+        if name.endswith("-grow") and _owner_gone(name):
+            stats["grow_temp_leaks"] += 1
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink("/dev/shm/" + name)
+
+
 def stress_supervisor(keys: list, workers: int, seconds: float, seed: int, conn: Any) -> None:
     """Workers create, attach, publish, read, detach and get killed at random."""
     rng = random.Random(seed)
-    stats: dict = {"kills": 0, "started": workers, "steps": 0, "errors": []}
+    stats: dict = {"kills": 0, "started": workers, "steps": 0, "grow_temp_leaks": 0,
+                   "errors": []}
+    before = _temporary_names()
     try:
         live = _stress_rounds(keys, workers, seconds, rng, stats)
         _drain(live, stats)
+        _sweep_grow_leftovers(before, stats)
     except BaseException as exc:  # noqa: BLE001 - reported to the test
         stats["errors"].append(f"{type(exc).__name__}: {exc}")
     finally:
