@@ -105,7 +105,9 @@ def _rss_figure(results: Results) -> Figure:
     figure = Figure(name="reader RssAnon added by holding a view()", size=None, value=None,
                     baseline_name="a read() copy", baseline=None, target=Target("<", 1.0),
                     unit="MiB")
-    if "rss" in results.failures:
+    if "procfs" in results.skipped:
+        figure.skipped = f"procfs {results.skipped['procfs']}"
+    elif "rss" in results.failures:
         figure.skipped = f"failed: {results.failures['rss']}"
     elif "rss_before" not in mem:
         figure.skipped = "not measured"

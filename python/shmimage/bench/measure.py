@@ -103,7 +103,7 @@ class Measurements:
             Step("wake/pyshmem", "wake-up ping-pong: pyshmem futex notification",
                  self.wake_pyshmem, "pyshmem"),
             Step("rss", f"{largest} reader RssAnon holding a view()",
-                 lambda: self.rss(largest), once=True),
+                 lambda: self.rss(largest), "procfs", once=True),
         ]
 
     def _size_steps(self, size: str) -> list[Step]:

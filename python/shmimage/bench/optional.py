@@ -13,6 +13,7 @@ OPTIONAL = {
     "matplotlib": ("matplotlib", "--plot"),
 }
 INSTALL_HINT = "pip install 'shmimage[bench]'"
+PROC_STATUS = "/proc/self/status"
 
 
 def missing() -> dict[str, str]:
@@ -24,4 +25,6 @@ def missing() -> dict[str, str]:
             importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - ImportError, or a broken native library
             reasons[name] = f"not installed ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
+    if not os.path.exists(PROC_STATUS):
+        reasons["procfs"] = f"unavailable: RssAnon is read from {PROC_STATUS} (Linux)"
     return reasons
