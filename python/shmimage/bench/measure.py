@@ -35,6 +35,7 @@ ROUND_TRIPS: dict[str, tuple[Callable[[np.ndarray], Writer], str | None]] = {
     "posix_ipc": (peers.PosixIpcWriter, "posix_ipc"),
     "pickle over Pipe": (peers.PickleWriter, None),
     "Qt example (QSharedMemory)": (QtExampleWriter, "PySide6"),
+    "Pipe signal + ack only": (peers.SignalOnlyWriter, None),
 }
 #: Peers that copy in and copy out, as `read()` does ("no slower than the fastest").
 COPY_PEERS = ("multiprocessing.shared_memory", "pyshmem", "SharedArray", "posix_ipc")

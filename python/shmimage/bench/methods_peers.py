@@ -24,6 +24,26 @@ from .roundtrip import Writer
 _HERE = __name__
 
 
+class SignalOnlyWriter(Writer):
+    """No frame at all: the Pipe signal and the ack, the floor under every round trip."""
+
+    reader_role = f"{_HERE}:SignalOnlyReader"
+
+    def __init__(self, frame: np.ndarray) -> None:
+        pass
+
+    def publish(self) -> None:
+        pass
+
+
+class SignalOnlyReader:
+    def step(self, message: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class MpSharedMemoryWriter(Writer):
     """``multiprocessing.shared_memory`` + ``multiprocessing.Lock`` + a Pipe signal."""
 
