@@ -305,6 +305,9 @@ def check_last_byte(key: str, conn: Any) -> None:
 
 def lock_until_interrupted(key: str, ready: Any, conn: Any) -> None:
     """Block in lock() (the parent holds it) and report how that ended."""
+    # A job started in the background inherits SIGINT ignored; Ctrl+C is what
+    # is tested here, so have Python's handler whatever the parent had.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     shm = SharedMemory(key)
     shm.attach()
     ready.set()

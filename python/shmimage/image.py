@@ -169,9 +169,7 @@ class SharedImage:
             raise InvalidImageError(f"a {frame.dtype} frame has no Pillow mode; use read()")
         if frame.ndim == 3 and frame.shape[2] == 1:
             frame = frame[:, :, 0]
-        modes = {2: "L", 3: "RGB", 4: "RGBA"}
-        mode = "L" if frame.ndim == 2 else modes[frame.shape[2] if frame.shape[2] > 1 else 2]
-        return Image.fromarray(frame, mode)
+        return Image.fromarray(frame)  # L, RGB or RGBA, from the shape
 
     def info(self) -> FrameInfo:
         store = self._attach()

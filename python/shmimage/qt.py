@@ -218,7 +218,7 @@ class QtSharedImage:
         return decode_qimage_stream(self.read_bytes(timeout))
 
     def to_pil(self, timeout: float | None = None) -> Image.Image:
-        return Image.fromarray(self.read(timeout), "RGBA")
+        return Image.fromarray(self.read(timeout))
 
     def publish(self, image: ImageLike, timeout: float | None = None) -> None:
         """Write `image` as `QDataStream << QImage` would, under Qt's lock, into
