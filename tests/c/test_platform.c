@@ -208,6 +208,44 @@ static void unlink_name(const char *name) {
     unlink(path);
 }
 
+static void test_probe_live_and_foreign(void) {
+    char name[64], foreign[64];
+    unique_name(name, sizeof name);
+    unique_name(foreign, sizeof foreign);
+    shmp_seg s;
+    shmp_probe_info info;
+    CHECK_RC(make_segment(&s, name, 4096), 0);
+    CHECK_RC(shmp_probe(name, 1, &info), 0);
+    CHECK(info.ours && !info.stale && !info.reclaimed && !info.persistent);
+    CHECK(info.data_size == 4096 && strcmp(info.key, "ctest") == 0);
+    write_file(foreign, "not a segment", 13, 13);
+    CHECK_RC(shmp_probe(foreign, 1, &info), 0);
+    CHECK(!info.ours && !info.reclaimed); /* never reclaims what is not ours */
+    CHECK(name_exists(foreign));
+    unlink_name(foreign);
+    CHECK_RC(shmp_probe(foreign, 1, &info), ENOENT);
+    CHECK_RC(shmp_detach(&s), 0);
+}
+
+static void test_forked_child_only_closes(void) {
+    char name[64];
+    unique_name(name, sizeof name);
+    shmp_seg s;
+    CHECK_RC(make_segment(&s, name, 4096), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        shmp_close(&s); /* the inherited segment: never removes the parent's */
+        _exit(0);
+    }
+    CHECK(reap(pid) == 0);
+    CHECK(name_exists(name));
+    shmp_seg t;
+    CHECK_RC(shmp_attach(&t, name, 1), 0); /* still live: the parent holds it */
+    CHECK_RC(shmp_detach(&t), 0);
+    CHECK_RC(shmp_detach(&s), 0);
+    CHECK(!name_exists(name));
+}
+
 static void test_attach_refuses_bad_headers(void) {
     char name[64];
     shmp_header good;
@@ -657,6 +695,8 @@ static const test_case tests[] = {
     T(test_link_refuses_live_name),
     T(test_stale_segment_is_reclaimed),
     T(test_persistent_survives_and_remove),
+    T(test_probe_live_and_foreign),
+    T(test_forked_child_only_closes),
     T(test_attach_refuses_bad_headers),
     T(test_read_only_attach),
     T(test_swap_supersedes),
