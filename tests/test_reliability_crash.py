@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from shmimage import SharedImage
 from workers_reliability import (
+    LAST_FRAME,
     WAIT,
     creator_kill_supervisor,
     lock_kill_supervisor,
@@ -18,6 +19,7 @@ from workers_reliability import (
     report,
     scaled,
     steady_writer,
+    waiting_reader,
 )
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
@@ -59,6 +61,24 @@ def test_killing_the_lock_holder_mid_publish(procs, unique_key) -> None:
     # Recovery time is reported, not asserted (no timing asserts on noisy CI machines);
     # a lock that is not recovered at all fails the supervisor's watchdog above.
     assert not os.path.exists(shm_entry(SharedImage(key).native_key))
+
+
+def test_a_waiting_reader_outlives_killed_writers(procs, unique_key) -> None:
+    key = unique_key("waiter")
+    cycles = scaled(30)
+    with SharedImage(key) as image:
+        image.publish(np.zeros(FULL_HD, np.uint8))
+        parent, child = spawn.Pipe(duplex=False)
+        procs.start(waiting_reader, key, child)
+        child.close()
+        stats = supervise(procs, lock_kill_supervisor, key, cycles, FULL_HD, 77,
+                          budget=WAIT + cycles * 2.0)
+        image.publish(np.full(FULL_HD, LAST_FRAME, np.uint8))
+        assert parent.poll(WAIT), "the waiting reader never saw the last frame"
+        seen = parent.recv()
+    report("a reader waits through kills", {**seen, "kills": stats["kills"]})
+    assert stats["errors"] == []
+    assert seen["torn"] == 0 and seen["woke"] >= 1
 
 
 def test_killing_readers_that_hold_views(procs, unique_key) -> None:

@@ -164,6 +164,28 @@ def _one_lock_kill(image: SharedImage, key: str, shape: tuple, loan: bool,
         raise AssertionError("the publish after a recovery was lost")
 
 
+LAST_FRAME = 0x5A
+
+
+def waiting_reader(key: str, conn: Any) -> None:
+    """Wait for frames (no polling) through writers' deaths until the last one."""
+    image = SharedImage(key)
+    seen = image.info().generation
+    woke = torn = 0
+    try:
+        while True:
+            seen = image.wait(timeout=WAIT, after=seen)
+            frame = image.read()
+            woke += 1
+            torn += not uniform(frame)
+            if uniform(frame) and frame.flat[0] == LAST_FRAME:
+                break
+    finally:
+        image.detach()
+    conn.send({"woke": woke, "torn": torn})
+    conn.close()
+
+
 # --- 2: readers holding views are killed ------------------------------------------
 
 
