@@ -601,6 +601,10 @@ int shmp_reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads) {
     return 0;
 }
 
+/* Sleep's granularity is the system timer's (1 to 15.6 ms): the shortest
+ * real sleep there is without spinning. */
+void shmp_nap(void) { Sleep(1); }
+
 void shmp_copy(void *dst, const void *src, size_t len, int nthreads) {
     (void)nthreads;
     memcpy(dst, src, len);

@@ -490,6 +490,10 @@ static void test_build_keeps_address(void) {
     memcpy(shmp_data(&s) + 4096, "shared", 7);
     CHECK(memcmp(shmp_data(&b) + 4096, "shared", 7) == 0);
     CHECK_RC(shmp_swap(&b, &s), ENOTSUP);
+    shmp_nap();
+    char copied[8] = {0};
+    shmp_copy(copied, shmp_data(&b), 8, 2);
+    CHECK(memcmp(copied, "control", 8) == 0);
     CHECK_RC(shmp_reserve(&b, 0, b.map_size + 1, 1), EINVAL);
     shmp_detach(&b);
     shmp_detach(&s);
