@@ -1,8 +1,9 @@
 """A model of one process's segments, checked against the real thing by Hypothesis.
 
-Random sequences of create/attach/detach/remove/write/read over a few objects
-and two keys; after every step the file in /dev/shm exists exactly when the
-model says the name is taken, and every attached object sees its segment's data.
+Random sequences of create/attach/detach/remove/lock/unlock/write over a few
+objects and two keys, all from one thread; after every step the file in
+/dev/shm exists exactly when the model says the name is taken, and every
+attached object sees its segment's data.
 """
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from shmimage import AlreadyExistsError, NotFoundError, SharedMemory, SharedMemoryError
+from shmimage import (
+    AccessMode,
+    AlreadyExistsError,
+    LockError,
+    NotFoundError,
+    SharedMemory,
+    SharedMemoryError,
+)
 from workers_memory import shm_path
 
 OBJECTS = 4
@@ -30,6 +38,7 @@ class Generation:
     persistent: bool
     token: int = 0
     holders: set[int] = field(default_factory=set)
+    lock_holder: int | None = None
 
 
 class SegmentModel(RuleBasedStateMachine):
@@ -40,6 +49,7 @@ class SegmentModel(RuleBasedStateMachine):
         self.objects = [SharedMemory(self.keys[i % KEYS]) for i in range(OBJECTS)]
         self.named: dict[int, Generation | None] = {k: None for k in range(KEYS)}
         self.mapped: dict[int, Generation] = {}  # object index -> its segment
+        self.read_only: set[int] = set()
         self.tokens = itertools.count(1)
 
     def key_of(self, obj: int) -> int:
@@ -48,6 +58,9 @@ class SegmentModel(RuleBasedStateMachine):
     def leave(self, obj: int) -> None:
         gen = self.mapped.pop(obj)
         gen.holders.discard(obj)
+        self.read_only.discard(obj)
+        if gen.lock_holder == obj:  # detach releases the lock first
+            gen.lock_holder = None
         key = self.key_of(obj)
         if not gen.holders and not gen.persistent and self.named[key] is gen:
             self.named[key] = None
@@ -68,19 +81,49 @@ class SegmentModel(RuleBasedStateMachine):
             with shm.data as mv:
                 assert bytes(mv) == bytes(size)
 
-    @rule(obj=st.integers(0, OBJECTS - 1))
-    def attach(self, obj: int) -> None:
+    @rule(obj=st.integers(0, OBJECTS - 1), read_only=st.booleans())
+    def attach(self, obj: int, read_only: bool) -> None:
         shm, gen = self.objects[obj], self.named[self.key_of(obj)]
+        mode = AccessMode.READ_ONLY if read_only else AccessMode.READ_WRITE
         if obj in self.mapped:
             with pytest.raises(SharedMemoryError):
-                shm.attach()
+                shm.attach(mode)
         elif gen is None:
             with pytest.raises(NotFoundError):
-                shm.attach()
+                shm.attach(mode)
         else:
-            shm.attach()
+            shm.attach(mode)
             gen.holders.add(obj)
             self.mapped[obj] = gen
+            if read_only:
+                self.read_only.add(obj)
+
+    @rule(obj=st.integers(0, OBJECTS - 1))
+    def lock(self, obj: int) -> None:
+        shm, gen = self.objects[obj], self.mapped.get(obj)
+        if gen is None or obj in self.read_only or gen.lock_holder == obj:
+            with pytest.raises(LockError):
+                shm.lock(timeout=0)
+        elif gen.lock_holder is not None:
+            # This thread holds it through another object: refused either way.
+            try:
+                assert shm.lock(timeout=0) is False
+            except LockError:
+                pass
+        else:
+            assert shm.lock(timeout=0) is True
+            assert shm.owner_died is False
+            gen.lock_holder = obj
+
+    @rule(obj=st.integers(0, OBJECTS - 1))
+    def unlock(self, obj: int) -> None:
+        shm, gen = self.objects[obj], self.mapped.get(obj)
+        if gen is None or gen.lock_holder != obj:
+            with pytest.raises(LockError):
+                shm.unlock()
+        else:
+            shm.unlock()
+            gen.lock_holder = None
 
     @rule(obj=st.integers(0, OBJECTS - 1))
     def detach(self, obj: int) -> None:
@@ -99,7 +142,7 @@ class SegmentModel(RuleBasedStateMachine):
 
     @rule(obj=st.integers(0, OBJECTS - 1))
     def write(self, obj: int) -> None:
-        if obj in self.mapped:
+        if obj in self.mapped and obj not in self.read_only:
             gen = self.mapped[obj]
             gen.token = next(self.tokens)
             with self.objects[obj].data as mv:
@@ -131,5 +174,5 @@ class SegmentModel(RuleBasedStateMachine):
                 pass
 
 
-SegmentModel.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+SegmentModel.TestCase.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
 test_segment_model = SegmentModel.TestCase
