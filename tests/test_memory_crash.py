@@ -114,3 +114,24 @@ def test_detach_while_another_thread_waits_in_lock(procs, unique_key) -> None:
     assert parent_end.poll(WAIT)
     outcome = parent_end.recv()
     assert outcome["waiter_alive"] is False, outcome
+
+
+def test_killed_waiter_leaves_the_lock_intact(procs, unique_key) -> None:
+    """A process killed while *waiting* for the lock never owned it."""
+    key = unique_key()
+    with SharedMemory(key) as shm:
+        shm.create(64)
+        assert shm.lock()
+        ready = spawn.Event()
+        parent_end, child_end = spawn.Pipe(duplex=False)
+        child = procs.start(lock_until_interrupted, key, ready, child_end)
+        child_end.close()
+        try:
+            assert ready.wait(WAIT)
+            time.sleep(0.3)  # let it block (if the kill comes early it still counts)
+            kill(child)
+        finally:
+            shm.unlock()
+        assert shm.lock(timeout=0) is True
+        assert shm.owner_died is False
+        shm.unlock()
