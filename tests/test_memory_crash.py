@@ -123,7 +123,7 @@ def test_killed_waiter_leaves_the_lock_intact(procs, unique_key) -> None:
         shm.create(64)
         assert shm.lock()
         ready = spawn.Event()
-        parent_end, child_end = spawn.Pipe(duplex=False)
+        _keep_open, child_end = spawn.Pipe(duplex=False)
         child = procs.start(lock_until_interrupted, key, ready, child_end)
         child_end.close()
         try:
