@@ -17,6 +17,7 @@ from workers_memory import (
     hold_lock,
     kill,
     lock_and_return,
+    lock_through_signals,
     lock_until_interrupted,
     start_ready,
 )
@@ -135,3 +136,31 @@ def test_killed_waiter_leaves_the_lock_intact(procs, unique_key) -> None:
         assert shm.lock(timeout=0) is True
         assert shm.owner_died is False
         shm.unlock()
+
+
+def test_handled_signals_do_not_end_a_blocking_lock(procs, unique_key) -> None:
+    """Handlers run while lock() waits, and the wait goes on afterwards."""
+    key = unique_key()
+    with SharedMemory(key) as shm:
+        shm.create(64)
+        assert shm.lock()
+        ready = spawn.Event()
+        parent_end, child_end = spawn.Pipe(duplex=False)
+        child = procs.start(lock_through_signals, key, ready, child_end)
+        child_end.close()
+        try:
+            assert ready.wait(WAIT)
+            for _ in range(3):
+                time.sleep(0.2)
+                os.kill(child.pid, signal.SIGUSR1)
+            time.sleep(0.3)
+            assert child.is_alive(), "a handled signal ended the child"
+            handled_while_blocked = not parent_end.poll(0)
+        finally:
+            shm.unlock()
+        assert handled_while_blocked, "lock() returned while the parent still held it"
+        assert parent_end.poll(WAIT)
+        got, calls = parent_end.recv()
+        assert got is True
+        assert calls >= 1  # signals sent close together may merge into one
+        finish(child)

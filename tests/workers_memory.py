@@ -385,3 +385,18 @@ def killed_creator(procs: Any, key: str, size: int = 4096, seed: int = 1) -> str
     proc, _ = start_ready(procs, create_and_hold, key, size, seed, False)
     kill(proc)
     return SharedMemory(key).native_key
+
+
+def lock_through_signals(key: str, ready: Any, conn: Any) -> None:
+    """Block in lock() while SIGUSR1 handlers run; report (got it, handler calls)."""
+    calls = []
+    signal.signal(signal.SIGUSR1, lambda *_: calls.append(1))
+    shm = SharedMemory(key)
+    shm.attach()
+    ready.set()
+    got = shm.lock(timeout=WAIT)
+    conn.send((got, len(calls)))
+    conn.close()
+    if got:
+        shm.unlock()
+    shm.detach()
