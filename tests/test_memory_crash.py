@@ -164,3 +164,23 @@ def test_handled_signals_do_not_end_a_blocking_lock(procs, unique_key) -> None:
         assert got is True
         assert calls >= 1  # signals sent close together may merge into one
         finish(child)
+
+
+def test_lock_recovers_from_one_dead_holder_after_another(procs, unique_key) -> None:
+    """Ten holders in a row die holding the lock; each time it is recovered."""
+    key = unique_key()
+    fork = multiprocessing.get_context("fork")
+    with SharedMemory(key) as shm:
+        shm.create(4096)
+        for seed in range(10):
+            ready, stop = fork.Event(), fork.Event()
+            holder = procs.start(hold_lock, key, seed, ready, stop, method="fork")
+            assert ready.wait(WAIT)
+            kill(holder)
+            assert shm.lock(timeout=WAIT) is True
+            assert shm.owner_died is True
+            assert has_pattern(shm, seed)
+            shm.unlock()
+        assert shm.lock(timeout=0) is True
+        assert shm.owner_died is False
+        shm.unlock()
