@@ -35,7 +35,7 @@ from shmimage.bench.optional import OPTIONAL
 from shmimage.bench.pool import ReaderError, ReaderFailed, ReaderPool
 from shmimage.bench.roundtrip import Writer, round_trip
 from shmimage.bench.suite import Results
-from shmimage.bench.timing import MIN_RUNS, Repeats, timed_alternating
+from shmimage.bench.timing import MIN_RUNS, Repeats, timed_alternating, timed_bracketed
 
 RUN_TIMEOUT = 600
 JOIN_TIMEOUT = 30
@@ -151,6 +151,14 @@ def test_timed_alternating_interleaves() -> None:
                             warmup=1, runs=3, after={"a": lambda: order.append("-")})
     assert order == ["a", "-", "b"] * 4
     assert [len(v) for v in got.values()] == [3, 3]
+
+
+def test_timed_bracketed_runs_the_figure_back_to_back_between_baselines() -> None:
+    order: list[str] = []
+    figure, baseline = timed_bracketed(lambda: order.append("f"), lambda: order.append("b"),
+                                       warmup=1, runs=3)
+    assert order == ["b"] * 3 + ["f"] * 4 + ["b"]  # one baseline warm-up, one figure warm-up
+    assert len(figure) == 3 and len(baseline) == 3
 
 
 # -- figures from results -------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Every measurement of the suite. Each returns timed runs (seconds) by key.
 
-A figure and its baseline are timed alternately in one step whenever both
-can live side by side, so a busy spell of the machine hits both alike.
+A figure and its baseline are timed in one step, so a busy spell of the
+machine hits both alike: alternately when both are alike in kind (two round
+trips, two segment creations, two locks), and the memcpy baseline in two
+halves around a round trip's back-to-back runs otherwise.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from .frames import make_frame, parse_size, unique_name
 from .methods_qt import QtExampleWriter
 from .pool import Reader, ReaderPool, playing
 from .roundtrip import Writer, exchange, round_trip, stepping
-from .timing import batched, timed_alternating
+from .timing import batched, timed_alternating, timed_bracketed
 
 FAN_OUT = 4
 LOCK_OPS = 2000
@@ -129,8 +131,9 @@ class Measurements:
         key = f"publish/{size}"
         publisher = own.SteadyPublisher(self.frames.get(size))
         try:
-            fns = {key: publisher.publish, MEMCPY + key: self.frames.memcpy(size)}
-            return timed_alternating(fns, self.warmup, self.runs)
+            runs, memcpy = timed_bracketed(publisher.publish, self.frames.memcpy(size),
+                                           self.warmup, self.runs)
+            return {key: runs, MEMCPY + key: memcpy}
         finally:
             publisher.close()
 
@@ -140,9 +143,9 @@ class Measurements:
 
         def run() -> Samples:
             with factory(self.frames.get(size)) as writer:
-                beside = {"memcpy": self.frames.memcpy(size)}
-                got = round_trip(writer, self.readers(1), self.warmup, self.runs, beside)
-            return {key: got["rt"], MEMCPY + key: got["memcpy"]}
+                got = round_trip(writer, self.readers(1), self.warmup, self.runs,
+                                 self.frames.memcpy(size))
+            return {key: got["rt"], MEMCPY + key: got["baseline"]}
 
         return run
 

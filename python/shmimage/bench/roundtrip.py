@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from .pool import GO, Reader, ReaderFailed, expect_ack, playing
-from .timing import timed_alternating
+from .timing import timed_bracketed, timed_runs
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
@@ -78,8 +78,11 @@ def _stop(readers: Sequence[Reader]) -> None:
 
 
 def round_trip(writer: Writer, readers: Sequence[Reader], warmup: int, runs: int,
-               beside: dict[str, Callable[[], None]] | None = None) -> dict[str, list[float]]:
-    """Seconds of each round trip (key ``"rt"``), alternating with ``beside`` baselines."""
+               baseline: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Seconds of each round trip (``"rt"``) and of a ``baseline`` bracketing them."""
     with stepping(writer, readers):
-        return timed_alternating({"rt": exchange(writer, readers), **(beside or {})},
-                                 warmup, runs)
+        once = exchange(writer, readers)
+        if baseline is None:
+            return {"rt": timed_runs(once, warmup, runs)}
+        trips, base = timed_bracketed(once, baseline, warmup, runs)
+        return {"rt": trips, "baseline": base}

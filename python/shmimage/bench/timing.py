@@ -76,6 +76,25 @@ def timed_runs(
     return timed_alternating({"fn": fn}, warmup, runs, teardown)["fn"]
 
 
+def timed_bracketed(
+    fn: Callable[[], None],
+    baseline: Callable[[], None],
+    warmup: int,
+    runs: int,
+) -> tuple[list[float], list[float]]:
+    """``runs`` back-to-back calls of ``fn``, between two halves of ``runs`` baseline calls.
+
+    Back to back, so that a latency figure is not charged for what a 33 MB
+    baseline copy does to the caches and to an idle reader's CPU in between;
+    bracketed, so that the baseline sees the same stretch of a busy machine.
+    """
+    half = -(-runs // 2)
+    before = timed_runs(baseline, 1, half)
+    samples = timed_runs(fn, warmup, runs)
+    after = timed_runs(baseline, 0, runs - half) if runs > half else []
+    return samples, before + after
+
+
 def batched(fn: Callable[[], None], ops: int) -> Callable[[], None]:
     """``fn`` called ``ops`` times back to back: time it and divide by ``ops``."""
 
