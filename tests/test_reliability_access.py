@@ -78,9 +78,6 @@ def test_another_user_cannot_reclaim_a_stale_segment(procs, unique_key) -> None:
 
 
 @needs_root
-@pytest.mark.xfail(strict=True, reason=(
-    "core gap: attach does not check the segment's owner or mode, so a segment another "
-    "user created first (and opened to all) is joined and its frames are trusted"))
 def test_a_segment_squatted_by_another_user_is_refused(procs, unique_key) -> None:
     key = unique_key()
     ready, stop = spawn.Event(), spawn.Event()

@@ -86,9 +86,6 @@ def test_huge_sizes_are_out_of_resources(unique_key, size: int) -> None:
     assert not os.path.exists("/dev/shm" + shm.native_key)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: sizes beyond uint64 raise OverflowError from the Cython conversion "
-    "(Segment.build / FrameStore.build) instead of InvalidSizeError or OutOfResourcesError"))
 @pytest.mark.parametrize("call", ["create", "capacity"])
 def test_sizes_beyond_64_bits(unique_key, call: str) -> None:
     key = unique_key()
@@ -135,16 +132,12 @@ def test_bad_access_modes(unique_key, mode: Any) -> None:
     key = unique_key()
     raises_typed(lambda: SharedMemory(key).create(64, mode), ValueError)
     with contextlib.suppress(NotFoundError):
-        SharedMemory.remove(key)  # see the xfail below
+        SharedMemory.remove(key)
     with SharedMemory(key) as shm:
         shm.create(64)
         raises_typed(lambda: SharedMemory(key).attach(mode), ValueError)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: SharedMemory.create(size, mode) checks `mode` only after the segment is "
-    "built and linked: a bad mode raises ValueError but leaves the segment under the name "
-    "(until the garbage collector detaches it)"))
 def test_bad_access_mode_creates_nothing(unique_key) -> None:
     shm = SharedMemory(unique_key())
     raises_typed(lambda: shm.create(64, 5), ValueError)
@@ -164,10 +157,6 @@ def test_bad_loan_shapes_leave_the_lock_free(unique_key, shape: Any) -> None:
         assert image.publish(np.ones((2, 2), np.uint8), timeout=1.0) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: a loan() shape whose byte count overflows takes the lock and claims a slot, "
-    "then raises OverflowError from FrameStore._array outside loan_begin's try: the "
-    "segment lock stays held (next publish: LockError EDEADLK; other processes block)"))
 def test_overflowing_loan_shape_leaves_the_lock_free(unique_key) -> None:
     with SharedImage(unique_key()) as image:
         image.publish(np.zeros((2, 2), np.uint8))

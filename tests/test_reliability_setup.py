@@ -119,16 +119,11 @@ def open_afterwards(key: str) -> str:
     return found
 
 
-GROW_LEAK = (
-    "core bug: a grower killed between link('.shmimage-<pid>-grow') and rename() in shmp_swap "
-    "leaves that temporary name (a whole segment) in /dev/shm; neither attach nor gc removes it"
-)
 
 
 @pytest.mark.parametrize("grow", [
     pytest.param(False, id="create"),
-    pytest.param(True, id="create-and-grow", marks=pytest.mark.xfail(strict=True,
-                                                                      reason=GROW_LEAK)),
+    pytest.param(True, id="create-and-grow"),
 ])
 def test_killed_at_every_step_of_set_up(unique_key, tmp_path, grow: bool) -> None:
     key = unique_key("steps")

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, Union, cast
 import numpy as np
 
 from . import _shmcore
-from .errors import InvalidImageError, NotFoundError, SharedMemoryError
+from .errors import (
+    IncompatibleSegmentError,
+    InvalidImageError,
+    NotFoundError,
+    OutOfResourcesError,
+    SharedMemoryError,
+)
 from .imageio import as_frame_array, check_frame_spec, load_image_file
 from .memory import SharedMemory, header_key
 
@@ -18,6 +24,11 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 ImageLike = Union[np.ndarray, "os.PathLike[str]", str, Any]
+
+
+# Bound on re-attaching to a store that keeps being replaced (grown): a
+# hostile segment must not turn a call into an endless loop.
+_RETRIES = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +71,19 @@ class SharedImage:
         if store is not None and not store.superseded:
             return store
         self._store = None
-        seg = _shmcore.Segment.attach(self.native_key, True)
-        try:
-            self._store = _shmcore.FrameStore(seg)
-        except BaseException:
-            seg.detach()
-            raise
-        return self._store
+        for _ in range(_RETRIES):
+            seg = _shmcore.Segment.attach(self.native_key, True)
+            try:
+                store = _shmcore.FrameStore(seg)
+            except BaseException:
+                seg.detach()
+                raise
+            if not store.superseded:  # else it was replaced just now: again
+                self._store = store
+                return store
+        raise IncompatibleSegmentError(
+            f"{self.native_key!r} stays marked as replaced: not a segment to trust"
+        )
 
     def _writer(self, nbytes: int) -> _shmcore.FrameStore:
         """The store to publish into, created on first use."""
@@ -76,6 +93,8 @@ class SharedImage:
             except NotFoundError:
                 pass
             capacity = max(self.capacity or 0, nbytes)
+            if capacity > _shmcore.MAX_FRAME_BYTES:
+                raise OutOfResourcesError(f"a slot of {capacity} bytes is too large")
             store = _shmcore.FrameStore.build(
                 capacity, header_key(self.key), self.persistent
             )
@@ -96,12 +115,13 @@ class SharedImage:
     def publish(self, image: ImageLike, timeout: float | None = None) -> int:
         """Copy a frame in; returns its generation."""
         array = as_frame_array(image)
-        while True:
+        for _ in range(_RETRIES):
             store = self._writer(array.nbytes)
             generation = store.publish(array, timeout)
             if generation:
                 return generation
             self._follow(store)
+        raise IncompatibleSegmentError(f"{self.native_key!r} keeps being replaced")
 
     @contextlib.contextmanager
     def loan(
@@ -109,13 +129,15 @@ class SharedImage:
     ) -> Iterator[np.ndarray]:
         """A writable frame inside the segment, published when the block ends."""
         shape, dtype = check_frame_spec(tuple(shape), np.dtype(dtype))
-        nbytes = int(np.prod(shape)) * dtype.itemsize
-        while True:
+        nbytes = _shmcore.frame_bytes(shape, dtype)
+        for _ in range(_RETRIES):
             store = self._writer(nbytes)
             claimed = store.loan_begin(shape, dtype, timeout)
             if claimed is not None:
                 break
             self._follow(store)
+        else:
+            raise IncompatibleSegmentError(f"{self.native_key!r} keeps being replaced")
         slot, array = claimed
         try:
             yield array
@@ -133,7 +155,7 @@ class SharedImage:
     # -- reading --
 
     def _pinned(self) -> tuple[_shmcore.FrameStore, int, _shmcore.FrameMeta]:
-        while True:
+        for _ in range(_RETRIES):
             store = self._attach()
             try:
                 slot, meta = store.pin()
@@ -143,6 +165,7 @@ class SharedImage:
                     continue
                 raise
             return store, slot, meta
+        raise IncompatibleSegmentError(f"{self.native_key!r} keeps being replaced")
 
     def read(self) -> np.ndarray:
         """A private copy of the latest complete frame."""
@@ -190,12 +213,13 @@ class SharedImage:
         store = self._attach()
         if after is None:
             after = store.generation
-        while True:
+        for _ in range(_RETRIES):
             generation = store.wait(after, timeout)
             if generation:
                 return generation
             self._store = None
             store = self._attach()
+        raise IncompatibleSegmentError(f"{self.native_key!r} keeps being replaced")
 
     def load_from_memory(self) -> np.ndarray:
         """The example's second button: attach, lock, copy, unlock, detach."""

@@ -19,6 +19,7 @@ from .errors import (
     InvalidSizeError,
     LockError,
     NotAttachedError,
+    OutOfResourcesError,
     SharedMemoryError,
 )
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 _PREFIX = "shmi_"
+_MAX_SIZE = (1 << 63) - (1 << 20)
 _SHM_DIR = "/dev/shm"
 
 
@@ -136,6 +138,9 @@ class SharedMemory:
                 raise TypeError(f"size must be an int, not {type(size).__name__}")
             if size <= 0:
                 raise InvalidSizeError(f"size must be > 0, not {size}")
+            if size > _MAX_SIZE:
+                raise OutOfResourcesError(f"no machine has room for {size} bytes")
+            mode = AccessMode(mode)
             if self._seg is not None:
                 raise SharedMemoryError("already attached")
             name = self._name()
@@ -145,7 +150,7 @@ class SharedMemory:
         except SharedMemoryError as exc:
             self._failed(exc)
             raise
-        if AccessMode(mode) == AccessMode.READ_ONLY:
+        if mode == AccessMode.READ_ONLY:
             seg = self._reopen_read_only(seg, name)
         self._adopt(seg)
 
@@ -300,11 +305,16 @@ def _flock_holders() -> dict[tuple[int, int], int]:
     return counts
 
 
-def _names() -> list[str]:
+def _names(temporary: bool = False) -> list[str]:
+    """Names in the shm directory; `temporary` adds the names a grower that
+    died between link() and rename() can leave behind."""
     try:
-        return sorted(n for n in os.listdir(_SHM_DIR) if not n.startswith("."))
+        entries = os.listdir(_SHM_DIR)
     except OSError:
         return []
+    return sorted(
+        n for n in entries if not n.startswith(".") or (temporary and n.startswith(".shmimage-"))
+    )
 
 
 def list_segments() -> list[SegmentInfo]:
@@ -333,7 +343,7 @@ def list_segments() -> list[SegmentInfo]:
 def collect_garbage() -> list[str]:
     """Remove every stale shmimage segment; their native names."""
     removed = []
-    for entry in _names():
+    for entry in _names(temporary=True):
         try:
             if _shmcore.probe("/" + entry, True)["reclaimed"]:
                 removed.append("/" + entry)

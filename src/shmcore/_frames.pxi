@@ -10,7 +10,7 @@ from libc.string cimport memcpy
 
 import numpy as np
 
-from shmimage.errors import NoFrameError, TornFrameError
+from shmimage.errors import InvalidImageError, NoFrameError, TornFrameError
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
@@ -20,6 +20,7 @@ CTRL_SIZE = FRM_CTRL_SIZE
 DTYPES = ("|u1", "<u2", "<f4")
 cdef int COPY_THREADS = 2
 cdef uint64_t PAGE = 4096
+MAX_FRAME_BYTES = 1 << 46
 
 
 def set_copy_threads(int n):
@@ -30,6 +31,16 @@ def set_copy_threads(int n):
 
 cdef uint64_t round_page(uint64_t n):
     return (n + PAGE - 1) & ~(PAGE - 1)
+
+
+def frame_bytes(tuple shape, object dtype):
+    """Bytes of a frame, refusing counts no segment could hold."""
+    n = np.dtype(dtype).itemsize
+    for d in shape:
+        n *= int(d)
+    if n > MAX_FRAME_BYTES:
+        raise InvalidImageError(f"a frame of shape {shape} ({n} bytes) is too large")
+    return n
 
 
 def segment_size(uint64_t slot_capacity, int nslots=FRM_MIN_SLOTS):
@@ -66,7 +77,7 @@ cdef class FrameStore:
     def __cinit__(self, Segment segment):
         cdef frm_ctrl c
         cdef uint64_t size = shmp_hdr(&segment.seg).data_size
-        if size < sizeof(frm_ctrl):
+        if size < FRM_CTRL_SIZE or sizeof(frm_ctrl) > FRM_CTRL_SIZE:
             raise IncompatibleSegmentError("the segment holds no frames")
         memcpy(&c, shmp_data(&segment.seg), sizeof(frm_ctrl))
         if c.magic != FRM_MAGIC or c.version != FRM_VERSION:
@@ -130,7 +141,8 @@ cdef class FrameStore:
         """Lock and claim a slot; (slot, writable ndarray over it) or None when
         the caller must move to `successor` (or reattach) and try again."""
         dtype = np.dtype(dtype)
-        cdef uint64_t nbytes = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
+        cdef uint64_t nbytes = frame_bytes(shape, dtype)
+        cdef int slot = -1
         if not self.segment._lock(timeout):
             raise TimeoutError("timed out waiting for the segment's lock")
         try:
@@ -138,10 +150,12 @@ cdef class FrameStore:
                 self.segment._unlock()
                 return None
             slot = self._claim(timeout)
+            return slot, self._array(slot, shape, dtype, True)
         except BaseException:
+            if slot >= 0:
+                self._abandon(slot)
             self.segment._unlock()
             raise
-        return slot, self._array(slot, shape, dtype, True)
 
     def loan_end(self, int slot, tuple shape, object dtype, bint commit):
         """Publish (commit) or drop a loaned slot, then unlock."""
@@ -251,7 +265,7 @@ cdef class FrameStore:
         memset(s.dtype, 0, 8)
         memcpy(s.dtype, <const char *>code, len(code))
         s.itemsize = dtype.itemsize
-        s.nbytes = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
+        s.nbytes = frame_bytes(shape, dtype)
         s.generation = gen
         s.timestamp_ns = time.time_ns()
         s.writer_pid = os.getpid()

@@ -556,6 +556,14 @@ int shmp_swap(shmp_seg *s, shmp_seg *old) {
 
 /* ---- attaching and leaving ---- */
 
+/* Only segments of our own user, that no other user could have written:
+ * one squatted under our name by someone else is refused. */
+static int owned_privately(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return errno;
+    return (st.st_uid == geteuid() && (st.st_mode & 077) == 0) ? 0 : EACCES;
+}
+
 static int attach_once(shmp_seg *s, const char *path, int writable) {
     s->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
     if (s->fd < 0) return errno;
@@ -567,6 +575,7 @@ static int attach_once(shmp_seg *s, const char *path, int writable) {
         }
     }
     if (!rc) rc = same_inode(s->fd, path);
+    if (!rc) rc = owned_privately(s->fd);
     shmp_header h;
     off_t size = 0;
     if (!rc) rc = read_header(s->fd, &h, &size);
