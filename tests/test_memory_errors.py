@@ -18,7 +18,7 @@ from shmimage import (
     SharedMemoryError,
 )
 from shmimage.memory import collect_garbage
-from workers_memory import WAIT, attach_as_user, shm_path
+from workers_memory import WAIT, attach_as_user, exhaust_descriptors, shm_path
 
 HEADER = 4096  # a segment's header is at least this big, then the data
 
@@ -167,3 +167,20 @@ def test_other_user_gets_permission_denied(procs, unique_key) -> None:
         assert parent_end.recv() == ("PermissionDeniedError", True)
         proc.join(WAIT)
         assert proc.exitcode == 0
+
+
+def test_running_out_of_descriptors(procs, unique_key) -> None:
+    """Qt's attachTooMuch: the limit gives OutOfResourcesError, and nothing is left."""
+    prefix = unique_key("fds")
+    ctx = multiprocessing.get_context("spawn")
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    proc = procs.start(exhaust_descriptors, prefix, child_end)
+    child_end.close()
+    assert parent_end.poll(WAIT), "child sent nothing"
+    outcome, count = parent_end.recv()
+    proc.join(WAIT)
+    assert proc.exitcode == 0
+    assert outcome == "OutOfResourcesError"
+    assert count > 0
+    for i in range(count + 1):
+        assert not os.path.exists(shm_path(SharedMemory(f"{prefix}-{i}").native_key))

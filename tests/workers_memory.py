@@ -400,3 +400,25 @@ def lock_through_signals(key: str, ready: Any, conn: Any) -> None:
     if got:
         shm.unlock()
     shm.detach()
+
+
+def exhaust_descriptors(prefix: str, conn: Any) -> None:
+    """Create segments under a low descriptor limit until it bites; report how."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+    made: list[SharedMemory] = []
+    outcome = "never failed"
+    for i in range(200):
+        shm = SharedMemory(f"{prefix}-{i}")
+        try:
+            shm.create(64)
+        except Exception as exc:  # noqa: BLE001 - the parent checks what it was
+            outcome = type(exc).__name__
+            break
+        made.append(shm)
+    count = len(made)
+    for shm in made:
+        shm.detach()
+    conn.send((outcome, count))
+    conn.close()
