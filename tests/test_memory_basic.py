@@ -519,3 +519,18 @@ def test_many_objects_on_one_segment(unique_key) -> None:
         assert os.path.exists(path)
     assert others[-1].detach()
     assert not os.path.exists(path)
+
+
+def test_read_only_data_stays_read_only_through_numpy(unique_key) -> None:
+    numpy = pytest.importorskip("numpy")
+    key = unique_key()
+    with SharedMemory(key) as owner, SharedMemory(key) as reader:
+        owner.create(64)
+        reader.attach(AccessMode.READ_ONLY)
+        arr = numpy.frombuffer(reader.data, dtype=numpy.uint8)
+        assert not arr.flags.writeable
+        with pytest.raises(ValueError):
+            arr[0] = 1
+        with pytest.raises(ValueError):
+            arr.setflags(write=True)
+        del arr
