@@ -55,7 +55,9 @@ class SharedImage:
     ) -> None:
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
-        if capacity is not None and (not isinstance(capacity, int) or capacity <= 0):
+        if capacity is not None and (
+            not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0
+        ):
             raise ValueError(f"capacity must be a positive int, not {capacity!r}")
         self._memory = SharedMemory(key)
         self.key = key

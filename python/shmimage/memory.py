@@ -59,7 +59,13 @@ def _check_native_key(name: str) -> None:
     if sys.platform == "win32":
         ok = 0 < len(name) <= 64 and "\0" not in name
     else:
-        ok = 2 <= len(name) <= 64 and name[0] == "/" and "/" not in name[1:] and "\0" not in name
+        ok = (
+            2 <= len(name) <= 64
+            and name[0] == "/"
+            and "/" not in name[1:]
+            and "\0" not in name
+            and name not in ("/.", "/..")
+        )
     if not ok:
         raise InvalidKeyError(f"invalid native key {name!r}")
 

@@ -92,6 +92,8 @@ cdef int check_lock(int rc, str what) except -1:
 cdef int64_t timeout_ns(object timeout) except? -2:
     if timeout is None:
         return -1
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
     t = float(timeout)
     if t != t or t < 0:
         raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
