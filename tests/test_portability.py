@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib
 import importlib.resources
 import inspect
 import re
 import sys
+from types import ModuleType
 
 import pytest
-from shmimage import _shmcore, memory
+from shmimage import memory
 from shmimage.memory import SharedMemory, native_key_for
 
 # shm_platform.h's SHMP_NAME_MAX: the longest native name the C layer takes.
@@ -51,14 +53,25 @@ def test_posix_native_key_fits_macos(key: str) -> None:
     assert re.fullmatch(r"/[A-Za-z0-9_]{1,29}", native), native  # macOS: 30 at most
 
 
-def _stub() -> ast.Module:
-    text = importlib.resources.files("shmimage").joinpath("_shmcore.pyi").read_text()
+MODULES = ["_shmcore", "_qtipc"]  # the compiled modules, each with its stub
+
+
+def _stub(module: str) -> ast.Module:
+    text = importlib.resources.files("shmimage").joinpath(f"{module}.pyi").read_text()
     return ast.parse(text)
+
+
+def _is_typed_dict(node: ast.stmt) -> bool:
+    return isinstance(node, ast.ClassDef) and any(
+        isinstance(b, ast.Name) and b.id == "TypedDict" for b in node.bases
+    )
 
 
 def _stub_names(nodes: list[ast.stmt]) -> set[str]:
     names: set[str] = set()
     for node in nodes:
+        if _is_typed_dict(node):
+            continue  # a type for a result, not a member of the module
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -72,31 +85,67 @@ def _public(names: set[str]) -> set[str]:
     return {n for n in names if not n.startswith("_")}
 
 
-def test_stub_is_installed_with_the_package() -> None:
-    files = importlib.resources.files("shmimage")
-    assert files.joinpath("py.typed").is_file()
-    assert files.joinpath("_shmcore.pyi").is_file()
-
-
-def _defined_here(name: str) -> bool:
+def _defined_in(module: ModuleType, name: str) -> bool:
     """Defined by the compiled module itself, not imported into it."""
-    obj = getattr(_shmcore, name)
+    obj = getattr(module, name)
     if inspect.ismodule(obj):
         return False
-    return getattr(obj, "__module__", None) in (None, "shmimage._shmcore")
+    return getattr(obj, "__module__", None) in (None, module.__name__)
 
 
-def test_stub_matches_the_module() -> None:
-    declared = _public(_stub_names(_stub().body)) - {"ProbeInfo"}  # probe()'s result type
-    real = _public({n for n in dir(_shmcore) if _defined_here(n)})
+@pytest.mark.parametrize("module", MODULES)
+def test_stub_is_installed_with_the_package(module: str) -> None:
+    files = importlib.resources.files("shmimage")
+    assert files.joinpath("py.typed").is_file()
+    assert files.joinpath(f"{module}.pyi").is_file()
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_stub_matches_the_module(module: str) -> None:
+    compiled = importlib.import_module(f"shmimage.{module}")
+    declared = _public(_stub_names(_stub(module).body))
+    real = _public({n for n in dir(compiled) if _defined_in(compiled, n)})
     assert declared - real == set(), "declared in the stub but missing"
     assert real - declared == set(), "in the module but not in the stub"
 
 
-@pytest.mark.parametrize("cls", ["Segment", "FrameStore"])
-def test_stub_class_matches(cls: str) -> None:
-    node = next(n for n in _stub().body if isinstance(n, ast.ClassDef) and n.name == cls)
-    declared = _public(_stub_names(node.body))
-    real = _public(set(dir(getattr(_shmcore, cls))))
-    assert declared - real == set(), "declared but missing"
-    assert real - declared == set(), "undeclared"
+def _stub_classes(module: str) -> dict[str, ast.ClassDef]:
+    return {
+        n.name: n
+        for n in _stub(module).body
+        if isinstance(n, ast.ClassDef) and not _is_typed_dict(n)
+    }
+
+
+def _declared(classes: dict[str, ast.ClassDef], name: str) -> set[str]:
+    """A stub class's public members, its stub bases' included."""
+    node = classes[name]
+    names = _public(_stub_names(node.body))
+    for base in node.bases:
+        if isinstance(base, ast.Name) and base.id in classes:
+            names |= _declared(classes, base.id)
+    return names
+
+
+def _provided_by_every_subclass(
+    compiled: ModuleType, classes: dict[str, ast.ClassDef], name: str
+) -> set[str]:
+    """What a base may declare as an interface that its subclasses implement."""
+    subs = [
+        n for n, c in classes.items()
+        if any(isinstance(b, ast.Name) and b.id == name for b in c.bases)
+    ]
+    members = [set(dir(getattr(compiled, n))) for n in subs]
+    return set.intersection(*members) if members else set()
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_stub_classes_match(module: str) -> None:
+    compiled = importlib.import_module(f"shmimage.{module}")
+    classes = _stub_classes(module)
+    for name in classes:
+        declared = _declared(classes, name)
+        real = _public(set(dir(getattr(compiled, name))))
+        provided = _provided_by_every_subclass(compiled, classes, name)
+        assert declared - real - provided == set(), f"{name}: declared but missing"
+        assert real - declared == set(), f"{name}: not in the stub"
