@@ -109,6 +109,7 @@ def plot(path: str, results: Results, sizes: list[str], machine_line: str) -> No
             seconds[f"memcpy/{size}"] = statistics.median(runs)
     keys = {"numpy.copyto (memcpy)": "memcpy"} | {m: f"rt/{m}" for m in ROUND_TRIPS}
     width = 0.8 / len(methods)
+    palette = plt.get_cmap("tab20")  # tab10's ten colours would repeat
     fig, ax = plt.subplots(figsize=(13, 6))
     for i, method in enumerate(methods):
         xs, ys = [], []
@@ -117,7 +118,7 @@ def plot(path: str, results: Results, sizes: list[str], machine_line: str) -> No
             if value is not None:
                 xs.append(j + (i - len(methods) / 2 + 0.5) * width)
                 ys.append(value * 1e3)
-        ax.bar(xs, ys, width, label=method)
+        ax.bar(xs, ys, width, label=method, color=palette(i % 20))
     ax.set_xticks(range(len(sizes)), [f"{s} RGBA" for s in sizes])
     ax.set_yscale("log")
     ax.set_ylabel("round trip, median (ms, log scale)")
