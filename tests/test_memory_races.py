@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from shmimage import NotFoundError, SharedMemory
+from shmimage.memory import collect_garbage, list_segments
 from workers_memory import WAIT, churn, create_and_hold, finish, race_create, shm_path
 
 ctx = multiprocessing.get_context("spawn")
@@ -52,8 +53,10 @@ def test_exactly_one_creator_wins_over_a_stale_segment(procs, unique_key) -> Non
     assert not os.path.exists(shm_path(SharedMemory(key).native_key))
 
 
-def test_create_attach_detach_churn(procs, unique_key) -> None:
-    key = unique_key()
+def run_churn(
+    procs: Any, key: str, during: Callable[[], object] | None = None
+) -> dict[str, int]:
+    """Three churners on one name; `during()` runs in this process meanwhile."""
     churners, rounds = 3, 300
     start = ctx.Event()
     pipes = [ctx.Pipe(duplex=False) for _ in range(churners)]
@@ -63,6 +66,8 @@ def test_create_attach_detach_churn(procs, unique_key) -> None:
     start.set()
     totals = {"created": 0, "attached": 0, "missed": 0}
     for r, _ in pipes:
+        while during is not None and not r.poll(0):
+            during()
         assert r.poll(WAIT * 2), "a churner did not finish"
         for name, count in r.recv().items():
             totals[name] += count
@@ -70,6 +75,24 @@ def test_create_attach_detach_churn(procs, unique_key) -> None:
         finish(child)
     assert sum(totals.values()) == churners * rounds
     assert totals["created"] > 0
+    return totals
+
+
+def test_create_attach_detach_churn(procs, unique_key) -> None:
+    key = unique_key()
+    run_churn(procs, key)
     assert not os.path.exists(shm_path(SharedMemory(key).native_key))
     with pytest.raises(NotFoundError):
         SharedMemory(key).attach()
+
+
+def test_listing_and_gc_during_churn(procs, unique_key) -> None:
+    """ls and gc never take a live segment away from its users."""
+    key = unique_key()
+
+    def look_around() -> None:
+        collect_garbage()
+        list_segments()
+
+    run_churn(procs, key, during=look_around)
+    assert not os.path.exists(shm_path(SharedMemory(key).native_key))

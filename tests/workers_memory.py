@@ -264,6 +264,8 @@ def churn(key: str, rounds: int, start: Any, conn: Any) -> None:
             counts["attached"] += 1
         if shm.size != 256:
             raise AssertionError(f"size {shm.size}")
+        if not os.path.exists(shm_path(shm.native_key)):
+            raise AssertionError("the name vanished while attached")
         with shm.locked(timeout=WAIT), shm.data as mv:
             mv[i % 256] = i % 251
         assert shm.detach()
