@@ -75,7 +75,9 @@ def test_native_key_is_used_as_is() -> None:
     assert not shm.is_attached
 
 
-@pytest.mark.parametrize("label", ["Noël-日本-", "x" * 2000], ids=["non-ascii", "long"])
+@pytest.mark.parametrize(
+    "label", ["Noël-日本-", "x" * 2000, "o/e|x\\ "], ids=["non-ascii", "long", "punctuation"]
+)
 def test_unusual_keys_work_end_to_end(unique_key, label: str) -> None:
     key = unique_key(label)
     with SharedMemory(key) as owner:
