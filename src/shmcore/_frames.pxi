@@ -12,14 +12,30 @@ import numpy as np
 
 from shmimage.errors import InvalidImageError, NoFrameError, TornFrameError
 
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
-
 SLOTS = FRM_MIN_SLOTS
 CTRL_SIZE = FRM_CTRL_SIZE
 DTYPES = ("|u1", "<u2", "<f4")
 cdef int COPY_THREADS = 2
 cdef uint64_t PAGE = 4096
+cdef int64_t SPIN_NS = 30000
+cdef long _PID = os.getpid()
+cdef dict _CODES = {}
+
+
+def _refresh_pid():
+    global _PID
+    _PID = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_refresh_pid)
+
+
+cdef bytes _dtype_code(object dtype):
+    code = _CODES.get(dtype)
+    if code is None:
+        code = _CODES[dtype] = dtype.str.encode()
+    return code
 MAX_FRAME_BYTES = 1 << 46
 
 
@@ -110,12 +126,21 @@ cdef class FrameStore:
     def publish(self, object array, object timeout=None):
         """Copy `array` in as the new latest frame; its generation, or 0 when
         the caller must move to `successor` (or reattach) and try again."""
-        cdef const unsigned char[::1] src
+        cdef Py_buffer src
         cdef int slot
         cdef uint64_t nbytes = array.nbytes
-        contiguous = array.flags.c_contiguous
+        cdef bint contiguous = array.flags.c_contiguous
         if contiguous:
-            src = array.reshape(-1).view(np.uint8)
+            PyObject_GetBuffer(array, &src, PyBUF_C_CONTIGUOUS)
+        try:
+            return self._publish(array, &src if contiguous else NULL, nbytes, timeout)
+        finally:
+            if contiguous:
+                PyBuffer_Release(&src)
+
+    cdef uint64_t _publish(self, object array, Py_buffer *src, uint64_t nbytes,
+                           object timeout) except? 0:
+        cdef int slot
         if not self.segment._lock(timeout):
             raise TimeoutError("timed out waiting for the segment's lock")
         try:
@@ -123,9 +148,9 @@ cdef class FrameStore:
                 return 0
             slot = self._claim(timeout)
             try:
-                if contiguous and nbytes:
+                if src != NULL and nbytes:
                     with nogil:
-                        shmp_copy(self.slots + slot * self.capacity, &src[0], nbytes,
+                        shmp_copy(self.slots + slot * self.capacity, src.buf, nbytes,
                                   COPY_THREADS)
                 elif nbytes:
                     np.copyto(self._array(slot, array.shape, array.dtype, True), array,
@@ -257,24 +282,28 @@ cdef class FrameStore:
     cdef int _commit(self, int slot, tuple shape, object dtype) except -1:
         cdef frm_slot *s = &self.ctrl.slots[slot]
         cdef uint64_t gen = self.ctrl.last_generation + 1
-        cdef int i
-        s.ndim = len(shape)
+        cdef uint64_t nbytes = dtype.itemsize
+        cdef int i, ndim = len(shape)
+        cdef bytes code = _dtype_code(dtype)
+        s.ndim = ndim
         for i in range(3):
-            s.shape[i] = shape[i] if i < len(shape) else 0
-        code = dtype.str.encode()
+            s.shape[i] = shape[i] if i < ndim else 0
+            if i < ndim:
+                nbytes *= s.shape[i]
         memset(s.dtype, 0, 8)
         memcpy(s.dtype, <const char *>code, len(code))
         s.itemsize = dtype.itemsize
-        s.nbytes = frame_bytes(shape, dtype)
+        s.nbytes = nbytes
         s.generation = gen
-        s.timestamp_ns = time.time_ns()
-        s.writer_pid = os.getpid()
+        s.timestamp_ns = frm_wall_ns()
+        s.writer_pid = _PID
         frm_store_state(s, FRM_COMPLETE)
         self.ctrl.last_generation = gen
         frm_store_latest(self.ctrl, gen << 8 | <uint64_t>(slot + 1))
         shmp_range_unlock(&self.segment.seg, slot)
         frm_bump_seq(self.ctrl)
-        shmp_wake(&self.segment.seg, &self.ctrl.seq)
+        if frm_waiters(self.ctrl):
+            shmp_wake(&self.segment.seg, &self.ctrl.seq)
         return gen
 
     cdef void _abandon(self, int slot):
@@ -298,7 +327,7 @@ cdef class FrameStore:
             if not self.pins[slot]:
                 rc = shmp_range_lock(&self.segment.seg, slot, 0)
                 if rc == EAGAIN:
-                    sched_yield()
+                    frm_yield()
                     continue
                 check(rc, "pin a frame")
             if (frm_load_state(&self.ctrl.slots[slot]) != FRM_COMPLETE
@@ -397,21 +426,25 @@ cdef class FrameStore:
         cdef double deadline = time.monotonic() + ns / 1e9 if ns >= 0 else 0
         cdef uint32_t seq
         cdef uint64_t gen
-        cdef int rc, spin
+        cdef int rc = 0
+        cdef int64_t spin
         while True:
-            for spin in range(200):
-                seq = frm_load_seq(self.ctrl)
-                gen = frm_load_latest(self.ctrl) >> 8
-                if gen > after:
-                    return gen
-                if self.segment.superseded:
-                    return 0
+            seq = frm_load_seq(self.ctrl)
+            gen = frm_load_latest(self.ctrl) >> 8
+            if gen > after:
+                return gen
+            if self.segment.superseded:
+                return 0
             if ns >= 0:
                 left = <int64_t>((deadline - time.monotonic()) * 1e9)
                 if left <= 0:
                     raise TimeoutError("no new frame within the timeout")
+            spin = SPIN_NS if ns < 0 else min(SPIN_NS, left)
             with nogil:
-                rc = shmp_wait(&self.segment.seg, &self.ctrl.seq, seq, left)
+                if not frm_spin_for_seq(self.ctrl, seq, spin):
+                    frm_add_waiter(self.ctrl, 1)
+                    rc = shmp_wait(&self.segment.seg, &self.ctrl.seq, seq, left)
+                    frm_add_waiter(self.ctrl, -1)
             if rc and rc != ETIMEDOUT:
                 check(rc, "wait")
             PyErr_CheckSignals()

@@ -1,7 +1,8 @@
 # cython: language_level=3
 # cython: boundscheck=False, wraparound=False, binding=False
 """Low-level shared memory segments: names mirror shm_platform.h's calls."""
-from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_FillInfo,
+                             PyBuffer_Release, PyObject_GetBuffer)
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport (EACCES, EAGAIN, EBUSY, EEXIST, EFBIG, EINVAL, EMFILE, ENAMETOOLONG,
                          ENFILE, ENOENT, ENOMEM, ENOSPC, EPERM, ETIMEDOUT)

@@ -39,7 +39,7 @@ typedef struct frm_ctrl {
     uint64_t latest;       /* generation << 8 | (slot + 1); 0: none yet */
     uint64_t last_generation;
     uint32_t seq; /* futex word: bumped by every publish and supersede */
-    uint32_t pad0;
+    uint32_t waiters;
     uint8_t pad[128 - 56];
     frm_slot slots[FRM_MAX_SLOTS];
 } frm_ctrl;
@@ -93,7 +93,7 @@ static inline uint32_t frm_load_seq(frm_ctrl *c) {
     return __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
 }
 static inline void frm_bump_seq(frm_ctrl *c) {
-    __atomic_fetch_add(&c->seq, 1u, __ATOMIC_ACQ_REL);
+    __atomic_fetch_add(&c->seq, 1u, __ATOMIC_SEQ_CST); /* ordered before reading waiters */
 }
 static inline uint32_t frm_load_state(frm_slot *s) {
     return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
@@ -106,5 +106,79 @@ static inline uint32_t shmp_load_flags(uint32_t *f) {
 }
 
 #endif /* _MSC_VER */
+
+/* ---- waiting for the next publish ---- */
+
+#if defined(_WIN32)
+static inline int64_t frm_now_ns(void) {
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (int64_t)((double)c.QuadPart * 1e9 / (double)f.QuadPart);
+}
+static inline void frm_relax(void) { YieldProcessor(); }
+static inline void frm_yield(void) { SwitchToThread(); }
+#else
+#include <sched.h>
+#include <time.h>
+static inline int64_t frm_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+static inline void frm_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+static inline void frm_yield(void) { sched_yield(); }
+#endif
+
+/* A short, bounded spin before sleeping in the kernel: when the other side
+ * answers within a few microseconds, the futex round trip is saved. 1 when
+ * `seq` moved on within `spin_ns`. */
+static inline int frm_spin_for_seq(frm_ctrl *c, uint32_t seq, int64_t spin_ns) {
+    int64_t end = frm_now_ns() + spin_ns;
+    for (;;) {
+        for (int i = 0; i < 32; i++) {
+            if (frm_load_seq(c) != seq) return 1;
+            frm_relax();
+        }
+        if (frm_now_ns() >= end) return 0;
+    }
+}
+
+/* Sleepers announce themselves, so a publish with none skips the wake call.
+ * A sleeper that dies leaves the count high: only extra wake calls. */
+static inline void frm_add_waiter(frm_ctrl *c, int delta) {
+#if defined(_MSC_VER)
+    InterlockedExchangeAdd((volatile LONG *)&c->waiters, (LONG)delta);
+#else
+    __atomic_fetch_add(&c->waiters, (uint32_t)delta, __ATOMIC_SEQ_CST);
+#endif
+}
+static inline uint32_t frm_waiters(frm_ctrl *c) {
+#if defined(_MSC_VER)
+    MemoryBarrier();
+    return *(volatile uint32_t *)&c->waiters;
+#else
+    return __atomic_load_n(&c->waiters, __ATOMIC_SEQ_CST);
+#endif
+}
+
+static inline uint64_t frm_wall_ns(void) {
+#if defined(_WIN32)
+    FILETIME ft;
+    GetSystemTimePreciseAsFileTime(&ft);
+    uint64_t t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
+    return (t - 116444736000000000ULL) * 100; /* 1601 -> 1970, 100 ns units */
+#else
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
+#endif
+}
 
 #endif

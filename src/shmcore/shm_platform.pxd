@@ -95,6 +95,11 @@ cdef extern from "frames.h" nogil:
         frm_slot slots[8]
 
     uint64_t frm_load_latest(frm_ctrl *c)
+    int frm_spin_for_seq(frm_ctrl *c, uint32_t seq, int64_t spin_ns)
+    void frm_add_waiter(frm_ctrl *c, int delta)
+    uint32_t frm_waiters(frm_ctrl *c)
+    uint64_t frm_wall_ns()
+    void frm_yield()
     void frm_store_latest(frm_ctrl *c, uint64_t v)
     uint32_t frm_load_seq(frm_ctrl *c)
     void frm_bump_seq(frm_ctrl *c)
