@@ -30,10 +30,14 @@ def check_frame_spec(
 
 def as_frame_array(image: Any) -> np.ndarray:
     """An ndarray ready to publish: arrays keep shape and dtype, images become RGBA."""
-    if type(image) is np.ndarray and image.dtype in _NATIVE and image.size:
-        # The common case, checked cheaply: it is on the hot path of publish.
-        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)):
-            return image
+    # The common case, checked cheaply: it is on the hot path of publish.
+    if (
+        type(image) is np.ndarray
+        and image.dtype in _NATIVE
+        and image.size
+        and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)))
+    ):
+        return image
     if isinstance(image, np.ndarray):
         _shape, dtype = check_frame_spec(image.shape, image.dtype)
         array: np.ndarray = image if image.dtype == dtype else image.astype(dtype)

@@ -39,6 +39,12 @@ cdef bytes _dtype_code(object dtype):
 MAX_FRAME_BYTES = 1 << 46
 
 
+def set_spin_ns(int64_t ns):
+    """How long wait() spins before sleeping in the kernel (0: never)."""
+    global SPIN_NS
+    SPIN_NS = max(0, ns)
+
+
 def set_copy_threads(int n):
     """How many threads share a large copy or reservation (1 to 8)."""
     global COPY_THREADS
