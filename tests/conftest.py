@@ -18,6 +18,7 @@ pytest_plugins = ["pytester"]  # the fixtures' own tests run inner sessions
 
 SHM_DIR = "/dev/shm"
 JOIN_TIMEOUT = 30.0
+GRACE = 2.0  # seconds children get to exit on their own at the end of a test
 
 
 def _shm_entries() -> set[str]:
@@ -136,6 +137,11 @@ class Processes:
         return proc
 
     def cleanup(self) -> None:
+        # A child that was just told to stop gets a moment to finish cleanly;
+        # whatever is still running after that is killed.
+        deadline = time.monotonic() + GRACE
+        for proc in self.started:
+            proc.join(max(0.0, deadline - time.monotonic()))
         for proc in self.started:
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGKILL)
