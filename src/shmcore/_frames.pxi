@@ -152,9 +152,11 @@ cdef class FrameStore:
         try:
             if self._must_move(nbytes):
                 return 0
-            slot = self._claim(timeout)
+            slot = self._claim(timeout, src == NULL)
             try:
-                if src != NULL and nbytes:
+                if src != NULL and nbytes and not self.ctrl.slots[slot].reserved:
+                    self._fill(slot, src.buf, nbytes)
+                elif src != NULL and nbytes:
                     with nogil:
                         shmp_copy(self.slots + slot * self.capacity, src.buf, nbytes,
                                   COPY_THREADS)
@@ -233,7 +235,7 @@ cdef class FrameStore:
         if src < 0 or src >= old.nslots:
             return 0
         meta = old._meta(src)
-        self._reserve(0)
+        self._reserve(0, 0)
         nbytes = meta[1].itemsize
         for n in meta[0]:
             nbytes *= n
@@ -245,8 +247,9 @@ cdef class FrameStore:
         frm_store_latest(self.ctrl, (latest >> 8) << 8 | 1)
         return 0
 
-    cdef int _claim(self, object timeout) except -1:
-        """An exclusive slot: never the latest, never one pinned by a reader."""
+    cdef int _claim(self, object timeout, bint reserve=True) except -1:
+        """An exclusive slot: never the latest, never one pinned by a reader.
+        Its pages are reserved unless `reserve` is false (see _fill)."""
         cdef int64_t ns = timeout_ns(timeout)
         cdef double deadline = time.monotonic() + ns / 1e9 if ns >= 0 else 0
         cdef int i, slot, rc
@@ -260,7 +263,8 @@ cdef class FrameStore:
                 rc = shmp_range_lock(&self.segment.seg, slot, 1)
                 if rc == 0:
                     frm_store_state(&self.ctrl.slots[slot], FRM_WRITING)
-                    self._reserve(slot)
+                    if reserve:
+                        self._reserve(slot, 0)
                     return slot
                 if rc != EAGAIN:
                     check(rc, "claim a frame slot")
@@ -270,20 +274,35 @@ cdef class FrameStore:
                 shmp_nap()
             PyErr_CheckSignals()
 
-    cdef int _reserve(self, int slot) except -1:
+    cdef int _reserve(self, int slot, uint64_t skip) except -1:
+        """Reserve a slot's pages from `skip` on (the first `skip` bytes were
+        reserved by _fill)."""
         cdef frm_slot *s = &self.ctrl.slots[slot]
-        cdef int rc
+        cdef int rc = 0
         cdef uint64_t off
         if s.reserved:
             return 0
-        off = SHMP_HEADER_SIZE + FRM_CTRL_SIZE + slot * self.capacity
-        with nogil:
-            rc = shmp_reserve(&self.segment.seg, off, self.capacity, COPY_THREADS)
+        off = SHMP_HEADER_SIZE + FRM_CTRL_SIZE + slot * self.capacity + skip
+        if skip < self.capacity:
+            with nogil:
+                rc = shmp_reserve(&self.segment.seg, off, self.capacity - skip, COPY_THREADS)
         if rc:
             self._abandon(slot)
             check(rc, "reserve a frame slot")
         s.reserved = 1
         return 0
+
+    cdef int _fill(self, int slot, const void *src, uint64_t nbytes) except -1:
+        """The first write into a slot: reserve and copy in one pass, then
+        reserve the rest of the slot."""
+        cdef uint64_t off = SHMP_HEADER_SIZE + FRM_CTRL_SIZE + slot * self.capacity
+        cdef int rc
+        with nogil:
+            rc = shmp_fill(&self.segment.seg, off, src, nbytes, COPY_THREADS)
+        if rc:
+            self._abandon(slot)
+            check(rc, "reserve a frame slot")
+        return self._reserve(slot, round_page(nbytes))
 
     cdef int _commit(self, int slot, tuple shape, object dtype) except -1:
         cdef frm_slot *s = &self.ctrl.slots[slot]

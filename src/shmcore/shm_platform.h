@@ -143,6 +143,9 @@ int shmp_range_test(shmp_seg *s, uint64_t index, int *locked);
  * shmp_reserve faults in and reserves mapping bytes [offset, offset+len) for
  * writing: ENOSPC where a later write would SIGBUS. */
 int shmp_reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads);
+/* Reserve mapping bytes [offset, offset+len) and copy `src` into them in
+ * one pass (offset page-aligned): the first write into fresh pages. */
+int shmp_fill(shmp_seg *s, uint64_t offset, const void *src, uint64_t len, int nthreads);
 
 /* A short sleep (about half a millisecond) for bounded retry loops. */
 void shmp_nap(void);

@@ -55,6 +55,7 @@ cdef extern from "shm_platform.h" nogil:
     int shmp_range_unlock(shmp_seg *s, uint64_t index)
     int shmp_range_test(shmp_seg *s, uint64_t index, int *locked)
     int shmp_reserve(shmp_seg *s, uint64_t offset, uint64_t length, int nthreads)
+    int shmp_fill(shmp_seg *s, uint64_t offset, const void *src, uint64_t length, int nthreads)
     void shmp_copy(void *dst, const void *src, size_t length, int nthreads)
     void shmp_nap()
     uint32_t shmp_load_flags(uint32_t *f)

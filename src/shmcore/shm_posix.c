@@ -266,6 +266,31 @@ static int populate_part(job *j) {
     return rc == ENOMEM ? ENOSPC : rc;
 }
 
+/* Reserve and copy a chunk at a time, so the pages the kernel has just
+ * zeroed are overwritten while they are still in cache. */
+#define FILL_CHUNK (1u << 20)
+static int fill_part(job *j) {
+    for (size_t at = 0; at < j->len; at += FILL_CHUNK) {
+        job part = *j;
+        part.dst += at;
+        part.off += (off_t)at;
+        part.len = j->len - at < FILL_CHUNK ? j->len - at : FILL_CHUNK;
+        int rc = populate_part(&part);
+        if (rc) return rc;
+        memcpy(part.dst, j->src + at, part.len);
+    }
+    return 0;
+}
+
+int shmp_fill(shmp_seg *s, uint64_t offset, const void *src, uint64_t len, int nthreads) {
+    if (offset > s->map_size || len > s->map_size - offset) return EINVAL;
+    if (!s->writable) return EACCES;
+    if (offset % 4096) return EINVAL;
+    job proto = {fill_part, s->base + offset, (const unsigned char *)src, 0, s->fd,
+                 (off_t)offset, 0};
+    return run_split(&proto, (size_t)len, nthreads);
+}
+
 void shmp_copy(void *dst, const void *src, size_t len, int nthreads) {
     job proto = {copy_part, (unsigned char *)dst, (const unsigned char *)src, 0, -1, 0, 0};
     run_split(&proto, len, nthreads);

@@ -610,4 +610,11 @@ void shmp_copy(void *dst, const void *src, size_t len, int nthreads) {
     memcpy(dst, src, len);
 }
 
+/* A pagefile-backed section is committed at creation: nothing to reserve. */
+int shmp_fill(shmp_seg *s, uint64_t offset, const void *src, uint64_t len, int nthreads) {
+    int rc = shmp_reserve(s, offset, len, nthreads);
+    if (!rc) memcpy(s->base + offset, src, (size_t)len);
+    return rc;
+}
+
 #endif /* _WIN32 */
