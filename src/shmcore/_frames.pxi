@@ -210,10 +210,10 @@ cdef class FrameStore:
 
     cdef FrameStore _grow(self, uint64_t nbytes):
         """A larger store under the same name; call with the lock held."""
-        cdef FrameStore new = FrameStore.build(max(nbytes, self.capacity * 2 if nbytes < self.capacity * 2
-                                   else nbytes), self.segment.key.encode(),
-                               self.segment.persistent, self.nslots,
-                               self.ctrl.last_generation)
+        # At least double, so a stream of slowly growing frames grows rarely.
+        cdef FrameStore new = FrameStore.build(
+            max(nbytes, self.capacity * 2), self.segment.key.encode(),
+            self.segment.persistent, self.nslots, self.ctrl.last_generation)
         try:
             new._carry_latest(self)
             new.segment.swap(self.segment)

@@ -272,8 +272,8 @@ cdef class SysVSegment(QtSegment):
 
     cdef int _acquire(self, double timeout) except -1:
         cdef int err
-        cdef int attempt
-        for attempt in range(8):
+        cdef int _attempt
+        for _attempt in range(8):
             if self.sem_id < 0:
                 self.open_lock()
             with nogil:

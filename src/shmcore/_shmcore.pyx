@@ -49,6 +49,8 @@ _live = weakref.WeakSet()
 def _leave_all():
     for seg in list(_live):
         seg._leave_at_exit()
+
+
 KEY_MAX = SHMP_KEY_MAX
 
 cdef dict _ERRORS = {
@@ -232,9 +234,9 @@ cdef class Segment:
         the robust mutex owner-died) may still be under way: unmapping before
         that would leave the mutex locked for good. Wait for it, then take
         and release the lock."""
-        cdef int rc, died = 0, tries
+        cdef int rc, died = 0, _tries
         self.lock_thread = 0
-        for tries in range(500):
+        for _tries in range(500):
             rc = shmp_lock_try(&self.seg, &died)
             if rc == 0:
                 shmp_unlock(&self.seg)
