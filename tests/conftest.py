@@ -43,6 +43,8 @@ def shm_dir_unchanged() -> Iterator[None]:
     yield
     # The last failure's traceback keeps its frames (and their segments) alive.
     sys.last_type = sys.last_value = sys.last_traceback = None
+    if hasattr(sys, "last_exc"):  # Python 3.12+
+        sys.last_exc = None
     gc.collect()
     # Entries that vanish within a moment belong to processes still shutting down.
     deadline = time.monotonic() + 3.0
