@@ -246,3 +246,27 @@ def test_reader_processes_view_one_frame_together(image: SharedImage, procs) -> 
     assert [receive(conn, "generation at release") for conn in conns] == [1, 1]
     for child in children:
         finish(child)
+
+
+def test_detach_while_another_thread_waits_never_crashes(unique_key) -> None:
+    """detach() must not unmap under a thread blocked in wait(): that thread
+    keeps the mapping until it wakes, and then gets the new frame."""
+    key = unique_key()
+    with SharedImage(key) as writer:
+        writer.publish(np.zeros((4, 4), np.uint8))
+        reader = SharedImage(key)
+        reader.read()
+        woke: dict = {}
+
+        def wait() -> None:
+            woke["generation"] = reader.wait(timeout=10)
+
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        while not reader._store.segment.waiting_count and waiter.is_alive():
+            threading.Event().wait(0.01)
+        assert reader.detach() is True
+        writer.publish(np.ones((4, 4), np.uint8))
+        waiter.join(10)
+        assert not waiter.is_alive()
+        assert woke == {"generation": 2}

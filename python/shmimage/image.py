@@ -251,7 +251,9 @@ class SharedImage:
         store, self._store = self._store, None
         if store is None:
             return False
-        if not store.segment.export_count:
+        # Arrays from view()/loan() or another thread's wait() still use the
+        # mapping: it goes when the last of them lets go of the store.
+        if not store.segment.export_count and not store.segment.waiting_count:
             store.segment.detach()
         return True
 

@@ -465,11 +465,13 @@ cdef class FrameStore:
                 if left <= 0:
                     raise TimeoutError("no new frame within the timeout")
             spin = SPIN_NS if ns < 0 else min(SPIN_NS, left)
+            self.segment.waiting += 1  # keeps detach() from unmapping under us
             with nogil:
                 if not frm_spin_for_seq(self.ctrl, seq, spin):
                     frm_add_waiter(self.ctrl, 1)
                     rc = shmp_wait(&self.segment.seg, &self.ctrl.seq, seq, left)
                     frm_add_waiter(self.ctrl, -1)
+            self.segment.waiting -= 1
             if rc and rc != ETIMEDOUT:
                 check(rc, "wait")
             PyErr_CheckSignals()

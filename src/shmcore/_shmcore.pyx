@@ -216,7 +216,7 @@ cdef class Segment:
         if self.exports:
             raise BufferError(f"{self.exports} buffer(s) of this segment are still alive")
         if self.waiting:
-            raise LockError("another thread is waiting for this segment's lock")
+            raise LockError("another thread is waiting on this segment")
         if self.pid != os.getpid():
             self.lock_thread = 0  # a forked child only closes what it inherited
         if self.lock_thread:
@@ -393,6 +393,11 @@ cdef class Segment:
     @property
     def export_count(self):
         return self.exports
+
+    @property
+    def waiting_count(self):
+        """Threads of this process blocked on this mapping (lock or wait)."""
+        return self.waiting
 
     # -- the usable bytes --
 
