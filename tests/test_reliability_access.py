@@ -81,7 +81,7 @@ def test_another_user_cannot_reclaim_a_stale_segment(procs, unique_key) -> None:
 def test_a_segment_squatted_by_another_user_is_refused(procs, unique_key) -> None:
     key = unique_key()
     ready, stop = spawn.Event(), spawn.Event()
-    procs.start(squat_as_user, key, NOBODY, ready, stop)
+    squatter = procs.start(squat_as_user, key, NOBODY, ready, stop)
     try:
         assert ready.wait(WAIT), "the squatter never got ready"
         with pytest.raises(Exception) as info:
@@ -89,3 +89,4 @@ def test_a_segment_squatted_by_another_user_is_refused(procs, unique_key) -> Non
         assert type(info.value).__name__ in ("PermissionDeniedError", "IncompatibleSegmentError")
     finally:
         stop.set()
+        squatter.join(WAIT)  # it removes its segment on the way out
