@@ -120,17 +120,4 @@ step "ruff"
 ruff check --no-cache "$root"
 
 step "cython-lint"
-# Findings listed in the baseline (file and message, no line numbers) are
-# known debt, reported but tolerated; any other finding fails.
-baseline=.ci/checks/cython-lint-baseline.txt
-cython-lint src/shmcore/*.pyx src/shmcore/*.pxi src/shmcore/*.pxd >"$work/cython-lint.txt" 2>&1 || true
-sed -E "s|^$root/||; s|^([^:]+):[0-9]+:[0-9]+: |\1: |" "$work/cython-lint.txt" | sort -u >"$work/found.txt"
-grep -v '^#' "$baseline" | sort -u >"$work/known.txt"
-if [ -s "$work/found.txt" ]; then cat "$work/cython-lint.txt"; fi
-if comm -13 "$work/known.txt" "$work/found.txt" | grep .; then
-    echo "cython-lint: the findings above are new" >&2
-    exit 1
-fi
-if comm -23 "$work/known.txt" "$work/found.txt" | grep .; then
-    echo "cython-lint: these baseline entries are fixed: delete them from $baseline"
-fi
+cython-lint src/shmcore/*.pyx src/shmcore/*.pxi src/shmcore/*.pxd
