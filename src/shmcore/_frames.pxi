@@ -254,11 +254,13 @@ cdef class FrameStore:
         cdef double deadline = time.monotonic() + ns / 1e9 if ns >= 0 else 0
         cdef int i, slot, rc
         cdef uint64_t latest
+        cdef int order[8]
         while True:
             latest = frm_load_latest(self.ctrl)
-            for i in range(1, self.nslots + 1):
-                slot = (<int>(latest & 0xff) - 1 + i) % self.nslots
-                if (latest and slot == <int>(latest & 0xff) - 1) or self.pins[slot]:
+            self._claim_order(<int>(latest & 0xff) - 1, order)
+            for i in range(self.nslots):
+                slot = order[i]
+                if slot < 0 or self.pins[slot]:
                     continue
                 rc = shmp_range_lock(&self.segment.seg, slot, 1)
                 if rc == 0:
@@ -273,6 +275,24 @@ cdef class FrameStore:
             with nogil:
                 shmp_nap()
             PyErr_CheckSignals()
+
+    cdef void _claim_order(self, int latest, int *order):
+        """Slots to try, most recently written first (never the latest): a
+        writer alternates between two slots while readers keep up, so the
+        frames it writes stay warm in the cache."""
+        cdef int i, j, k, n = 0
+        for i in range(self.nslots):
+            if i == latest:
+                continue
+            j = n
+            while j > 0 and (self.ctrl.slots[order[j - 1]].generation
+                             < self.ctrl.slots[i].generation):
+                order[j] = order[j - 1]
+                j -= 1
+            order[j] = i
+            n += 1
+        for k in range(n, self.nslots):
+            order[k] = -1
 
     cdef int _reserve(self, int slot, uint64_t skip) except -1:
         """Reserve a slot's pages from `skip` on (the first `skip` bytes were

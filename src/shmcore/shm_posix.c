@@ -141,7 +141,8 @@ _Static_assert(offsetof(shmp_header, key) == 56, "header layout");
 #define SHM_DIR "/dev/shm"
 #endif
 #define PIN_BASE 0x40000000LL
-#define PARALLEL_MIN (4u << 20)
+/* Below this a second thread costs more to start than it saves. */
+#define PARALLEL_MIN (16u << 20)
 
 /* getpid() is a system call in current glibc: cache it, per fork. */
 static uint32_t cached_pid;
