@@ -260,18 +260,19 @@ def print_info(facts: dict[str, Any]) -> None:
 def cmd_ls(args: argparse.Namespace) -> int:
     from .memory import list_segments
 
-    rows = [{"key": s.key, "native_key": s.native_key, "size": s.size,
-             "attachments": s.attachments, "persistent": bool(s.persistent)}
-            for s in list_segments()]
+    segments = list_segments()
     if args.json:
+        rows = [{"key": s.key, "native_key": s.native_key, "size": s.size,
+                 "attachments": s.attachments, "persistent": bool(s.persistent)}
+                for s in segments]
         print(json.dumps(rows, indent=2))
-    elif not rows:
+    elif not segments:
         print("no shmimage segments")
     else:
         print_table(["KEY", "NATIVE NAME", "SIZE", "ATTACHED", "PERSISTENT"],
-                    [[r["key"] if r["key"] is not None else "-", r["native_key"],
-                      human_size(r["size"]), str(r["attachments"]),
-                      "yes" if r["persistent"] else "no"] for r in rows])
+                    [[s.key if s.key is not None else "-", s.native_key,
+                      human_size(s.size), str(s.attachments),
+                      "yes" if s.persistent else "no"] for s in segments])
     return 0
 
 

@@ -293,7 +293,8 @@ def _locked_read(segment: Any, timeout: float | None) -> bytes:
         segment.lock(timeout)
         try:
             segment.map(readonly=True)
-            return segment.read()
+            data: bytes = segment.read()
+            return data
         finally:
             segment.release()
             segment.unlock()

@@ -110,7 +110,8 @@ class Store:
 
         if self._publisher is None:
             self._publisher = SharedImage(self.key)
-        return self._publisher.load_from_file(path)
+        pixels: np.ndarray = self._publisher.load_from_file(path)
+        return pixels
 
     def read_once(self) -> np.ndarray:
         from .image import SharedImage
@@ -131,7 +132,8 @@ class QtStore(Store):
 
         if self._publisher is None:
             self._publisher = QtSharedImage(self.key)
-        return self._publisher.load_from_file(path)
+        pixels: np.ndarray = self._publisher.load_from_file(path)
+        return pixels
 
     def read_once(self) -> np.ndarray:
         from .qt import QtSharedImage
