@@ -17,7 +17,7 @@ CTRL_SIZE = FRM_CTRL_SIZE
 DTYPES = ("|u1", "<u2", "<f4")
 cdef int COPY_THREADS = 2
 cdef uint64_t PAGE = 4096
-cdef int64_t SPIN_NS = 30000
+cdef int64_t SPIN_NS = 10000  # long enough for a prompt answer, short on a busy machine
 cdef long _PID = os.getpid()
 cdef dict _CODES = {}
 
