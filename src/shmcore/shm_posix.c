@@ -60,6 +60,8 @@ static const char *portable_dir(void) {
     return dir;
 }
 
+#endif
+
 /* Sleeping until a word in shared memory changes, as futex does on Linux:
  * 0 (changed, woken or spurious: callers recheck), ETIMEDOUT or an errno. */
 #if defined(__APPLE__)
@@ -82,8 +84,9 @@ static int word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
     return (rc >= 0 || rc == -EINTR) ? 0 : -rc;
 }
 
-static void word_wake(uint32_t *word) {
+static int word_wake(uint32_t *word) {
     __ulock_wake(SHMP_UL_COMPARE_AND_WAIT_SHARED | SHMP_ULF_WAKE_ALL | SHMP_ULF_NO_ERRNO, word, 0);
+    return 0;
 }
 #elif defined(__linux__)
 static int word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
@@ -93,7 +96,9 @@ static int word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
     return (errno == EAGAIN || errno == EINTR) ? 0 : errno;
 }
 
-static void word_wake(uint32_t *word) { syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0); }
+static int word_wake(uint32_t *word) {
+    return syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0) < 0 ? errno : 0;
+}
 #else
 /* No kernel wait on a word: short naps until it changes. */
 static int word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
@@ -107,8 +112,10 @@ static int word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
     return 0;
 }
 
-static void word_wake(uint32_t *word) { (void)word; }
-#endif
+static int word_wake(uint32_t *word) {
+    (void)word;
+    return 0;
+}
 #endif
 
 #if defined(__APPLE__)
@@ -834,29 +841,12 @@ void shmp_nap(void) {
 
 int shmp_wait(shmp_seg *s, uint32_t *word, uint32_t expected, int64_t timeout_ns) {
     (void)s;
-#if defined(__linux__)
-    struct timespec ts, *pts = NULL;
-    if (timeout_ns >= 0) {
-        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
-        ts.tv_nsec = (long)(timeout_ns % 1000000000);
-        pts = &ts;
-    }
-    if (syscall(SYS_futex, word, FUTEX_WAIT, expected, pts, NULL, 0) == 0) return 0;
-    int e = errno;
-    return (e == EAGAIN || e == EINTR) ? 0 : e;
-#else
-    return word_wait(word, expected, timeout_ns); /* the portability block's */
-#endif
+    return word_wait(word, expected, timeout_ns);
 }
 
 int shmp_wake(shmp_seg *s, uint32_t *word) {
     (void)s;
-#if defined(__linux__)
-    if (syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0) < 0) return errno;
-#else
-    word_wake(word);
-#endif
-    return 0;
+    return word_wake(word);
 }
 
 /* ---- per-slot pins ---- */
