@@ -329,21 +329,25 @@ GO_MARKER = "/nonexistent/shmimage-creation-starts-here"
 
 
 def stepped_creator(key: str, grow: bool) -> None:
-    """Create, publish (and grow) and detach when told to on stdin (traced by strace)."""
-    import sys
+    """Create, publish (and grow) and detach once stdin has a line (traced by strace).
+
+    It waits in select(), a system call that no step of the set-up makes, so
+    strace's per-call counts (its when=) do not depend on whether strace
+    attached before or during the wait.
+    """
+    import select
 
     frame = np.full((64, 64, 4), 7, np.uint8)
     bigger = np.full((256, 256, 4), 7, np.uint8)
     image = SharedImage(key)
     print("ready", flush=True)
-    sys.stdin.readline()
+    select.select([0], [], [])
     os.path.exists(GO_MARKER)  # a system call that marks the start in the trace
     image.publish(frame)
     if grow:
         image.publish(bigger)  # a new, larger segment swapped in under the name
     image.detach()
     print("done", flush=True)
-    sys.stdin.readline()
 
 
 # --- 7: another user ------------------------------------------------------------------
