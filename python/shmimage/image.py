@@ -112,6 +112,9 @@ class SharedImage:
         """Move to the successor of a store that was grown or replaced."""
         self._store = store.successor if store.successor is not None else None
 
+    def _replaced_too_often(self) -> IncompatibleSegmentError:
+        return IncompatibleSegmentError(f"{self.native_key!r} keeps being replaced")
+
     # -- writing --
 
     def publish(self, image: ImageLike, timeout: float | None = None) -> int:
@@ -123,7 +126,7 @@ class SharedImage:
             if generation:
                 return generation
             self._follow(store)
-        raise IncompatibleSegmentError(f"{self.native_key!r} keeps being replaced")
+        raise self._replaced_too_often()
 
     @contextlib.contextmanager
     def loan(
@@ -139,7 +142,7 @@ class SharedImage:
                 break
             self._follow(store)
         else:
-            raise IncompatibleSegmentError(f"{self.native_key!r} keeps being replaced")
+            raise self._replaced_too_often()
         slot, array = claimed
         try:
             yield array
@@ -167,7 +170,7 @@ class SharedImage:
                     continue
                 raise
             return store, slot, meta
-        raise IncompatibleSegmentError(f"{self.native_key!r} keeps being replaced")
+        raise self._replaced_too_often()
 
     def read(self) -> np.ndarray:
         """A private copy of the latest complete frame."""
@@ -221,7 +224,7 @@ class SharedImage:
                 return generation
             self._store = None
             store = self._attach()
-        raise IncompatibleSegmentError(f"{self.native_key!r} keeps being replaced")
+        raise self._replaced_too_often()
 
     def load_from_memory(self) -> np.ndarray:
         """The example's second button: attach, lock, copy, unlock, detach."""

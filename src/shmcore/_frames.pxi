@@ -236,10 +236,7 @@ cdef class FrameStore:
             return 0
         meta = old._meta(src)
         self._reserve(0, 0)
-        nbytes = meta[1].itemsize
-        for n in meta[0]:
-            nbytes *= n
-        cdef size_t length = nbytes
+        cdef size_t length = frame_bytes(meta[0], meta[1])
         with nogil:
             shmp_copy(self.slots, old.slots + src * old.capacity, length, COPY_THREADS)
         memcpy(&self.ctrl.slots[0], &old.ctrl.slots[src], sizeof(frm_slot))
@@ -417,11 +414,7 @@ cdef class FrameStore:
 
     cdef object _array(self, int slot, tuple shape, object dtype, bint writable):
         cdef uint64_t off = FRM_CTRL_SIZE + slot * self.capacity
-        dtype = np.dtype(dtype)
-        nbytes = dtype.itemsize
-        for n in shape:
-            nbytes *= n
-        mv = memoryview(self.segment)[off:off + nbytes]
+        mv = memoryview(self.segment)[off:off + frame_bytes(shape, dtype)]
         if not writable:
             mv = mv.toreadonly()
         return np.frombuffer(mv, dtype=dtype).reshape(shape)
