@@ -151,6 +151,15 @@ cdef class QtSegment:
     cdef int _release_lock(self) except -1:
         raise NotImplementedError
 
+    cdef int _close_sem(self):
+        return 0
+
+    def close_lock(self) -> None:
+        """Drop the semaphore; remove it when this object made it (Qt's own rule)."""
+        if self.locked:
+            self.unlock()
+        self._close_sem()
+
     def lock(self, timeout=None) -> None:
         """Take Qt's semaphore; TimeoutError when `timeout` seconds pass."""
         if self.locked:
@@ -304,12 +313,6 @@ cdef class SysVSegment(QtSegment):
         self.made_sem_file = False
         return 0
 
-    def close_lock(self) -> None:
-        """Drop the semaphore; remove it (and its key file) when this object made it."""
-        if self.locked:
-            self.unlock()
-        self._close_sem()
-
 
 cdef class PosixSegment(QtSegment):
     """Qt 6.6+ native keys on Unix: shm_open() memory and a named semaphore."""
@@ -437,12 +440,6 @@ cdef class PosixSegment(QtSegment):
         self.sem_file_id = None
         return 0
 
-    def close_lock(self) -> None:
-        """Close the semaphore; unlink it when this object made it, as Qt does."""
-        if self.locked:
-            self.unlock()
-        self._close_sem()
-
 
 cdef class WindowsSegment(QtSegment):
     """Qt on Windows: a named file mapping and a named semaphore."""
@@ -523,11 +520,6 @@ cdef class WindowsSegment(QtSegment):
             qtipc_win_close(self.sem)
             self.sem = NULL
         return 0
-
-    def close_lock(self) -> None:
-        if self.locked:
-            self.unlock()
-        self._close_sem()
 
 
 def remove_posix(shm_name: str, sem_name: str) -> bool:
