@@ -8,7 +8,8 @@
  * Exit status 0 when every selected test passed.
  */
 #define _GNU_SOURCE
-#include "shm_platform.h"
+#define CHECK_NAME_PREFIX "/shmi_ctest_"
+#include "check.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,50 +35,13 @@
 #define UNDER_TSAN 0
 #endif
 
-static int failures;
-static char current[64];
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "FAIL %s (%s:%d): %s\n", current, __FILE__, __LINE__, #cond); \
-            failures++;                                                               \
-            return;                                                                   \
-        }                                                                             \
-    } while (0)
-
-#define CHECK_RC(expr, want)                                                          \
-    do {                                                                              \
-        int rc_ = (expr);                                                             \
-        if (rc_ != (want)) {                                                          \
-            fprintf(stderr, "FAIL %s (%s:%d): %s gave %d (%s), wanted %d\n", current,  \
-                    __FILE__, __LINE__, #expr, rc_, strerror(rc_), (want));           \
-            failures++;                                                               \
-            return;                                                                   \
-        }                                                                             \
-    } while (0)
-
 /* ---- helpers ---- */
-
-static void unique_name(char *out, size_t cap) {
-    static unsigned counter;
-    snprintf(out, cap, "/shmi_ctest_%ld_%u", (long)getpid(), counter++);
-}
 
 static int name_exists(const char *name) {
     char path[128];
     struct stat st;
     snprintf(path, sizeof path, "/dev/shm%s", name);
     return stat(path, &st) == 0;
-}
-
-/* A named, attached segment of `size` data bytes. */
-static int make_segment(shmp_seg *s, const char *name, uint64_t size) {
-    int rc = shmp_build(s, size, size, 0, "ctest", 5);
-    if (rc) return rc;
-    rc = shmp_link(s, name);
-    if (rc) shmp_discard(s);
-    return rc;
 }
 
 /* Waits for a child; its exit status, or 128 + signal. */
@@ -117,7 +81,7 @@ static void latch_close(latch *l) {
 
 static void test_build_link_attach_detach(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg a, b;
     CHECK_RC(make_segment(&a, name, 10000), 0);
     CHECK(name_exists(name));
@@ -138,7 +102,7 @@ static void test_build_link_attach_detach(void) {
 
 static void test_link_refuses_live_name(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg a, b;
     CHECK_RC(make_segment(&a, name, 4096), 0);
     CHECK_RC(shmp_build(&b, 4096, 4096, 0, "x", 1), 0);
@@ -150,7 +114,7 @@ static void test_link_refuses_live_name(void) {
 
 static void test_stale_segment_is_reclaimed(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     pid_t pid = fork();
     if (pid == 0) {
         shmp_seg s;
@@ -175,7 +139,7 @@ static void test_stale_segment_is_reclaimed(void) {
 
 static void test_persistent_survives_and_remove(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s, t;
     CHECK_RC(shmp_build(&s, 4096, 4096, 1, "p", 1), 0);
     CHECK_RC(shmp_link(&s, name), 0);
@@ -210,14 +174,14 @@ static void unlink_name(const char *name) {
 
 static void test_probe_live_and_foreign(void) {
     char name[64], foreign[64];
-    unique_name(name, sizeof name);
-    unique_name(foreign, sizeof foreign);
+    unique_name(name, sizeof name, "");
+    unique_name(foreign, sizeof foreign, "");
     shmp_seg s;
     shmp_probe_info info;
     CHECK_RC(make_segment(&s, name, 4096), 0);
     CHECK_RC(shmp_probe(name, 1, &info), 0);
     CHECK(info.ours && !info.stale && !info.reclaimed && !info.persistent);
-    CHECK(info.data_size == 4096 && strcmp(info.key, "ctest") == 0);
+    CHECK(info.data_size == 4096 && strcmp(info.key, "key") == 0);
     write_file(foreign, "not a segment", 13, 13);
     CHECK_RC(shmp_probe(foreign, 1, &info), 0);
     CHECK(!info.ours && !info.reclaimed); /* never reclaims what is not ours */
@@ -229,7 +193,7 @@ static void test_probe_live_and_foreign(void) {
 
 static void test_forked_child_only_closes(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     CHECK_RC(make_segment(&s, name, 4096), 0);
     pid_t pid = fork();
@@ -269,18 +233,17 @@ static void test_attach_refuses_bad_headers(void) {
         case 6: size = 100; break; /* truncated */
         case 7: h.data_size = UINT64_MAX; h.total_size = UINT64_MAX; break;
         }
-        unique_name(name, sizeof name);
+        unique_name(name, sizeof name, "");
         write_file(name, &h, size < (off_t)sizeof h ? (size_t)size : sizeof h, size);
         shmp_seg s;
         int rc = shmp_attach(&s, name, 1);
         unlink_name(name);
         if (rc != SHMP_EINCOMPAT) {
-            fprintf(stderr, "FAIL %s: variant %d gave %d\n", current, variant, rc);
-            failures++;
+            check_fail(__FILE__, __LINE__, "variant %d gave %d", variant, rc);
             return;
         }
     }
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     CHECK_RC(shmp_attach(&s, name, 1), ENOENT);
     CHECK_RC(shmp_attach(&s, "no-slash", 1), EINVAL);
@@ -289,7 +252,7 @@ static void test_attach_refuses_bad_headers(void) {
 
 static void test_read_only_attach(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg a, r;
     CHECK_RC(make_segment(&a, name, 4096), 0);
     CHECK_RC(shmp_attach(&r, name, 0), 0);
@@ -303,7 +266,7 @@ static void test_read_only_attach(void) {
 
 static void test_swap_supersedes(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg old, big, r;
     CHECK_RC(make_segment(&old, name, 4096), 0);
     CHECK_RC(shmp_build(&big, 1 << 20, 0, 0, "ctest", 5), 0);
@@ -322,7 +285,7 @@ static void test_swap_supersedes(void) {
 
 static void test_lock_unlock_and_deadlock(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     int died = -1;
     CHECK_RC(make_segment(&s, name, 4096), 0);
@@ -343,7 +306,7 @@ static void test_lock_unlock_and_deadlock(void) {
 /* The child takes the lock and dies holding it, by _exit or SIGKILL. */
 static void owner_died_case(int by_signal) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     int died = -1;
     CHECK_RC(make_segment(&s, name, 4096), 0);
@@ -381,7 +344,7 @@ static void test_owner_died_sigkill(void) { owner_died_case(1); }
 
 static void test_waiter_wakes_when_holder_dies(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     int died = -1;
     CHECK_RC(make_segment(&s, name, 4096), 0);
@@ -418,7 +381,7 @@ static void test_waiter_wakes_when_holder_dies(void) {
 
 static void test_lock_timeout(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     int died;
     CHECK_RC(make_segment(&s, name, 4096), 0);
@@ -471,7 +434,7 @@ static void *count_under_lock(void *arg) {
 
 static void test_threads_count_under_lock(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     CHECK_RC(make_segment(&s, name, 4096), 0);
     enum { NT = 4, ROUNDS = 2000 };
@@ -493,7 +456,7 @@ static void test_threads_count_under_lock(void) {
 
 static void test_processes_count_under_lock(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     CHECK_RC(make_segment(&s, name, 4096), 0);
     enum { NP = 3, ROUNDS = 3000 };
@@ -518,7 +481,7 @@ static void test_processes_count_under_lock(void) {
 
 static void test_wait_timeout_and_value_mismatch(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     CHECK_RC(make_segment(&s, name, 4096), 0);
     uint32_t *word = (uint32_t *)shmp_data(&s);
@@ -531,7 +494,7 @@ static void test_wait_timeout_and_value_mismatch(void) {
 
 static void test_wake_across_processes(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     CHECK_RC(make_segment(&s, name, 4096), 0);
     uint32_t *word = (uint32_t *)shmp_data(&s);
@@ -573,7 +536,7 @@ static void *wait_for_word(void *arg) {
 
 static void test_threads_wait_wake(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     CHECK_RC(make_segment(&s, name, 4096), 0);
     enum { NT = 3 };
@@ -598,7 +561,7 @@ static void test_threads_wait_wake(void) {
 
 static void test_pins_between_handles(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg w, r;
     int locked = -1;
     CHECK_RC(make_segment(&w, name, 4096), 0);
@@ -621,7 +584,7 @@ static void test_pins_between_handles(void) {
 
 static void test_pin_dropped_when_reader_is_killed(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg w;
     int locked = -1;
     CHECK_RC(make_segment(&w, name, 4096), 0);
@@ -652,7 +615,7 @@ static void test_pin_dropped_when_reader_is_killed(void) {
 
 static void test_threads_parallel_copy_and_reserve(void) {
     char name[64];
-    unique_name(name, sizeof name);
+    unique_name(name, sizeof name, "");
     shmp_seg s;
     size_t len = (9u << 20) + 123; /* above the parallel threshold, not page-sized */
     CHECK_RC(shmp_build(&s, len, 0, 0, "c", 1), 0);
@@ -679,53 +642,44 @@ static void test_build_rejects_bad_sizes(void) {
 
 /* ---- runner ---- */
 
-/* Known core bugs: a test listed with a bug must fail (strict expected
- * failure); once the bug is fixed it passes and the entry must go. */
-
-typedef struct {
-    const char *name;
-    void (*fn)(void);
-    const char *bug;
-} test_case;
-
-#define T(fn) {#fn, fn, NULL}
-#define T_BUG(fn, bug) {#fn, fn, bug}
-static const test_case tests[] = {
-    T(test_build_link_attach_detach),
-    T(test_link_refuses_live_name),
-    T(test_stale_segment_is_reclaimed),
-    T(test_persistent_survives_and_remove),
-    T(test_probe_live_and_foreign),
-    T(test_forked_child_only_closes),
-    T(test_attach_refuses_bad_headers),
-    T(test_read_only_attach),
-    T(test_swap_supersedes),
-    T(test_lock_unlock_and_deadlock),
-    T(test_owner_died_exit),
-    T(test_owner_died_sigkill),
-    T(test_waiter_wakes_when_holder_dies),
-    T(test_lock_timeout),
-    T(test_threads_count_under_lock),
-    T(test_processes_count_under_lock),
-    T(test_wait_timeout_and_value_mismatch),
-    T(test_wake_across_processes),
-    T(test_threads_wait_wake),
-    T(test_pins_between_handles),
-    T(test_pin_dropped_when_reader_is_killed),
-    T(test_threads_parallel_copy_and_reserve),
-    T(test_build_rejects_bad_sizes),
+/* A test that a known core bug makes fail: CHECK_TEST_BUG(fn, "the bug"). */
+static const check_test tests[] = {
+    CHECK_TEST(test_build_link_attach_detach),
+    CHECK_TEST(test_link_refuses_live_name),
+    CHECK_TEST(test_stale_segment_is_reclaimed),
+    CHECK_TEST(test_persistent_survives_and_remove),
+    CHECK_TEST(test_probe_live_and_foreign),
+    CHECK_TEST(test_forked_child_only_closes),
+    CHECK_TEST(test_attach_refuses_bad_headers),
+    CHECK_TEST(test_read_only_attach),
+    CHECK_TEST(test_swap_supersedes),
+    CHECK_TEST(test_lock_unlock_and_deadlock),
+    CHECK_TEST(test_owner_died_exit),
+    CHECK_TEST(test_owner_died_sigkill),
+    CHECK_TEST(test_waiter_wakes_when_holder_dies),
+    CHECK_TEST(test_lock_timeout),
+    CHECK_TEST(test_threads_count_under_lock),
+    CHECK_TEST(test_processes_count_under_lock),
+    CHECK_TEST(test_wait_timeout_and_value_mismatch),
+    CHECK_TEST(test_wake_across_processes),
+    CHECK_TEST(test_threads_wait_wake),
+    CHECK_TEST(test_pins_between_handles),
+    CHECK_TEST(test_pin_dropped_when_reader_is_killed),
+    CHECK_TEST(test_threads_parallel_copy_and_reserve),
+    CHECK_TEST(test_build_rejects_bad_sizes),
 };
 
 /* Removes what this process's tests left in /dev/shm; how many there were. */
 static int sweep_leftovers(void) {
-    char prefix[64];
-    int n = snprintf(prefix, sizeof prefix, "shmi_ctest_%ld_", (long)getpid());
+    char prefix[SHMP_NAME_MAX];
+    check_name_stem(prefix, sizeof prefix);
+    size_t n = strlen(prefix + 1); /* the names in the directory have no '/' */
     int found = 0;
     DIR *d = opendir("/dev/shm");
     if (!d) return 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, prefix, (size_t)n) != 0) continue;
+        if (strncmp(e->d_name, prefix + 1, n) != 0) continue;
         char path[320];
         snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
         unlink(path);
@@ -735,33 +689,12 @@ static int sweep_leftovers(void) {
     return found;
 }
 
-static int run_one(const test_case *t) {
-    snprintf(current, sizeof current, "%s", t->name);
-    int before = failures;
-    t->fn();
-    int failed = failures != before;
-    if (sweep_leftovers() && !failed) {
-        fprintf(stderr, "FAIL %s: left segments in /dev/shm\n", t->name);
-        failed = 1;
-    }
-    failures = before;
-    if (t->bug) {
-        printf("%s %s (%s)\n", failed ? "xfail" : "XPASS", t->name, t->bug);
-        return !failed; /* strict: a known bug that no longer shows is a failure */
-    }
-    printf("%s %s\n", failed ? "FAIL " : "ok   ", t->name);
-    return failed;
+/* A test that leaves segments behind fails, and they are removed. */
+static void sweep_after_test(void) {
+    int left = sweep_leftovers();
+    if (left) check_fail(__FILE__, __LINE__, "left %d segment(s) in /dev/shm", left);
 }
 
 int main(int argc, char **argv) {
-    const char *filter = argc > 1 ? argv[1] : "";
-    int ran = 0, bad = 0;
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (!strstr(tests[i].name, filter)) continue;
-        bad += run_one(&tests[i]);
-        ran++;
-    }
-    printf("%d test(s), %d failure(s)\n", ran, bad);
-    return bad || !ran ? 1 : 0;
+    return check_main(argc, argv, tests, sizeof tests / sizeof tests[0], sweep_after_test);
 }

@@ -8,7 +8,8 @@
  * Usage: test_portable [substring]. Prints "N passed, N failed".
  */
 #define _GNU_SOURCE
-#include "shm_platform.h"
+#define CHECK_NAME_PREFIX "/shmi_port_"
+#include "check.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -22,42 +23,6 @@
 
 #define DIR_PATH "/tmp/shmimage"
 
-static int failures;
-static char current[64];
-
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            fprintf(stderr, "FAIL %s (%s:%d): %s\n", current, __FILE__, __LINE__, #cond); \
-            failures++;                                                                 \
-            return;                                                                     \
-        }                                                                               \
-    } while (0)
-
-#define CHECK_RC(expr, want)                                                              \
-    do {                                                                                  \
-        int rc_ = (expr);                                                                 \
-        if (rc_ != (want)) {                                                              \
-            fprintf(stderr, "FAIL %s (%s:%d): %s gave %d (%s), wanted %d\n", current,      \
-                    __FILE__, __LINE__, #expr, rc_, strerror(rc_), (want));               \
-            failures++;                                                                   \
-            return;                                                                       \
-        }                                                                                 \
-    } while (0)
-
-static void unique_name(char *out, size_t cap, const char *tag) {
-    static unsigned counter;
-    snprintf(out, cap, "/shmi_port_%ld_%s%u", (long)getpid(), tag, counter++);
-}
-
-static int create(shmp_seg *s, const char *name, uint64_t size) {
-    int rc = shmp_build(s, size, size, 0, "key", 3);
-    if (rc) return rc;
-    rc = shmp_link(s, name);
-    if (rc) shmp_discard(s);
-    return rc;
-}
-
 static int exists(const char *name) {
     char path[128];
     struct stat st;
@@ -70,7 +35,7 @@ static void test_segment_in_portable_dir(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "d");
     shmp_seg a, b;
-    CHECK_RC(create(&a, name, 1000), 0);
+    CHECK_RC(make_segment(&a, name, 1000), 0);
     CHECK(exists(name));
     struct stat st;
     CHECK(stat(DIR_PATH, &st) == 0 && (st.st_mode & 01777) == 01777);
@@ -82,7 +47,7 @@ static void test_segment_in_portable_dir(void) {
     CHECK(!exists(name)); /* the last one out removed it */
     char longest[] = "/shmi_abcdefgh_0123456789abcde";
     CHECK(strlen(longest) == 30);
-    CHECK_RC(create(&a, longest, 10), 0);
+    CHECK_RC(make_segment(&a, longest, 10), 0);
     shmp_detach(&a);
 }
 
@@ -91,7 +56,7 @@ static void test_lock_basics(void) {
     unique_name(name, sizeof name, "l");
     shmp_seg a, b;
     int died = 1;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK_RC(shmp_attach(&b, name, 1), 0);
     CHECK_RC(shmp_lock_try(&a, &died), 0);
     CHECK(!died && shmp_hdr(&a)->lock_owner_pid == (uint32_t)getpid());
@@ -121,7 +86,7 @@ static void test_lock_other_thread(void) {
     int died = 0;
     void *res = NULL;
     pthread_t t;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK_RC(shmp_lock_try(&a, &died), 0);
     CHECK(pthread_create(&t, NULL, lock_from_thread, &a) == 0);
     pthread_join(t, &res);
@@ -138,7 +103,7 @@ static void test_dead_holder(void) {
     unique_name(name, sizeof name, "x");
     shmp_seg a;
     int died = 0, status = 0;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     pid_t child = fork();
     CHECK(child >= 0);
     if (child == 0) {
@@ -164,7 +129,7 @@ static void test_live_holder_blocks(void) {
     shmp_seg a;
     int died = 0, go[2], done[2], status = 0;
     char c = 0;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK(pipe(go) == 0 && pipe(done) == 0);
     pid_t child = fork();
     CHECK(child >= 0);
@@ -195,7 +160,7 @@ static void test_holder_dies_while_waited_for(void) {
     shmp_seg a;
     int died = 0, go[2], status = 0;
     char c = 0;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK(pipe(go) == 0);
     pid_t child = fork();
     CHECK(child >= 0);
@@ -231,7 +196,7 @@ static void test_zombie_holder(void) {
     shmp_seg a;
     int died = 0, go[2], status = 0;
     char c = 0;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK(pipe(go) == 0);
     pid_t child = fork();
     CHECK(child >= 0);
@@ -260,7 +225,7 @@ static void test_lock_excludes_across_processes(void) {
     unique_name(name, sizeof name, "e");
     shmp_seg a;
     int go[2], status = 0;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK(pipe(go) == 0);
     pid_t kids[3];
     for (int k = 0; k < 3; k++) {
@@ -299,7 +264,7 @@ static void test_wait_wake(void) {
     shmp_seg a;
     int go[2], status = 0;
     char c = 0;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     uint32_t *word = (uint32_t *)shmp_data(&a);
     CHECK_RC(shmp_wait(&a, word, 1, -1), 0); /* differs: returns at once */
     int rc = 0;
@@ -326,39 +291,20 @@ static void test_wait_wake(void) {
     shmp_detach(&a);
 }
 
-static const struct {
-    const char *name;
-    void (*fn)(void);
-} tests[] = {
-    {"segment_in_portable_dir", test_segment_in_portable_dir},
-    {"lock_basics", test_lock_basics},
-    {"lock_other_thread", test_lock_other_thread},
-    {"dead_holder", test_dead_holder},
-    {"live_holder_blocks", test_live_holder_blocks},
-    {"holder_dies_while_waited_for", test_holder_dies_while_waited_for},
+static const check_test tests[] = {
+    CHECK_TEST(test_segment_in_portable_dir),
+    CHECK_TEST(test_lock_basics),
+    CHECK_TEST(test_lock_other_thread),
+    CHECK_TEST(test_dead_holder),
+    CHECK_TEST(test_live_holder_blocks),
+    CHECK_TEST(test_holder_dies_while_waited_for),
 #if defined(__linux__) || defined(__APPLE__)
-    {"zombie_holder", test_zombie_holder},
+    CHECK_TEST(test_zombie_holder),
 #endif
-    {"lock_excludes_across_processes", test_lock_excludes_across_processes},
-    {"wait_wake", test_wait_wake},
+    CHECK_TEST(test_lock_excludes_across_processes),
+    CHECK_TEST(test_wait_wake),
 };
 
 int main(int argc, char **argv) {
-    const char *only = argc > 1 ? argv[1] : "";
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (!strstr(tests[i].name, only)) continue;
-        snprintf(current, sizeof current, "%s", tests[i].name);
-        int before = failures;
-        tests[i].fn();
-        if (failures == before) {
-            passed++;
-            printf("ok %s\n", tests[i].name);
-        } else {
-            failed++;
-        }
-        fflush(stdout);
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_main(argc, argv, tests, sizeof tests / sizeof tests[0], NULL);
 }

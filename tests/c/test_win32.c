@@ -7,7 +7,8 @@
  * Usage: test_win32.exe [substring]   runs the tests whose name contains it.
  * Prints "N passed, N failed"; exit status 0 when every test passed.
  */
-#include "shm_platform.h"
+#define CHECK_NAME_PREFIX "Local\\shmimage_test_"
+#include "check.h"
 
 #define FRM_FORCE_INTERLOCKED 1 /* test the branch MSVC builds use */
 #include "frames.h"
@@ -19,45 +20,7 @@
 
 #define CHILD_TIMEOUT_MS 60000u
 
-static int failures;
-static char current[64];
-
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            fprintf(stderr, "FAIL %s (%s:%d): %s\n", current, __FILE__, __LINE__, #cond); \
-            failures++;                                                                 \
-            return;                                                                     \
-        }                                                                               \
-    } while (0)
-
-#define CHECK_RC(expr, want)                                                              \
-    do {                                                                                  \
-        int rc_ = (expr);                                                                 \
-        if (rc_ != (want)) {                                                              \
-            fprintf(stderr, "FAIL %s (%s:%d): %s gave %d, wanted %d\n", current, __FILE__, \
-                    __LINE__, #expr, rc_, (want));                                        \
-            failures++;                                                                   \
-            return;                                                                       \
-        }                                                                                 \
-    } while (0)
-
 /* ---- helpers ---- */
-
-static void unique_name(char *out, size_t cap, const char *tag) {
-    static unsigned counter;
-    snprintf(out, cap, "Local\\shmimage_test_%lu_%s_%u", (unsigned long)GetCurrentProcessId(),
-             tag, counter++);
-}
-
-/* Builds and names a segment of `size` data bytes. */
-static int create(shmp_seg *s, const char *name, uint64_t size) {
-    int rc = shmp_build(s, size, size, 0, "key", 3);
-    if (rc) return rc;
-    rc = shmp_link(s, name);
-    if (rc) shmp_discard(s);
-    return rc;
-}
 
 /* Starts this program as "child ROLE NAME"; the process handle. */
 static HANDLE spawn(const char *role, const char *name) {
@@ -183,7 +146,7 @@ static void test_create_attach(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "ca");
     shmp_seg a, b, c;
-    CHECK_RC(create(&a, name, 1000), 0);
+    CHECK_RC(make_segment(&a, name, 1000), 0);
     CHECK(shmp_hdr(&a)->data_size == 1000); /* as asked, not page-rounded */
     CHECK(shmp_hdr(&a)->total_size == SHMP_HEADER_SIZE + 1000);
     memcpy(shmp_data(&a), "hello", 6);
@@ -191,7 +154,7 @@ static void test_create_attach(void) {
     CHECK(memcmp(shmp_data(&b), "hello", 6) == 0);
     CHECK(shmp_hdr(&b)->data_size == 1000);
     CHECK(shmp_hdr(&b)->key_len == 3 && memcmp(shmp_hdr(&b)->key, "key", 3) == 0);
-    CHECK_RC(create(&c, name, 10), EEXIST);
+    CHECK_RC(make_segment(&c, name, 10), EEXIST);
     CHECK_RC(shmp_attach(&c, name, 0), 0);
     CHECK(!c.writable && memcmp(shmp_data(&c), "hello", 6) == 0);
     shmp_detach(&c);
@@ -254,13 +217,13 @@ static void test_lifetime(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "life");
     shmp_seg a, b;
-    CHECK_RC(create(&a, name, 4096), 0);
+    CHECK_RC(make_segment(&a, name, 4096), 0);
     memcpy(shmp_data(&a), "from parent", 12);
     CHECK_RC(reap(spawn("reader", name)), 0);
     CHECK(memcmp(shmp_data(&a) + 100, "from child", 11) == 0);
     shmp_detach(&a);
     CHECK_RC(shmp_attach(&b, name, 1), ENOENT); /* freed with the last handle */
-    CHECK_RC(create(&a, name, 4096), 0);        /* and the name is free again */
+    CHECK_RC(make_segment(&a, name, 4096), 0);        /* and the name is free again */
     shmp_detach(&a);
 }
 
@@ -268,7 +231,7 @@ static void test_lifetime_killed_holder(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "kill");
     shmp_seg a, b;
-    CHECK_RC(create(&a, name, 4096), 0);
+    CHECK_RC(make_segment(&a, name, 4096), 0);
     HANDLE ready = ready_event(name);
     HANDLE child = spawn("hold", name);
     CHECK(child != NULL);
@@ -289,7 +252,7 @@ static void test_leave_keeps_mapping(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "leave");
     shmp_seg a, b;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK_RC(shmp_attach(&b, name, 1), 0);
     CHECK_RC(shmp_range_lock(&a, 0, 0), 0);
     CHECK_RC(shmp_leave(&a), 0);
@@ -299,7 +262,7 @@ static void test_leave_keeps_mapping(void) {
     shmp_close(&a);
     shmp_detach(&b);
     /* The name goes with the last handle, even while a left view remains. */
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK_RC(shmp_leave(&a), 0);
     CHECK_RC(shmp_attach(&b, name, 1), ENOENT);
     shmp_close(&a);
@@ -310,7 +273,7 @@ static void test_lock(void) {
     unique_name(name, sizeof name, "lock");
     shmp_seg a, b, ro;
     int died = 0;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK_RC(shmp_attach(&b, name, 1), 0);
     CHECK_RC(shmp_attach(&ro, name, 0), 0);
     CHECK_RC(shmp_lock_try(&a, &died), 0);
@@ -347,7 +310,7 @@ static void test_lock_other_thread(void) {
     unique_name(name, sizeof name, "thr");
     shmp_seg a;
     int died = 0;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK_RC(shmp_lock_try(&a, &died), 0);
     lock_arg arg = {&a, -1};
     HANDLE t = CreateThread(NULL, 0, try_from_thread, &arg, 0, NULL);
@@ -368,7 +331,7 @@ static void test_lock_excludes_across_processes(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "excl");
     shmp_seg a;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     HANDLE go = go_event(name);
     HANDLE kids[3];
     for (int i = 0; i < 3; i++) {
@@ -388,7 +351,7 @@ static void test_abandoned_lock(void) {
     unique_name(name, sizeof name, "abandon");
     shmp_seg a;
     int died = 0;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK_RC(reap(spawn("lockdie", name)), 0);
     CHECK_RC(shmp_lock_wait(&a, 10000000000LL, &died), 0);
     CHECK(died);
@@ -404,7 +367,7 @@ static void test_wait_wake(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "wake");
     shmp_seg a;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     uint32_t *word = (uint32_t *)shmp_data(&a);
     CHECK_RC(shmp_wait(&a, word, 0, 20000000), ETIMEDOUT);
     CHECK_RC(shmp_wait(&a, word, 7, -1), 0); /* the word differs: no wait */
@@ -425,7 +388,7 @@ static void test_pins(void) {
     unique_name(name, sizeof name, "pin");
     shmp_seg w, r1, r2;
     int locked = -1;
-    CHECK_RC(create(&w, name, 64), 0);
+    CHECK_RC(make_segment(&w, name, 64), 0);
     CHECK_RC(shmp_attach(&r1, name, 1), 0);
     CHECK_RC(shmp_attach(&r2, name, 0), 0);
     CHECK_RC(shmp_range_test(&w, 0, &locked), 0);
@@ -455,7 +418,7 @@ static void test_remove(void) {
     unique_name(name, sizeof name, "rm");
     shmp_seg a, b;
     shmp_probe_info info;
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK_RC(shmp_probe(name, 1, &info), 0);
     CHECK(info.ours && !info.stale && !info.reclaimed && info.data_size == 64);
     CHECK(strcmp(info.key, "key") == 0);
@@ -467,7 +430,7 @@ static void test_remove(void) {
     CHECK(memcmp(shmp_data(&a), "kept", 5) == 0); /* holders keep their mapping */
     CHECK(shmp_hdr(&a)->flags & SHMP_FLAG_SUPERSEDED);
     shmp_detach(&a);
-    CHECK_RC(create(&a, name, 64), 0);
+    CHECK_RC(make_segment(&a, name, 64), 0);
     shmp_detach(&a);
 }
 
@@ -524,44 +487,25 @@ static void test_frames_interlocked(void) {
     CHECK(frm_load_seq(&ctrl) == 2u * BUMPS); /* no increment lost */
 }
 
-static const struct {
-    const char *name;
-    void (*fn)(void);
-} tests[] = {
-    {"create_attach", test_create_attach},
-    {"bad_input", test_bad_input},
-    {"foreign_sections", test_foreign_sections},
-    {"lifetime", test_lifetime},
-    {"lifetime_killed_holder", test_lifetime_killed_holder},
-    {"leave_keeps_mapping", test_leave_keeps_mapping},
-    {"lock", test_lock},
-    {"lock_other_thread", test_lock_other_thread},
-    {"lock_excludes_across_processes", test_lock_excludes_across_processes},
-    {"abandoned_lock", test_abandoned_lock},
-    {"wait_wake", test_wait_wake},
-    {"pins", test_pins},
-    {"remove", test_remove},
-    {"build_keeps_address", test_build_keeps_address},
-    {"frames_interlocked", test_frames_interlocked},
+static const check_test tests[] = {
+    CHECK_TEST(test_create_attach),
+    CHECK_TEST(test_bad_input),
+    CHECK_TEST(test_foreign_sections),
+    CHECK_TEST(test_lifetime),
+    CHECK_TEST(test_lifetime_killed_holder),
+    CHECK_TEST(test_leave_keeps_mapping),
+    CHECK_TEST(test_lock),
+    CHECK_TEST(test_lock_other_thread),
+    CHECK_TEST(test_lock_excludes_across_processes),
+    CHECK_TEST(test_abandoned_lock),
+    CHECK_TEST(test_wait_wake),
+    CHECK_TEST(test_pins),
+    CHECK_TEST(test_remove),
+    CHECK_TEST(test_build_keeps_address),
+    CHECK_TEST(test_frames_interlocked),
 };
 
 int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "child")) return run_child(argv[2], argv[3]);
-    const char *only = argc > 1 ? argv[1] : "";
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (!strstr(tests[i].name, only)) continue;
-        snprintf(current, sizeof current, "%s", tests[i].name);
-        int before = failures;
-        tests[i].fn();
-        if (failures == before) {
-            passed++;
-            printf("ok %s\n", tests[i].name);
-        } else {
-            failed++;
-        }
-        fflush(stdout);
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_main(argc, argv, tests, sizeof tests / sizeof tests[0], NULL);
 }
