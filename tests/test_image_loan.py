@@ -146,3 +146,28 @@ def test_a_loan_from_another_thread_waits_for_the_lock(image: SharedImage) -> No
     thread.join(WAIT)
     assert not thread.is_alive() and done == [3]
     assert (image.read() == 5).all()
+
+
+def test_loans_that_change_shape_and_dtype_get_arrays_of_their_own(image: SharedImage) -> None:
+    """Arrays over a slot are reused only for the same shape and dtype."""
+    asks = [((8, 8), np.uint8), ([8, 8], np.uint16), ((8, 8), np.uint8), ((4, 16, 3), "uint8"),
+            ((8, 8), np.float32), ((4, 16, 3), np.uint8)] * 2
+    for n, (shape, dtype) in enumerate(asks, start=1):
+        with image.loan(shape, dtype) as frame:
+            assert frame.shape == tuple(shape) and frame.dtype == np.dtype(dtype)
+            frame[...] = n
+        got = image.read()
+        assert got.shape == tuple(shape) and got.dtype == np.dtype(dtype)
+        assert np.all(got == n)
+
+
+def test_a_loan_block_cannot_be_entered_twice(image: SharedImage) -> None:
+    block = image.loan((8, 8))
+    with block as frame:
+        frame[...] = 1
+        with pytest.raises(RuntimeError, match="already open"):
+            block.__enter__()
+    assert image.info().generation == 1
+    with block as frame:  # closed again: it may be used once more
+        frame[...] = 2
+    assert np.all(image.read() == 2)

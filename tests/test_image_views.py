@@ -270,3 +270,37 @@ def test_detach_while_another_thread_waits_never_crashes(unique_key) -> None:
         waiter.join(10)
         assert not waiter.is_alive()
         assert woke == {"generation": 2}
+
+
+def test_each_view_is_an_array_of_its_own(image: SharedImage) -> None:
+    """Views over one slot share pixels, never the array object (it may be reshaped)."""
+    with image.view() as first:
+        pass
+    with image.view() as second:
+        assert second is not first
+        flat = second.reshape(-1)
+        assert flat.shape == (int(np.prod(SHAPE)),)
+    with image.view() as third:
+        assert third.shape == SHAPE and not third.flags.writeable
+        np.testing.assert_array_equal(third, first)
+
+
+def test_views_follow_frames_that_change_shape_and_dtype(image: SharedImage) -> None:
+    frames = [np.full((8, 8), 1, np.uint8), np.full((8, 8), 2, np.uint16),
+              np.full((8, 8, 1), 3, np.uint8), np.full((4, 16, 4), 4, np.float32),
+              np.full((8, 8), 5, np.uint8)] * 2
+    for frame in frames:
+        image.publish(frame)
+        for _ in range(2):
+            with image.view() as pixels:
+                assert pixels.shape == frame.shape and pixels.dtype == frame.dtype
+                np.testing.assert_array_equal(pixels, frame)
+
+
+def test_a_view_block_cannot_be_entered_twice(image: SharedImage) -> None:
+    block = image.view()
+    with block, pytest.raises(RuntimeError, match="already open"):
+        block.__enter__()
+    assert image.publish(gen_frame(SHAPE, 2), timeout=WAIT) == 2
+    with block as pixels:  # closed again: it may be used once more
+        assert pixels[0, 0, 0] == gen_frame(SHAPE, 2)[0, 0, 0]

@@ -281,6 +281,28 @@ def test_lying_frame_is_refused(unique_key, case) -> None:
     assert outcome == "ok", details
 
 
+@pytest.mark.parametrize("case", sorted(LYING_FRAMES))
+def test_a_frame_that_turns_into_a_lie_is_refused(unique_key, case) -> None:
+    """What a reader checked once is checked again when the header changes under it."""
+    key = unique_key()
+    raw = real_segment()
+    with planted(SharedImage(key).native_key, raw) as path, SharedImage(key) as image:
+        assert image.read().shape == (48, 64, 4)
+        with image.view() as pixels:
+            assert pixels.shape == (48, 64, 4)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.pwrite(fd, mutate(raw, LYING_FRAMES[case]), 0)
+            with pytest.raises(IncompatibleSegmentError):
+                image.read()
+            with pytest.raises(IncompatibleSegmentError), image.view():
+                pass
+            os.pwrite(fd, raw, 0)
+        finally:
+            os.close(fd)
+        assert image.read().shape == (48, 64, 4)
+
+
 def test_half_built_segment_does_not_hang_a_creator(unique_key) -> None:
     """A live process sits on a half-built segment: create/publish refuse at once."""
     key = unique_key()

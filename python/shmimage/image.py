@@ -1,15 +1,14 @@
 """`SharedImage`: frames of raw pixels in one named segment."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 
 from . import _shmcore
+from .blocks import LoanBlock, ViewBlock
 from .errors import (
     IncompatibleSegmentError,
     InvalidImageError,
@@ -43,6 +42,13 @@ class FrameInfo:
     writer_pid: int
 
 
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    try:
+        return bool(a == b)
+    except ValueError:  # an array among b's items: check_frame_spec says what is wrong
+        return False
+
+
 class SharedImage:
     """The latest frame of an image stream, shared under a key."""
 
@@ -65,6 +71,7 @@ class SharedImage:
         self.capacity = capacity
         self.persistent = persistent
         self._store: _shmcore.FrameStore | None = None
+        self._last_spec: tuple[tuple[int, ...], Any, tuple[tuple[int, ...], np.dtype[Any]]] | None = None
 
     # -- attaching --
 
@@ -128,28 +135,33 @@ class SharedImage:
             self._follow(store)
         raise self._replaced_too_often()
 
-    @contextlib.contextmanager
     def loan(
         self, shape: tuple[int, ...], dtype: Any = np.uint8, timeout: float | None = None
-    ) -> Iterator[np.ndarray]:
+    ) -> LoanBlock:
         """A writable frame inside the segment, published when the block ends."""
-        shape, dtype = check_frame_spec(tuple(shape), np.dtype(dtype))
+        return LoanBlock(self, shape, dtype, timeout)
+
+    def _frame_spec(self, shape: tuple[int, ...], dtype: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
+        """check_frame_spec, remembered for the last shape and dtype asked for."""
+        last = self._last_spec
+        if last is not None and last[1] is dtype and _same(last[0], shape):
+            return last[2]
+        spec = check_frame_spec(shape, np.dtype(dtype))
+        self._last_spec = (shape, dtype, spec)
+        return spec
+
+    def _claim(
+        self, shape: tuple[int, ...], dtype: np.dtype[Any], timeout: float | None
+    ) -> tuple[_shmcore.FrameStore, tuple[int, np.ndarray]]:
+        """A slot to loan and its array, from the store that has room."""
         nbytes = _shmcore.frame_bytes(shape, dtype)
         for _ in range(_RETRIES):
             store = self._writer(nbytes)
             claimed = store.loan_begin(shape, dtype, timeout)
             if claimed is not None:
-                break
+                return store, claimed
             self._follow(store)
-        else:
-            raise self._replaced_too_often()
-        slot, array = claimed
-        try:
-            yield array
-        except BaseException:
-            store.loan_end(slot, shape, dtype, False)
-            raise
-        store.loan_end(slot, shape, dtype, True)
+        raise self._replaced_too_often()
 
     def load_from_file(self, path: str | os.PathLike[str]) -> np.ndarray:
         """The example's first button: decode, publish as RGBA, stay attached."""
@@ -180,14 +192,9 @@ class SharedImage:
         finally:
             store.unpin(slot)
 
-    @contextlib.contextmanager
-    def view(self) -> Iterator[np.ndarray]:
+    def view(self) -> ViewBlock:
         """A read-only zero-copy array of the latest frame, stable in the block."""
-        store, slot, meta = self._pinned()
-        try:
-            yield store.array(slot, meta[0], meta[1], False)
-        finally:
-            store.unpin(slot)
+        return ViewBlock(self)
 
     def to_pil(self) -> Any:
         from PIL import Image
@@ -254,6 +261,7 @@ class SharedImage:
         store, self._store = self._store, None
         if store is None:
             return False
+        store.forget_arrays()
         # Arrays from view()/loan() or another thread's wait() still use the
         # mapping: it goes when the last of them lets go of the store.
         if not store.segment.export_count and not store.segment.waiting_count:

@@ -6,7 +6,7 @@
 # writing. The kernel drops both kinds of lock when a process dies, so a slot
 # abandoned mid-write is simply free again, and `latest` only ever names
 # complete slots.
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 import numpy as np
 
@@ -80,6 +80,13 @@ cdef class FrameStore:
     cdef readonly uint64_t capacity
     cdef int pins[8]
     cdef public FrameStore successor
+    # What _meta last validated in each slot (shape and dtype fields), and the
+    # Python objects made from it; and the last array made over each slot
+    # (index slot * 2 + writable). A frame's geometry rarely changes, and
+    # building these anew is most of the cost of a view() or loan().
+    cdef frm_slot seen[8]
+    cdef list specs
+    cdef list arrays
 
     @staticmethod
     def build(uint64_t slot_capacity, bytes key=b"", bint persistent=False,
@@ -114,6 +121,9 @@ cdef class FrameStore:
         self.nslots = c.nslots
         self.capacity = c.slot_capacity
         memset(self.pins, 0, sizeof(self.pins))
+        memset(self.seen, 0, sizeof(self.seen))
+        self.specs = [None] * FRM_MAX_SLOTS
+        self.arrays = [None] * (2 * FRM_MAX_SLOTS)
 
     @property
     def superseded(self):
@@ -394,6 +404,17 @@ cdef class FrameStore:
         """The slot's frame facts, checked against the slot's real size."""
         cdef frm_slot s
         memcpy(&s, &self.ctrl.slots[slot], sizeof(frm_slot))
+        spec = self._spec(slot, &s)
+        return spec[0], spec[1], int(s.generation), int(s.timestamp_ns), int(s.writer_pid)
+
+    cdef tuple _spec(self, int slot, frm_slot *s):
+        """(shape, dtype) of a snapshot of a slot descriptor, validated once
+        for as long as its shape and dtype fields stay the same."""
+        cdef frm_slot *seen = &self.seen[slot]
+        if (self.specs[slot] is not None and s.ndim == seen.ndim
+                and memcmp(s.shape, seen.shape, sizeof(s.shape)) == 0
+                and memcmp(s.dtype, seen.dtype, sizeof(s.dtype)) == 0):
+            return self.specs[slot]
         if s.ndim not in (2, 3):
             raise IncompatibleSegmentError("a frame with a bad number of dimensions")
         shape = tuple(int(s.shape[i]) for i in range(s.ndim))
@@ -406,18 +427,32 @@ cdef class FrameStore:
             nbytes *= n
             if nbytes > self.capacity:
                 raise IncompatibleSegmentError("a frame larger than its slot")
-        return shape, dtype, int(s.generation), int(s.timestamp_ns), int(s.writer_pid)
+        memcpy(seen, s, sizeof(frm_slot))
+        self.specs[slot] = (shape, dtype)
+        return self.specs[slot]
 
     def array(self, int slot, tuple shape, object dtype, bint writable=False):
         """A zero-copy ndarray over a slot; it keeps the mapping alive."""
         return self._array(slot, shape, dtype, writable)
 
     cdef object _array(self, int slot, tuple shape, object dtype, bint writable):
+        cdef int i = slot * 2 + writable
+        cdef tuple last = self.arrays[i]
+        if (last is not None and (last[0] is shape or last[0] == shape)
+                and (last[1] is dtype or last[1] == dtype)):
+            return last[2].view()  # a new array object: the caller may reshape it
         cdef uint64_t off = FRM_CTRL_SIZE + slot * self.capacity
         mv = memoryview(self.segment)[off:off + frame_bytes(shape, dtype)]
         if not writable:
             mv = mv.toreadonly()
-        return np.frombuffer(mv, dtype=dtype).reshape(shape)
+        array = np.frombuffer(mv, dtype=dtype).reshape(shape)
+        self.arrays[i] = (shape, dtype, array)
+        return array.view()
+
+    def forget_arrays(self):
+        """Drop the arrays kept for reuse, so that they hold no buffer of the
+        segment (call before deciding whether it can be unmapped)."""
+        self.arrays = [None] * (2 * FRM_MAX_SLOTS)
 
     def copy_out(self, int slot, tuple shape, object dtype):
         """A private copy of a pinned slot, copied with the GIL released."""
