@@ -1,6 +1,7 @@
 """The lock survives its holder: killed, exiting, interrupted, detached under."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -23,6 +24,24 @@ from workers_memory import (
 )
 
 spawn = multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def blocked_in_lock(procs, shm: SharedMemory, key: str, worker):
+    """`worker(key, ready, conn)` started in a child and left blocked in lock()
+    while this process holds it: (child, the parent's end of conn). The lock is
+    released when the block ends."""
+    assert shm.lock()
+    ready = spawn.Event()
+    parent_end, child_end = spawn.Pipe(duplex=False)
+    child = procs.start(worker, key, ready, child_end)
+    child_end.close()
+    try:
+        assert ready.wait(WAIT)
+        time.sleep(0.3)  # let it block (if what comes next comes early it still counts)
+        yield child, parent_end
+    finally:
+        shm.unlock()
 
 
 def test_lock_after_holder_was_killed(procs, unique_key) -> None:
@@ -86,19 +105,10 @@ def test_blocked_lock_can_be_interrupted(procs, unique_key) -> None:
     key = unique_key()
     with SharedMemory(key) as shm:
         shm.create(64)
-        assert shm.lock()
-        ready = spawn.Event()
-        parent_end, child_end = spawn.Pipe(duplex=False)
-        child = procs.start(lock_until_interrupted, key, ready, child_end)
-        child_end.close()
-        try:
-            assert ready.wait(WAIT)
-            time.sleep(0.3)  # let it block (if the signal comes early it still counts)
+        with blocked_in_lock(procs, shm, key, lock_until_interrupted) as (child, parent_end):
             os.kill(child.pid, signal.SIGINT)
             child.join(10)
             still_blocked = child.is_alive()
-        finally:
-            shm.unlock()
         assert not still_blocked, "SIGINT did not interrupt a blocking lock()"
         assert parent_end.poll(WAIT) and parent_end.recv() == "interrupted"
         finish(child)
@@ -122,17 +132,8 @@ def test_killed_waiter_leaves_the_lock_intact(procs, unique_key) -> None:
     key = unique_key()
     with SharedMemory(key) as shm:
         shm.create(64)
-        assert shm.lock()
-        ready = spawn.Event()
-        _keep_open, child_end = spawn.Pipe(duplex=False)
-        child = procs.start(lock_until_interrupted, key, ready, child_end)
-        child_end.close()
-        try:
-            assert ready.wait(WAIT)
-            time.sleep(0.3)  # let it block (if the kill comes early it still counts)
+        with blocked_in_lock(procs, shm, key, lock_until_interrupted) as (child, _keep_open):
             kill(child)
-        finally:
-            shm.unlock()
         assert shm.lock(timeout=0) is True
         assert shm.owner_died is False
         shm.unlock()
@@ -143,21 +144,13 @@ def test_handled_signals_do_not_end_a_blocking_lock(procs, unique_key) -> None:
     key = unique_key()
     with SharedMemory(key) as shm:
         shm.create(64)
-        assert shm.lock()
-        ready = spawn.Event()
-        parent_end, child_end = spawn.Pipe(duplex=False)
-        child = procs.start(lock_through_signals, key, ready, child_end)
-        child_end.close()
-        try:
-            assert ready.wait(WAIT)
+        with blocked_in_lock(procs, shm, key, lock_through_signals) as (child, parent_end):
             for _ in range(3):
-                time.sleep(0.2)
                 os.kill(child.pid, signal.SIGUSR1)
+                time.sleep(0.2)
             time.sleep(0.3)
             assert child.is_alive(), "a handled signal ended the child"
             handled_while_blocked = not parent_end.poll(0)
-        finally:
-            shm.unlock()
         assert handled_while_blocked, "lock() returned while the parent still held it"
         assert parent_end.poll(WAIT)
         got, calls = parent_end.recv()
