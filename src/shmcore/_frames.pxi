@@ -36,6 +36,8 @@ cdef bytes _dtype_code(object dtype):
     if code is None:
         code = _CODES[dtype] = dtype.str.encode()
     return code
+
+
 MAX_FRAME_BYTES = 1 << 46
 
 

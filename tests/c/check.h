@@ -140,7 +140,7 @@ static inline int check_run_one(const check_test *t, void (*after)(void)) {
 /* Runs the tests whose name contains argv[1] (every test without it).
  * Exit status 0 when at least one ran and none failed. */
 static inline int check_main(int argc, char **argv, const check_test *tests, size_t count,
-                      void (*after)(void)) {
+                             void (*after)(void)) {
     const char *only = argc > 1 ? argv[1] : "";
     int ran = 0, failed = 0;
     for (size_t i = 0; i < count; i++) {
