@@ -1,4 +1,4 @@
-"""The benchmark suite's own logic: targets, figures, processes, and a real --quick run.
+"""The benchmark suite's own logic: figures, intervals, processes, and a real --quick run.
 
 No timing is asserted anywhere: only that every figure is measured (or skipped
 with its reason) and reported in the shape the specification asks for.
@@ -18,17 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from shmimage.bench import main, methods_peers, report
+from shmimage.bench.bootstrap import ratio_interval
 from shmimage.bench.build import build_figures
-from shmimage.bench.figures import (
-    MET,
-    MET_WITHIN_NOISE,
-    NO_TARGET,
-    NOT_MET,
-    SKIPPED,
-    Figure,
-    Target,
-)
-from shmimage.bench.frames import TARGET_SIZE, make_frame, parse_size
+from shmimage.bench.figures import Figure
+from shmimage.bench.frames import make_frame, parse_size
 from shmimage.bench.measure import COPY_PEERS, MEMCPY, ROUND_TRIPS
 from shmimage.bench.methods_wakeup import PipePingPong, ping_pong
 from shmimage.bench.optional import OPTIONAL
@@ -40,67 +33,53 @@ from shmimage.bench.timing import MIN_RUNS, Repeats, timed_alternating, timed_br
 RUN_TIMEOUT = 600
 JOIN_TIMEOUT = 30
 SHM_DIR = "/dev/shm"
-TARGETED = [
-    "steady publish (bandwidth vs memcpy)",
-    "publish + read() round trip",
-    "publish + read() vs fastest peer",
-    "publish + view() round trip",
-    "loan() + view() round trip",
-    "fan-out to 4 view() readers",
-    "first publish into a new segment",
-    "vs Qt example, read() (x faster)",
-    "vs Qt example, view() (x faster)",
-    "lock()+unlock() uncontended",
-    "wake-up ping-pong (publish/wait)",
-    "reader RssAnon added by holding a view()",
-]
+SIZE = "3840x2160"
+#: The figures every run reports (by id), at each size or once.
+SIZED_IDS = {"publish/memcpy", "read/memcpy", "read/fastest-peer", "view/memcpy",
+             "loan/memcpy", "fanout/one-reader", "first-publish/mp", "read/qt", "view/qt"}
+GLOBAL_IDS = {"lock/mp-lock", "wake/posix_ipc", "wake/pipe", "wake/pyshmem", "rss/view"}
 
 
-# -- the "met" rule -------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("op", "limit", "x", "verdict"),
-    [
-        ("<=", 2.2, 2.0, MET),
-        ("<=", 2.2, 2.2, MET),
-        ("<=", 2.2, 2.3, MET_WITHIN_NOISE),  # within 5% of 2.2 (2.31)
-        ("<=", 2.2, 2.32, NOT_MET),
-        (">=", 0.9, 0.95, MET),
-        (">=", 0.9, 0.86, MET_WITHIN_NOISE),  # 0.855 is 5% below 0.9
-        (">=", 0.9, 0.85, NOT_MET),
-        (">=", 50, 47.6, MET_WITHIN_NOISE),
-        ("<", 1.0, 0.2, MET),
-        ("<", 1.0, 1.04, MET_WITHIN_NOISE),
-        ("<", 1.0, 1.06, NOT_MET),
-    ],
-)
-def test_target_verdict(op: str, limit: float, x: float, verdict: str) -> None:
-    assert Target(op, limit).verdict(x) == verdict
-
-
-def test_met_within_noise_is_the_spec_wording() -> None:
-    assert MET_WITHIN_NOISE == "met within noise"
-
-
-@pytest.mark.parametrize(("op", "limit"), [("==", 1.0), ("<=", 0.0), ("<=", -1.0)])
-def test_target_rejects_nonsense(op: str, limit: float) -> None:
-    with pytest.raises(ValueError):
-        Target(op, limit)
-
-
+# -- ratios and their intervals ----------------------------------------------------
 def test_figure_ratio_direction() -> None:
-    slower = Figure("f", "s", value=4.0, baseline_name="b", baseline=2.0)
+    slower = Figure("f", "f", "s", value=4.0, baseline_name="b", baseline=2.0)
     assert slower.ratio == 2.0
-    faster = Figure("f", "s", value=4.0, baseline_name="b", baseline=200.0, inverse=True)
+    faster = Figure("f", "f", "s", value=4.0, baseline_name="b", baseline=200.0, inverse=True)
     assert faster.ratio == 50.0
 
 
-def test_figure_states() -> None:
-    no_target = Figure("f", "s", value=1.0, baseline_name="b", baseline=1.0)
-    assert no_target.met == NO_TARGET
-    skipped = Figure("f", "s", value=None, baseline_name="b", baseline=1.0,
-                     target=Target("<=", 1.0), skipped="pyshmem not installed")
-    assert skipped.met == SKIPPED and skipped.ratio is None
+def test_figure_skipped_has_no_ratio() -> None:
+    skipped = Figure("f", "f", "s", value=None, baseline_name="b", baseline=1.0,
+                     skipped="pyshmem not installed")
+    assert skipped.ratio is None
     assert skipped.to_json()["skipped"] == "pyshmem not installed"
+    assert "met" not in skipped.to_json() and "target" not in skipped.to_json()
+
+
+def test_interval_of_constant_runs_is_the_ratio() -> None:
+    assert ratio_interval([3.0] * 30, [1.5] * 30) == (2.0, 2.0)
+
+
+def test_interval_brackets_the_median_ratio_and_narrows_with_runs() -> None:
+    rng = np.random.default_rng(1)
+    few = ratio_interval(rng.normal(2.0, 0.2, 30), rng.normal(1.0, 0.1, 30))
+    many = ratio_interval(rng.normal(2.0, 0.2, 3000), rng.normal(1.0, 0.1, 3000))
+    assert few is not None and many is not None
+    assert few[0] < 2.0 < few[1] and many[0] < 2.0 < many[1]
+    assert many[1] - many[0] < (few[1] - few[0]) / 3
+
+
+def test_interval_keeps_pairs_together() -> None:
+    """A slow spell that hits a run and its baseline alike does not widen the interval."""
+    spell = np.repeat([1.0, 5.0], 20)
+    assert ratio_interval(2 * spell, spell) == (2.0, 2.0)  # paired: the ratio is always 2
+    unpaired = ratio_interval(2 * spell, spell[:-1])
+    assert unpaired is not None and unpaired[1] - unpaired[0] > 1
+
+
+def test_interval_without_runs_is_none() -> None:
+    assert ratio_interval([], [1.0]) is None
+    assert ratio_interval([1.0], [0.0, 0.0]) is None
 
 
 # -- settings -------------------------------------------------------------------------
@@ -169,7 +148,7 @@ def _synthetic_results(size: str, skipped: dict[str, str]) -> Results:
         s[f"rt/{name}/{size}"] = [4.0]
         s[f"{MEMCPY}rt/{name}/{size}"] = [2.0]
     s[f"rt/posix_ipc/{size}"] = [3.0]  # the fastest peer
-    s[f"rt/shmimage read()/{size}"] = [4.5]  # 2.25x memcpy: within 5% of 2.2
+    s[f"rt/shmimage read()/{size}"] = [4.5]  # 2.25x memcpy
     s[f"publish/{size}"], s[f"{MEMCPY}publish/{size}"] = [2.0], [2.0]
     s[f"fanout/{size}"], s[f"fanout1/{size}"] = [1.0], [1.0]
     s[f"first/shmimage/{size}"], s[f"first/mp/{size}"] = [1.0], [2.0]
@@ -180,52 +159,50 @@ def _synthetic_results(size: str, skipped: dict[str, str]) -> Results:
     return results
 
 
-def test_build_figures_has_every_figure_and_applies_targets() -> None:
-    figures = build_figures(_synthetic_results(TARGET_SIZE, {}), [TARGET_SIZE])
+def test_build_figures_has_every_figure_with_its_interval() -> None:
+    figures = build_figures(_synthetic_results(SIZE, {}), [SIZE])
+    ids = {(f.id, f.size) for f in figures}
+    assert {(i, SIZE) for i in SIZED_IDS} | {(i, None) for i in GLOBAL_IDS} <= ids
+    assert len(ids) == len(figures), "an id names one figure per size"
     names = {f.name for f in figures}
-    assert set(TARGETED) <= names
     for peer in COPY_PEERS + ("pickle over Pipe", "Qt example (QSharedMemory)"):
         assert f"baseline round trip: {peer}" in names
-    by_name = {f.name: f for f in figures}
-    fastest = by_name["publish + read() vs fastest peer"]
+    by_id = {f.id: f for f in figures}
+    fastest = by_id["read/fastest-peer"]
     assert fastest.baseline_name == "posix_ipc round trip" and fastest.ratio == 1.5
-    assert fastest.met == NOT_MET
-    assert by_name["publish + read() round trip"].met == MET_WITHIN_NOISE
-    assert by_name["reader RssAnon added by holding a view()"].met == MET
+    assert fastest.interval == (1.5, 1.5)
+    assert by_id["publish/memcpy"].interval == (1.0, 1.0)
+    assert by_id["read/qt"].ratio == 4.0 / 4.5  # inverse: the Qt time over read()'s
+    assert by_id["rss/view"].value == 4096 / 2**20
     table = report.table(figures, {})
-    assert "met within noise" in table and "posix_ipc round trip" in table
-
-
-def test_targets_apply_to_the_spec_size_only() -> None:
-    figures = build_figures(_synthetic_results("64x48", {}), ["64x48"])
-    sized = [f for f in figures if f.size == "64x48"]
-    assert sized and all(f.target is None for f in sized)
+    assert "95% interval" in table and "1.5-1.5x" in table and "posix_ipc round trip" in table
+    assert "met" not in table and "target" not in table
 
 
 def test_missing_peer_is_reported_skipped_not_dropped() -> None:
     reason = "not installed (ImportError); pip install 'shmimage[bench]'"
-    results = _synthetic_results(TARGET_SIZE, {"pyshmem": reason})
-    del results.samples[f"rt/pyshmem/{TARGET_SIZE}"]
-    figures = build_figures(results, [TARGET_SIZE])
+    results = _synthetic_results(SIZE, {"pyshmem": reason})
+    del results.samples[f"rt/pyshmem/{SIZE}"]
+    figures = build_figures(results, [SIZE])
     row = next(f for f in figures if f.name == "baseline round trip: pyshmem")
-    assert row.met == SKIPPED and "not installed" in (row.skipped or "")
+    assert row.ratio is None and row.interval is None and "not installed" in (row.skipped or "")
     assert "skipped: pyshmem" in report.table(figures, results.skipped)
 
 
 def test_rss_without_procfs_is_skipped_with_the_reason() -> None:
-    results = _synthetic_results(TARGET_SIZE, {"procfs": "unavailable: no /proc"})
+    results = _synthetic_results(SIZE, {"procfs": "unavailable: no /proc"})
     results.memory = {}
-    figures = build_figures(results, [TARGET_SIZE])
-    row = next(f for f in figures if f.name.startswith("reader RssAnon"))
-    assert row.met == SKIPPED and "no /proc" in (row.skipped or "")
+    figures = build_figures(results, [SIZE])
+    row = next(f for f in figures if f.id == "rss/view")
+    assert row.value is None and "no /proc" in (row.skipped or "")
 
 
 def test_failed_measurement_is_reported() -> None:
-    results = _synthetic_results(TARGET_SIZE, {})
-    del results.samples[f"fanout/{TARGET_SIZE}"]
-    results.failures[f"fanout/{TARGET_SIZE}"] = "ReaderError: boom"
-    figures = build_figures(results, [TARGET_SIZE])
-    row = next(f for f in figures if f.name.startswith("fan-out"))
+    results = _synthetic_results(SIZE, {})
+    del results.samples[f"fanout/{SIZE}"]
+    results.failures[f"fanout/{SIZE}"] = "ReaderError: boom"
+    figures = build_figures(results, [SIZE])
+    row = next(f for f in figures if f.id == "fanout/one-reader")
     assert row.skipped == "failed: ReaderError: boom"
 
 
@@ -314,16 +291,18 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
     done = _run_bench(args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "round 1/" in done.stderr  # progress while it runs
-    assert "met?" in done.stdout and "numpy.copyto" in done.stdout
+    assert "95% interval" in done.stdout and "numpy.copyto" in done.stdout
+    assert not re.search(r"\bmet\b|target|short", done.stdout), "it judges nothing"
     doc = json.loads(out.read_text())
     assert doc["failures"] == {}, doc["failures"]
     figures = doc["figures"]
-    assert set(TARGETED) <= {f["figure"] for f in figures}
+    assert {(i, SIZE) for i in SIZED_IDS} | {(i, None) for i in GLOBAL_IDS} <= {
+        (f["id"], f["size"]) for f in figures}
     for figure in figures:
         assert figure["ratio"] is not None or figure["skipped"], figure
-        if figure["size"] == TARGET_SIZE or figure["size"] is None:
-            assert figure["target"] is None or figure["met"] in (
-                MET, MET_WITHIN_NOISE, NOT_MET, SKIPPED)
+        if figure["ratio"] is not None and figure["id"] != "rss/view":
+            low, high = figure["interval"]
+            assert low <= figure["ratio"] <= high, figure
     for name, (module, _) in OPTIONAL.items():
         assert (name in doc["skipped"]) != _installed(module.split(".")[0]), name
     if _installed("matplotlib"):
@@ -357,14 +336,13 @@ def test_sigterm_mid_run_leaves_nothing_behind(during: str) -> None:
     assert not _left_by(proc.pid, before), f"the suite left segments in {SHM_DIR}"
 
 
-def test_tiny_sizes_run_without_targets(tmp_path: Path) -> None:
+def test_tiny_sizes_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "tiny.json"
     done = _run_bench(["--quick", "--size", "32x24", "--size", "64x48", "--json", str(out),
                        "--markdown"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("## Benchmark results")
-    assert "| figure | size | shmimage | baseline | ratio | target | met? |" in done.stdout
+    assert "| figure | size | shmimage | baseline | ratio | 95% interval |" in done.stdout
     doc = json.loads(out.read_text())
     sized = [f for f in doc["figures"] if f["size"] is not None]
     assert {f["size"] for f in sized} == {"32x24", "64x48"}
-    assert all(f["target"] is None for f in sized)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The benchmark suite with every optional peer installed: `bench --quick`
-# must run to the end and write valid JSON (figures are not judged here).
+# The repository's performance check: `shmimage bench --quick` with every
+# optional peer installed must run to the end and write its JSON, and
+# benchmarks/acceptance.py prints each target's verdict from it (met, met
+# within noise, short). A quick run's verdicts are indicative, so they are
+# printed, not enforced; a target without its figure fails the check.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 pip install -q '.[bench]'
-python -m shmimage.bench --quick --json "$out/bench.json" --plot "$out/bench.png"
-python - "$out/bench.json" <<'PY'
-import json, sys
-data = json.load(open(sys.argv[1]))
-print(f"bench --quick wrote valid JSON with {len(json.dumps(data))} characters")
-PY
-rm -rf "$out"
+python -m shmimage bench --quick --json "$out/bench.json" --plot "$out/bench.png"
+python benchmarks/acceptance.py "$out/bench.json"

@@ -1,13 +1,15 @@
-"""Turns the suite's medians into the table's figures, per SPEC section 5."""
+"""Turns the suite's runs into the report's figures: medians, ratios, intervals."""
 from __future__ import annotations
 
-from .figures import Figure, Target
-from .frames import TARGET_SIZE
+from .bootstrap import ratio_interval
+from .figures import Figure
 from .measure import COPY_PEERS, FAN_OUT, MEMCPY, ROUND_TRIPS
 from .suite import Results
 
 MIB = 1024 * 1024
 QT = "Qt example (QSharedMemory)"
+MEMCPY_NAME = "numpy.copyto"
+QT_NAME = "Qt QSharedMemory+QDataStream"
 
 
 class _Builder:
@@ -23,20 +25,27 @@ class _Builder:
             return "not measured"
         return None
 
-    def add(self, name: str, size: str | None, key: str, baseline_name: str,
-            baseline_key: str, target: Target | None = None, inverse: bool = False,
-            needs: str | None = None) -> None:
+    def add(self, figure_id: str, name: str, size: str | None, key: str, baseline_name: str,
+            baseline_key: str, inverse: bool = False, needs: str | None = None) -> None:
         reason = self.why_missing(key) or self.why_missing(baseline_key)
         if needs in self.results.skipped:
             reason = f"{needs} {self.results.skipped[needs]}"
+        runs = self.results.samples.get(key, [])
+        base_runs = self.results.samples.get(baseline_key, [])
+        interval = None
+        if reason is None:
+            pair = (base_runs, runs) if inverse else (runs, base_runs)
+            interval = ratio_interval(*pair)
         self.figures.append(Figure(
-            name=name, size=size, value=self.seconds.get(key), baseline_name=baseline_name,
-            baseline=self.seconds.get(baseline_key), target=target, inverse=inverse,
+            id=figure_id, name=name, size=size, value=self.seconds.get(key),
+            baseline_name=baseline_name, baseline=self.seconds.get(baseline_key),
+            inverse=inverse, interval=interval, runs=min(len(runs), len(base_runs)),
             skipped=reason,
         ))
 
 
 def build_figures(results: Results, sizes: list[str]) -> list[Figure]:
+    """Every figure of the report, for each of ``sizes`` and then the size-free ones."""
     builder = _Builder(results)
     for size in sizes:
         _size_figures(builder, size)
@@ -44,37 +53,29 @@ def build_figures(results: Results, sizes: list[str]) -> list[Figure]:
     return builder.figures
 
 
-def _target(size: str, op: str, limit: float) -> Target | None:
-    return Target(op, limit) if size == TARGET_SIZE else None
-
-
 def _size_figures(b: _Builder, size: str) -> None:
     def rt(name: str) -> str:
         return f"rt/{name}/{size}"
 
     read, view, loan = rt("shmimage read()"), rt("shmimage view()"), rt("shmimage loan()+view()")
-    memcpy = "numpy.copyto"
-    b.add("steady publish (bandwidth vs memcpy)", size, f"publish/{size}", memcpy,
-          f"{MEMCPY}publish/{size}", _target(size, ">=", 0.9), inverse=True)
-    b.add("publish + read() round trip", size, read, memcpy, MEMCPY + read,
-          _target(size, "<=", 2.2))
+    b.add("publish/memcpy", "steady publish (bandwidth vs memcpy)", size, f"publish/{size}",
+          MEMCPY_NAME, f"{MEMCPY}publish/{size}", inverse=True)
+    b.add("read/memcpy", "publish + read() round trip", size, read, MEMCPY_NAME, MEMCPY + read)
     _fastest_peer(b, size, read)
-    b.add("publish + view() round trip", size, view, memcpy, MEMCPY + view,
-          _target(size, "<=", 1.2))
-    b.add("loan() + view() round trip", size, loan, memcpy, MEMCPY + loan,
-          _target(size, "<=", 0.05))
-    b.add(f"fan-out to {FAN_OUT} view() readers", size, f"fanout/{size}",
-          "one view() reader", f"fanout1/{size}", _target(size, "<=", 1.5))
-    b.add("first publish into a new segment", size, f"first/shmimage/{size}",
-          "new mp.shared_memory + copy", f"first/mp/{size}", _target(size, "<=", 0.7))
-    b.add("vs Qt example, read() (x faster)", size, read, "Qt QSharedMemory+QDataStream",
-          rt(QT), _target(size, ">=", 50), inverse=True, needs="PySide6")
-    b.add("vs Qt example, view() (x faster)", size, view, "Qt QSharedMemory+QDataStream",
-          rt(QT), _target(size, ">=", 100), inverse=True, needs="PySide6")
+    b.add("view/memcpy", "publish + view() round trip", size, view, MEMCPY_NAME, MEMCPY + view)
+    b.add("loan/memcpy", "loan() + view() round trip", size, loan, MEMCPY_NAME, MEMCPY + loan)
+    b.add("fanout/one-reader", f"fan-out to {FAN_OUT} view() readers", size, f"fanout/{size}",
+          "one view() reader", f"fanout1/{size}")
+    b.add("first-publish/mp", "first publish into a new segment", size,
+          f"first/shmimage/{size}", "new mp.shared_memory + copy", f"first/mp/{size}")
+    b.add("read/qt", "vs Qt example, read() (x faster)", size, read, QT_NAME, rt(QT),
+          inverse=True, needs="PySide6")
+    b.add("view/qt", "vs Qt example, view() (x faster)", size, view, QT_NAME, rt(QT),
+          inverse=True, needs="PySide6")
     for name, (_, needs) in ROUND_TRIPS.items():
         if not name.startswith("shmimage"):
-            b.add(f"baseline round trip: {name}", size, rt(name), memcpy, MEMCPY + rt(name),
-                  needs=needs)
+            b.add(f"peer/{name}/memcpy", f"baseline round trip: {name}", size, rt(name),
+                  MEMCPY_NAME, MEMCPY + rt(name), needs=needs)
 
 
 def _fastest_peer(b: _Builder, size: str, read: str) -> None:
@@ -84,27 +85,26 @@ def _fastest_peer(b: _Builder, size: str, read: str) -> None:
     if measured:
         name = min(measured, key=measured.__getitem__)
         key = f"rt/{name}/{size}"
-    b.add("publish + read() vs fastest peer", size, read, f"{name} round trip", key,
-          _target(size, "<=", 1.0))
+    b.add("read/fastest-peer", "publish + read() vs fastest peer", size, read,
+          f"{name} round trip", key)
 
 
 def _global_figures(b: _Builder) -> None:
-    b.add("lock()+unlock() uncontended", None, "lock/shmimage",
-          "multiprocessing.Lock", "lock/multiprocessing.Lock", Target("<=", 1.0))
-    b.add("wake-up ping-pong (publish/wait)", None, "wake/shmimage",
-          "posix_ipc semaphores", "wake/posix_ipc", Target("<=", 1.0), needs="posix_ipc")
-    b.add("wake-up ping-pong (publish/wait)", None, "wake/shmimage",
-          "multiprocessing.Pipe", "wake/Pipe", Target("<=", 1.0))
-    b.add("wake-up ping-pong (publish/wait)", None, "wake/shmimage",
+    b.add("lock/mp-lock", "lock()+unlock() uncontended", None, "lock/shmimage",
+          "multiprocessing.Lock", "lock/multiprocessing.Lock")
+    b.add("wake/posix_ipc", "wake-up ping-pong (publish/wait)", None, "wake/shmimage",
+          "posix_ipc semaphores", "wake/posix_ipc", needs="posix_ipc")
+    b.add("wake/pipe", "wake-up ping-pong (publish/wait)", None, "wake/shmimage",
+          "multiprocessing.Pipe", "wake/Pipe")
+    b.add("wake/pyshmem", "wake-up ping-pong (publish/wait)", None, "wake/shmimage",
           "pyshmem futex notification", "wake/pyshmem", needs="pyshmem")
     b.figures.append(_rss_figure(b.results))
 
 
 def _rss_figure(results: Results) -> Figure:
     mem = results.memory
-    figure = Figure(name="reader RssAnon added by holding a view()", size=None, value=None,
-                    baseline_name="a read() copy", baseline=None, target=Target("<", 1.0),
-                    unit="MiB")
+    figure = Figure(id="rss/view", name="reader RssAnon added by holding a view()", size=None,
+                    value=None, baseline_name="a read() copy", baseline=None, unit="MiB")
     if "procfs" in results.skipped:
         figure.skipped = f"procfs {results.skipped['procfs']}"
     elif "rss" in results.failures:
@@ -114,4 +114,5 @@ def _rss_figure(results: Results) -> Figure:
     else:
         figure.value = (mem["rss_in_view"] - mem["rss_before"]) / MIB
         figure.baseline = (mem["rss_with_copy"] - mem["rss_before"]) / MIB
+        figure.runs = 1
     return figure

@@ -1,48 +1,8 @@
-"""Figures, their targets and the "met" rule of the specification."""
+"""One row of the report: a figure, its baseline, their ratio and its interval."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
-
-#: A ratio within this fraction of its target still counts as met.
-TOLERANCE = 0.05
-
-MET = "yes"
-MET_WITHIN_NOISE = "met within noise"
-NOT_MET = "NO"
-NO_TARGET = "-"
-SKIPPED = "skipped"
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """``ratio <= limit`` (``op == "<="``), ``ratio >= limit`` or ``value < limit``."""
-
-    op: str
-    limit: float
-
-    def __post_init__(self) -> None:
-        if self.op not in ("<=", ">=", "<"):
-            raise ValueError(f"unknown target operator {self.op!r}")
-        if not self.limit > 0:
-            raise ValueError(f"target limit must be positive, got {self.limit!r}")
-
-    def label(self, unit: str = "x") -> str:
-        return f"{self.op} {self.limit:g}{unit}"
-
-    def verdict(self, x: float) -> str:
-        """MET, MET_WITHIN_NOISE or NOT_MET for the measured ``x``."""
-        if self.op == "<=":
-            if x <= self.limit:
-                return MET
-            return MET_WITHIN_NOISE if x <= self.limit * (1 + TOLERANCE) else NOT_MET
-        if self.op == ">=":
-            if x >= self.limit:
-                return MET
-            return MET_WITHIN_NOISE if x >= self.limit * (1 - TOLERANCE) else NOT_MET
-        if x < self.limit:
-            return MET
-        return MET_WITHIN_NOISE if x < self.limit * (1 + TOLERANCE) else NOT_MET
 
 
 @dataclasses.dataclass
@@ -50,19 +10,21 @@ class Figure:
     """One row of the table.
 
     ``value`` and ``baseline`` are seconds unless ``unit`` says otherwise.
-    ``ratio`` is what the target is checked against: ``value / baseline``, or
-    ``baseline / value`` when ``inverse`` (bandwidth, "N x faster").
-    A target with operator ``<`` is checked against ``value`` itself.
+    ``ratio`` is ``value / baseline``, or ``baseline / value`` when ``inverse``
+    (bandwidth, "N x faster"); ``interval`` is its 95% bootstrap interval.
+    ``id`` names what is compared, the same at every size and in every run.
     """
 
+    id: str
     name: str
     size: str | None
     value: float | None
     baseline_name: str
     baseline: float | None
-    target: Target | None = None
     inverse: bool = False
     unit: str = "s"
+    interval: tuple[float, float] | None = None
+    runs: int = 0
     skipped: str | None = None
 
     @property
@@ -72,24 +34,9 @@ class Figure:
         num, den = (self.baseline, self.value) if self.inverse else (self.value, self.baseline)
         return num / den if den > 0 else None
 
-    @property
-    def met(self) -> str:
-        if self.skipped:
-            return SKIPPED
-        if self.target is None:
-            return NO_TARGET
-        checked = self.value if self.target.op == "<" else self.ratio
-        if checked is None:
-            return SKIPPED
-        return self.target.verdict(checked)
-
-    def target_label(self) -> str:
-        if self.target is None:
-            return NO_TARGET
-        return self.target.label(" MiB" if self.target.op == "<" else "x")
-
     def to_json(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "figure": self.name,
             "size": self.size,
             "value": self.value,
@@ -98,7 +45,7 @@ class Figure:
             "baseline": self.baseline,
             "ratio": self.ratio,
             "ratio_kind": "baseline/value" if self.inverse else "value/baseline",
-            "target": self.target_label() if self.target else None,
-            "met": self.met,
+            "interval": list(self.interval) if self.interval else None,
+            "runs": self.runs,
             "skipped": self.skipped,
         }

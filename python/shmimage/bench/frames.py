@@ -12,8 +12,6 @@ SIZES: dict[str, tuple[int, int]] = {
     "1920x1080": (1080, 1920),
     "3840x2160": (2160, 3840),
 }
-#: The size the specification's targets are stated for.
-TARGET_SIZE = "3840x2160"
 
 
 def parse_size(text: str) -> tuple[int, int]:

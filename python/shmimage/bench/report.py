@@ -1,4 +1,4 @@
-"""The table, the JSON document and the plot."""
+"""The table, the JSON document and the plot: what was measured, with no verdicts."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,9 @@ from .figures import Figure
 from .measure import MEMCPY, ROUND_TRIPS
 from .suite import Results
 
-COLUMNS = ("figure", "size", "shmimage", "baseline", "ratio", "target", "met?")
+#: Version of the JSON document's layout (2: figures carry an id and an interval).
+FORMAT = 2
+COLUMNS = ("figure", "size", "shmimage", "baseline", "ratio", "95% interval")
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -24,14 +26,22 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value * 1e9:.3g} ns"
 
 
+def format_ratio(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.3g}x"
+
+
+def format_interval(interval: tuple[float, float] | None) -> str:
+    return "-" if interval is None else f"{interval[0]:.3g}-{interval[1]:.3g}x"
+
+
 def _row(figure: Figure) -> tuple[str, ...]:
-    baseline = f"{figure.baseline_name} {format_value(figure.baseline, figure.unit)}"
+    value = format_value(figure.value, figure.unit)
     if figure.skipped:
-        return (figure.name, figure.size or "", format_value(figure.value, figure.unit),
-                figure.baseline_name, "-", figure.target_label(), f"skipped: {figure.skipped}")
-    ratio = figure.ratio
-    return (figure.name, figure.size or "", format_value(figure.value, figure.unit), baseline,
-            "-" if ratio is None else f"{ratio:.3g}x", figure.target_label(), figure.met)
+        return (figure.name, figure.size or "", value, figure.baseline_name, "-",
+                f"skipped: {figure.skipped}")
+    baseline = f"{figure.baseline_name} {format_value(figure.baseline, figure.unit)}"
+    return (figure.name, figure.size or "", value, baseline, format_ratio(figure.ratio),
+            format_interval(figure.interval))
 
 
 def table(figures: list[Figure], skipped: dict[str, str]) -> str:
@@ -69,6 +79,7 @@ def markdown_section(figures: list[Figure], skipped: dict[str, str], machine_lin
 def document(figures: list[Figure], results: Results, settings: dict[str, Any],
              machine: dict[str, Any]) -> dict[str, Any]:
     return {
+        "format": FORMAT,
         "pid": os.getpid(),
         "machine": machine,
         "settings": settings,

@@ -7,7 +7,7 @@ from typing import Callable
 
 from . import interrupt
 
-#: The specification's floor: every figure is the median of at least this many runs.
+#: The fewest runs a figure may have (--quick; a full run takes 35).
 MIN_RUNS = 15
 
 

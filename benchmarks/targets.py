@@ -1,0 +1,104 @@
+"""The performance targets of shmimage and the rule that judges a figure against one.
+
+Each target names the id of a figure that ``shmimage bench --json`` writes.
+A target is met when the figure's median ratio is within it, and "met within
+noise" when the 95% bootstrap interval of that ratio includes it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+#: The frame size of the rows that say "at 4K".
+FOUR_K = "3840x2160"
+#: Fewest runs per figure for a verdict to count (a --quick run takes fewer).
+MIN_RUNS = 30
+
+MET = "met"
+MET_WITHIN_NOISE = "met within noise"
+SHORT = "short"
+SKIPPED = "skipped"
+NOT_MEASURED = "not measured"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """``ratio <= limit``, ``ratio >= limit``, or ``value < limit`` (``op == "<"``).
+
+    ``at`` is ``"4K"`` (3840x2160 only), ``"every"`` (every frame size the run
+    measured) or ``"none"`` (a figure without a frame size). ``missing`` says
+    why the suite has no figure for it yet; such a target is reported, not judged.
+    """
+
+    figure_id: str
+    text: str
+    op: str
+    limit: float
+    at: str = "every"
+    unit: str = "x"
+    missing: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in ("<=", ">=", "<"):
+            raise ValueError(f"unknown target operator {self.op!r}")
+        if not self.limit > 0:
+            raise ValueError(f"target limit must be positive, got {self.limit!r}")
+        if self.at not in ("4K", "every", "none"):
+            raise ValueError(f"unknown size rule {self.at!r}")
+
+    def label(self) -> str:
+        return f"{self.op} {self.limit:g}{self.unit}"
+
+    def applies_to(self, size: str | None) -> bool:
+        if self.at == "none":
+            return size is None
+        return size is not None and (self.at == "every" or size == FOUR_K)
+
+    def verdict(self, figure: dict[str, Any]) -> str:
+        """MET, MET_WITHIN_NOISE or SHORT for one figure of the bench's JSON."""
+        if figure.get("skipped"):
+            return SKIPPED
+        if self.op == "<":
+            value = figure.get("value")
+            return MET if value is not None and value < self.limit else SHORT
+        ratio, interval = figure.get("ratio"), figure.get("interval")
+        if ratio is None:
+            return SHORT
+        low, high = interval if interval else (ratio, ratio)
+        if self.op == "<=":
+            return MET if ratio <= self.limit else MET_WITHIN_NOISE if low <= self.limit else SHORT
+        return MET if ratio >= self.limit else MET_WITHIN_NOISE if high >= self.limit else SHORT
+
+
+_IOX = "iceoryx2 is not a peer of the suite yet"
+TARGETS = (
+    Target("publish/memcpy", "steady publish: memcpy bandwidth", ">=", 0.9),
+    Target("read/memcpy", "publish + read() round trip vs one memcpy", "<=", 2.2, at="4K"),
+    # The suite's peers copy into an array they keep: stricter than the
+    # allocating copy the target names.
+    Target("read/fastest-peer", "publish + read() vs the fastest peer's copy", "<=", 1.1),
+    Target("read-out/fastest-kept-peer", "read(out=) vs the fastest peer's kept-array copy",
+           "<=", 1.0, missing="read(out=) is not in the package yet"),
+    Target("view/memcpy", "publish + view() round trip vs one memcpy", "<=", 1.2, at="4K"),
+    Target("view/iceoryx2", "publish + view() vs iceoryx2 receive + view", "<=", 1.0,
+           missing=_IOX),
+    Target("loan/memcpy", "loan() + view() round trip vs one memcpy", "<=", 0.05, at="4K"),
+    Target("loan/iceoryx2", "loan() + view() vs iceoryx2 loan + receive", "<=", 1.0,
+           missing=_IOX),
+    Target("loan/wake", "loan() + view() vs shmimage's 1x1 publish -> wait", "<=", 4.0,
+           missing="the suite signals its loan() round trip over a Pipe, not by wait()"),
+    Target("fanout/one-reader", "fan-out to 4 view() readers vs one", "<=", 1.5, at="4K"),
+    Target("first-publish/mp", "first publish vs new mp.shared_memory + copy", "<=", 0.7,
+           at="4K"),
+    Target("lock/mp-lock", "lock()+unlock() vs multiprocessing.Lock", "<=", 1.0, at="none"),
+    Target("wake/posix_ipc", "publish -> wait() ping-pong vs posix_ipc semaphores", "<=", 0.5,
+           at="none"),
+    Target("streams/iceoryx2", "streams: 4 lossless subscribers vs iceoryx2", ">=", 1.0,
+           at="none", missing="streams are not in the package yet"),
+    Target("net/pyzmq", "across hosts vs raw pyzmq", ">=", 0.8, at="none",
+           missing="shmimage.net is not in the package yet"),
+    Target("read/qt", "read() vs the Qt example's method (x faster)", ">=", 50),
+    Target("view/qt", "view() vs the Qt example's method (x faster)", ">=", 100),
+    Target("rss/view", "reader RssAnon added by holding a view()", "<", 1.0, at="none",
+           unit=" MiB"),
+)
