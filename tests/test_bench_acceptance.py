@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shmimage.bench.build import build_figures
+from shmimage.bench.measure import MEMCPY, ROUND_TRIPS
+from shmimage.bench.suite import Results
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 if not (BENCHMARKS / "acceptance.py").is_file():
@@ -20,9 +23,6 @@ if not (BENCHMARKS / "acceptance.py").is_file():
 sys.path.insert(0, str(BENCHMARKS))
 acceptance = importlib.import_module("acceptance")
 targets = importlib.import_module("targets")
-from shmimage.bench.build import build_figures  # noqa: E402
-from shmimage.bench.measure import MEMCPY, ROUND_TRIPS  # noqa: E402
-from shmimage.bench.suite import Results  # noqa: E402
 
 FOUR_K = targets.FOUR_K
 

@@ -50,6 +50,34 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark suite and report it: ``shmimage bench`` and ``python -m shmimage.bench``.
+
+    Prints progress on stderr, then the table (figure, baseline, ratio, 95%
+    bootstrap interval) on stdout; writes the JSON and the plot when asked.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The command's arguments (``--quick``, ``--json OUT``, ``--plot OUT.png``,
+        ``--size WxH``, ``--runs N``, ``--markdown``); ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        The exit status: 0, 1 when an output cannot be written, 130 when
+        interrupted (nothing is left behind).
+
+    Raises
+    ------
+    SystemExit
+        On a usage error (status 2) or ``--help`` (status 0), from argparse.
+
+    Examples
+    --------
+    >>> from shmimage.bench import main
+    >>> main(["--quick", "--json", "bench.json"])  # doctest: +SKIP
+    0
+    """
     args = parser().parse_args(argv)
     skipped = optional.missing()
     problem = _output_problem(args, skipped)
