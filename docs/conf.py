@@ -25,7 +25,7 @@ html_title = f"shmimage {release}"
 exclude_patterns = ["_build", "README.md"]
 
 autosummary_generate = True
-autodoc_default_options = {"members": True, "member-order": "bysource"}
+autodoc_default_options = {"members": True, "undoc-members": True, "member-order": "bysource"}
 autodoc_typehints = "signature"
 # numpydoc lists members through autosummary tables of its own; autodoc's
 # member listing is enough and avoids documenting each member twice.
