@@ -3,12 +3,34 @@ from __future__ import annotations
 
 from .bootstrap import ratio_interval
 from .figures import Figure
-from .measure import COPY_PEERS, FAN_OUT, MEMCPY, ROUND_TRIPS
+from .measure import (
+    COPY_PEERS,
+    CPU,
+    FAN_OUT,
+    IOX_KEPT,
+    IOX_LOAN,
+    IOX_READ,
+    IOX_VIEW,
+    KEPT_PEERS,
+    MEMCPY,
+    PING_1X1,
+    READ_OUT,
+    ROUND_TRIPS,
+    WAKE,
+    ZMQ_READ,
+    ZMQ_VIEW,
+)
 from .suite import Results
 
 MIB = 1024 * 1024
 QT = "Qt example (QSharedMemory)"
 MEMCPY_NAME = "numpy.copyto"
+#: shmimage's method and iceoryx2's for each kind of round trip, and what it needs.
+OWN = {"read": "shmimage read()", "read-out": "shmimage read(out=)",
+       "view": "shmimage view()", "loan": "shmimage loan()+view()"}
+IOX = {"read": IOX_READ, "read-out": IOX_KEPT, "view": IOX_VIEW, "loan": IOX_LOAN}
+IOX_NEEDS = {"read": ("iceoryx2",), "read-out": ("iceoryx2", READ_OUT),
+             "view": ("iceoryx2",), "loan": ("iceoryx2",)}
 QT_NAME = "Qt QSharedMemory+QDataStream"
 
 
@@ -26,10 +48,12 @@ class _Builder:
         return None
 
     def add(self, figure_id: str, name: str, size: str | None, key: str, baseline_name: str,
-            baseline_key: str, inverse: bool = False, needs: str | None = None) -> None:
+            baseline_key: str, inverse: bool = False,
+            needs: str | tuple[str, ...] | None = None) -> None:
         reason = self.why_missing(key) or self.why_missing(baseline_key)
-        if needs in self.results.skipped:
-            reason = f"{needs} {self.results.skipped[needs]}"
+        for need in (needs,) if isinstance(needs, str) else needs or ():
+            if need in self.results.skipped:
+                reason = f"{need} {self.results.skipped[need]}"
         runs = self.results.samples.get(key, [])
         base_runs = self.results.samples.get(baseline_key, [])
         interval = None
@@ -68,6 +92,9 @@ def _size_figures(b: _Builder, size: str) -> None:
           "one view() reader", f"fanout1/{size}")
     b.add("first-publish/mp", "first publish into a new segment", size,
           f"first/shmimage/{size}", "new mp.shared_memory + copy", f"first/mp/{size}")
+    _kept_peer(b, size)
+    _pipe_peer_figures(b, size)
+    _wake_figures(b, size)
     b.add("read/qt", "vs Qt example, read() (x faster)", size, read, QT_NAME, rt(QT),
           inverse=True, needs="PySide6")
     b.add("view/qt", "vs Qt example, view() (x faster)", size, view, QT_NAME, rt(QT),
@@ -87,6 +114,52 @@ def _fastest_peer(b: _Builder, size: str, read: str) -> None:
         key = f"rt/{name}/{size}"
     b.add("read/fastest-peer", "publish + read() vs fastest peer", size, read,
           f"{name} round trip", key)
+
+
+def _kept_peer(b: _Builder, size: str) -> None:
+    measured = {p: b.seconds[f"rt/{p}/{size}"] for p in KEPT_PEERS
+                if f"rt/{p}/{size}" in b.seconds}
+    name, key = "fastest peer", "rt/(no peer measured)"
+    if measured:
+        name = min(measured, key=measured.__getitem__)
+        key = f"rt/{name}/{size}"
+    b.add("read-out/fastest-kept-peer", "publish + read(out=) vs fastest kept-array peer", size,
+          f"rt/{OWN['read-out']}/{size}", f"{name} round trip", key, needs=READ_OUT)
+
+
+def _pipe_peer_figures(b: _Builder, size: str) -> None:
+    """shmimage beside iceoryx2 and pyzmq, every one signalled and acked over the Pipe."""
+    def rt(name: str) -> str:
+        return f"rt/{name}/{size}"
+
+    for mode in ("read", "read-out", "view", "loan"):
+        b.add(f"{mode}/iceoryx2-pipe", f"{OWN[mode]} vs iceoryx2, Pipe-signalled", size,
+              rt(OWN[mode]), IOX[mode], rt(IOX[mode]), needs=IOX_NEEDS[mode])
+    b.add("read/pyzmq-pipe", "shmimage read() vs pyzmq, Pipe-signalled", size,
+          rt(OWN["read"]), ZMQ_READ, rt(ZMQ_READ), needs="pyzmq")
+    b.add("view/pyzmq-pipe", "shmimage view() vs pyzmq, Pipe-signalled", size,
+          rt(OWN["view"]), ZMQ_VIEW, rt(ZMQ_VIEW), needs="pyzmq")
+    b.add("view/imagezmq-pipe", "shmimage view() vs imagezmq, Pipe-signalled", size,
+          rt(OWN["view"]), "imagezmq PUB-SUB", rt("imagezmq PUB-SUB"), needs="imagezmq")
+
+
+def _wake_figures(b: _Builder, size: str) -> None:
+    """Round trips by each system's own wake-ups: wall time, then CPU time per trip."""
+    def wake(name: str) -> str:
+        return f"{WAKE}{name}/{size}"
+
+    pairs: list[tuple[str, str, str, str | tuple[str, ...] | None]] = [
+        (f"{mode}/iceoryx2", OWN[mode], IOX[mode], IOX_NEEDS[mode]) for mode in OWN]
+    pairs += [("loan/wake", OWN["loan"], PING_1X1, None),
+              ("read/pyzmq", OWN["read"], ZMQ_READ, "pyzmq"),
+              ("view/pyzmq", OWN["view"], ZMQ_VIEW, "pyzmq"),
+              ("view/imagezmq", OWN["view"], "imagezmq REQ-REP", "imagezmq")]
+    for fid, own, peer, needs in pairs:
+        b.add(fid, f"{own} vs {peer}, own wake-ups", size, wake(own), peer, wake(peer),
+              needs=needs)
+    for fid, own, peer, needs in pairs:
+        b.add(f"cpu/{fid}", f"CPU per trip: {own} vs {peer}, own wake-ups", size,
+              CPU + wake(own), f"{peer} CPU", CPU + wake(peer), needs=needs)
 
 
 def _global_figures(b: _Builder) -> None:

@@ -14,23 +14,57 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import methods_iceoryx2 as iox
 from . import methods_peers as peers
 from . import methods_shmimage as own
 from . import methods_wakeup as wake
+from . import methods_zmq as zq
 from .frames import make_frame, parse_size, unique_name
 from .methods_qt import QtExampleWriter
+from .optional import READ_OUT
 from .pool import Reader, ReaderPool, playing
 from .roundtrip import Writer, exchange, round_trip, stepping
+from .roundtrip_wake import exchanges_for, interleaved
 from .timing import batched, timed_alternating, timed_bracketed
 
 FAN_OUT = 4
 LOCK_OPS = 2000
 
-#: Round-trip methods: name -> (writer factory, optional package it needs).
-ROUND_TRIPS: dict[str, tuple[Callable[[np.ndarray], Writer], str | None]] = {
-    "shmimage read()": (lambda f: own.ImageWriter(f, "read"), None),
-    "shmimage view()": (lambda f: own.ImageWriter(f, "view"), None),
-    "shmimage loan()+view()": (lambda f: own.ImageWriter(f, "loan"), None),
+Factory = Callable[[np.ndarray], Writer]
+IOX_READ, IOX_KEPT = "iceoryx2 receive+copy", "iceoryx2 receive+copy (kept array)"
+IOX_VIEW, IOX_LOAN = "iceoryx2 receive+view", "iceoryx2 loan+receive+view"
+ZMQ_READ, ZMQ_VIEW = "pyzmq PAIR recv (copy)", "pyzmq PAIR recv (copy=False)"
+PING_1X1 = "shmimage 1x1 publish->wait"
+
+
+def _own(mode: str) -> Factory:
+    return lambda f: own.ImageWriter(f, mode)
+
+
+def _iox(mode: str) -> Factory:
+    return lambda f: iox.IceoryxWriter(f, mode)
+
+
+def _pair(mode: str) -> Factory:
+    return lambda f: zq.PairWriter(f, mode)
+
+
+#: Methods of both kinds of round trip: name -> (writer factory, what it needs).
+_SHARED: dict[str, tuple[Factory, str | None]] = {
+    "shmimage read()": (_own("read"), None),
+    "shmimage read(out=)": (_own("read-out"), READ_OUT),
+    "shmimage view()": (_own("view"), None),
+    "shmimage loan()+view()": (_own("loan"), None),
+    IOX_READ: (_iox("read"), "iceoryx2"),
+    IOX_KEPT: (_iox("read-out"), "iceoryx2"),
+    IOX_VIEW: (_iox("view"), "iceoryx2"),
+    IOX_LOAN: (_iox("loan"), "iceoryx2"),
+    ZMQ_READ: (_pair("read"), "pyzmq"),
+    ZMQ_VIEW: (_pair("view"), "pyzmq"),
+}
+#: Round trips signalled and acked over a Pipe.
+ROUND_TRIPS: dict[str, tuple[Factory, str | None]] = _SHARED | {
+    "imagezmq PUB-SUB": (lambda f: zq.ImageZmqWriter(f, req_rep=False), "imagezmq"),
     "multiprocessing.shared_memory": (peers.MpSharedMemoryWriter, None),
     "pyshmem": (peers.PyshmemWriter, "pyshmem"),
     "SharedArray": (peers.SharedArrayWriter, "SharedArray"),
@@ -39,10 +73,20 @@ ROUND_TRIPS: dict[str, tuple[Callable[[np.ndarray], Writer], str | None]] = {
     "Qt example (QSharedMemory)": (QtExampleWriter, "PySide6"),
     "Pipe signal + ack only": (peers.SignalOnlyWriter, None),
 }
+#: Round trips by each system's own wake-ups (and acks), interleaved run by run.
+WAKE_TRIPS: dict[str, tuple[Factory, str | None]] = _SHARED | {
+    "imagezmq REQ-REP": (lambda f: zq.ImageZmqWriter(f, req_rep=True), "imagezmq"),
+    PING_1X1: (lambda f: own.ImageWriter(own.TINY, "signal"), None),
+}
 #: Peers that copy in and copy out, as `read()` does ("no slower than the fastest").
-COPY_PEERS = ("multiprocessing.shared_memory", "pyshmem", "SharedArray", "posix_ipc")
+COPY_PEERS = ("multiprocessing.shared_memory", "pyshmem", "SharedArray", "posix_ipc", IOX_READ)
+#: Peers that copy out into an array they keep, as `read(out=)` does.
+KEPT_PEERS = ("multiprocessing.shared_memory", "pyshmem", "SharedArray", "posix_ipc", IOX_KEPT)
 #: Key prefix of the memcpy timed alongside a figure: ``memcpy@<figure key>``.
 MEMCPY = "memcpy@"
+#: Key prefixes of the own-wake-up round trips: wall and CPU time per trip.
+WAKE = "wake-rt/"
+CPU = "cpu@"
 
 Samples = dict[str, list[float]]
 
@@ -83,9 +127,16 @@ class Frames:
 
 
 class Measurements:
-    def __init__(self, pool: Callable[[], ReaderPool], warmup: int, runs: int) -> None:
+    def __init__(self, pool: Callable[[], ReaderPool], warmup: int, runs: int,
+                 skipped: dict[str, str] | None = None,
+                 fail: Callable[[str, str], None] | None = None) -> None:
         self.pool, self.warmup, self.runs = pool, warmup, runs
         self.frames = Frames()
+        #: Optional packages (and features) missing here, by name.
+        self.skipped = skipped or {}
+        #: Records one method's failure (key, reason) while the others go on.
+        self.fail = fail or (lambda key, reason: None)
+        self.failed: set[str] = set()
 
     def readers(self, n: int) -> list[Reader]:
         return self.pool().readers[:n]
@@ -118,7 +169,11 @@ class Measurements:
             steps.append(Step(key, f"{size} round trip: {name}",
                               self._round_trip_of(name, factory, size), needs,
                               keys=(key, MEMCPY + key)))
+        wake_keys = tuple(f"{prefix}{WAKE}{name}/{size}" for name in WAKE_TRIPS
+                          for prefix in ("", CPU))
         return steps + [
+            Step(f"{WAKE}{size}", f"{size} round trips by each system's own wake-ups",
+                 lambda: self.wake_round_trips(size), keys=wake_keys),
             Step(f"fanout/{size}", f"{size} fan-out to {FAN_OUT} view() readers",
                  lambda: self.fan_out(size), keys=(f"fanout/{size}", f"fanout1/{size}")),
             Step(f"first/{size}", f"{size} first publish into a new segment",
@@ -148,6 +203,32 @@ class Measurements:
             return {key: got["rt"], MEMCPY + key: got["baseline"]}
 
         return run
+
+    def wake_round_trips(self, size: str) -> Samples:
+        """Every method of WAKE_TRIPS that is installed and not failed, interleaved."""
+        frame = self.frames.get(size)
+        writers: dict[str, Writer] = {}
+        try:
+            for name, (factory, needs) in WAKE_TRIPS.items():
+                if needs not in self.skipped and f"{name}/{size}" not in self.failed:
+                    try:
+                        writers[name] = factory(frame)
+                    except Exception as exc:  # noqa: BLE001 - that method only
+                        self._wake_failed(name, size, f"{type(exc).__name__}: {exc}")
+            got = interleaved(self.readers(1)[0], writers, self.warmup, self.runs,
+                              exchanges_for(frame.nbytes))
+        finally:
+            for writer in writers.values():
+                writer.close()
+        for name, reason in got.failed.items():
+            self._wake_failed(name, size, reason)
+        samples = {f"{WAKE}{name}/{size}": runs for name, runs in got.wall.items()}
+        return samples | {f"{CPU}{WAKE}{name}/{size}": runs for name, runs in got.cpu.items()}
+
+    def _wake_failed(self, name: str, size: str, reason: str) -> None:
+        self.failed.add(f"{name}/{size}")
+        for prefix in ("", CPU):
+            self.fail(f"{prefix}{WAKE}{name}/{size}", reason)
 
     def fan_out(self, size: str) -> Samples:
         """Four viewing readers, alternating with the first of them alone."""

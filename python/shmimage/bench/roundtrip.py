@@ -33,6 +33,13 @@ class Writer:
         """What signals the readers (the pickle baseline sends the frame itself)."""
         return GO
 
+    def prime(self, readers: Sequence[Reader]) -> None:
+        """Make sure the readers are connected before the first run (set up, not stepping)."""
+
+    def exchange(self) -> None:
+        """One round trip by the method's own wake-ups (publish, the reader acks by them)."""
+        raise NotImplementedError(f"{type(self).__name__} has no wake-ups of its own")
+
     def close(self) -> None:
         pass
 
@@ -62,6 +69,7 @@ def exchange(writer: Writer, readers: Sequence[Reader]) -> Callable[[], None]:
 def stepping(writer: Writer, readers: Sequence[Reader]) -> Iterator[None]:
     """The readers set up for ``writer`` and answering its messages, for the block."""
     with playing(readers, writer.reader_role, writer.reader_args()):
+        writer.prime(readers)
         for reader in readers:
             reader.start_steps()
         try:

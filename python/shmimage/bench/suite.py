@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-from . import interrupt
+from . import interrupt, sandbox
 from .frames import SIZES, parse_size
 from .measure import FAN_OUT, Measurements, Step
 from .methods_peers import pyshmem_lock_dir
@@ -64,7 +64,8 @@ class Suite:
         self.results = Results(skipped=dict(skipped))
         self._pool: ReaderPool | None = None
         repeats = settings.repeats
-        self.measure = Measurements(self.pool, repeats.warmup, repeats.per_round)
+        self.measure = Measurements(self.pool, repeats.warmup, repeats.per_round,
+                                    self.results.skipped, self._fail_key)
 
     def pool(self) -> ReaderPool:
         if self._pool is None:
@@ -76,7 +77,7 @@ class Suite:
         rounds = self.settings.repeats.rounds
         timed = [s for s in steps if not s.once]
         progress = Progress(rounds * len(timed) + len(steps) - len(timed), progress_stream)
-        with pyshmem_lock_dir():
+        with pyshmem_lock_dir(), sandbox.isolated():
             try:
                 for n in range(1, rounds + 1):
                     for step in steps if n == rounds else timed:
@@ -89,7 +90,8 @@ class Suite:
         return self.results
 
     def _run_step(self, step: Step, stream: TextIO) -> None:
-        if step.needs in self.results.skipped or step.keys[0] in self.results.failures:
+        failures = self.results.failures
+        if step.needs in self.results.skipped or all(k in failures for k in step.keys):
             return
         try:
             got = step.run()
@@ -109,6 +111,9 @@ class Suite:
         lines = str(exc).strip().splitlines()
         reason = f"{type(exc).__name__}: {lines[-1] if lines else ''}"
         for key in step.keys:
-            self.results.failures[key] = reason
-            self.results.samples.pop(key, None)
+            self._fail_key(key, reason)
         print(f"    failed: {reason}", file=stream, flush=True)
+
+    def _fail_key(self, key: str, reason: str) -> None:
+        self.results.failures[key] = reason
+        self.results.samples.pop(key, None)
