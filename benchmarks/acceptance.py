@@ -21,6 +21,8 @@ from typing import Any
 from targets import MIN_RUNS, NOT_MEASURED, SHORT, SKIPPED, TARGETS, Target
 
 FORMAT = 2
+#: Figures of CPU time per trip: ``cpu/<id of the wall-time figure>``.
+CPU_PREFIX = "cpu/"
 COLUMNS = ("target", "size", "ratio", "95% interval", "verdict")
 
 
@@ -93,6 +95,18 @@ def markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def cpu_lines(doc: dict[str, Any]) -> list[str]:
+    """CPU time per round trip beside the wall-time targets: spinning cannot win unseen."""
+    lines = []
+    for f in doc["figures"]:
+        if not f["id"].startswith(CPU_PREFIX) or f.get("skipped") or f.get("ratio") is None:
+            continue
+        lines.append(f"  {f['id'][len(CPU_PREFIX):]} at {f['size']}: shmimage "
+                     f"{f['value'] * 1e6:.1f} us, {f['baseline_name']} "
+                     f"{f['baseline'] * 1e6:.1f} us ({f['ratio']:.3g}x)")
+    return ["CPU time per round trip, both processes (own wake-ups):"] + lines if lines else []
+
+
 def summary(rows: Sequence[Row], doc: dict[str, Any]) -> list[str]:
     counts: dict[str, int] = {}
     for row in rows:
@@ -122,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"machine: {doc['machine'].get('cpu')}, {doc['machine'].get('cores')} cores")
     print(markdown(rows) if args.markdown else table(rows))
+    for line in cpu_lines(doc):
+        print(line)
     print("\n".join(summary(rows, doc)))
     if absent:
         print("acceptance: no figure for " + "; ".join(absent), file=sys.stderr)

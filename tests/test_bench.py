@@ -22,7 +22,7 @@ from shmimage.bench.bootstrap import ratio_interval
 from shmimage.bench.build import build_figures
 from shmimage.bench.figures import Figure
 from shmimage.bench.frames import make_frame, parse_size
-from shmimage.bench.measure import COPY_PEERS, MEMCPY, ROUND_TRIPS
+from shmimage.bench.measure import COPY_PEERS, CPU, MEMCPY, ROUND_TRIPS, WAKE, WAKE_TRIPS
 from shmimage.bench.methods_wakeup import PipePingPong, ping_pong
 from shmimage.bench.optional import OPTIONAL
 from shmimage.bench.pool import ReaderError, ReaderFailed, ReaderPool
@@ -36,7 +36,12 @@ SHM_DIR = "/dev/shm"
 SIZE = "3840x2160"
 #: The figures every run reports (by id), at each size or once.
 SIZED_IDS = {"publish/memcpy", "read/memcpy", "read/fastest-peer", "view/memcpy",
-             "loan/memcpy", "fanout/one-reader", "first-publish/mp", "read/qt", "view/qt"}
+             "loan/memcpy", "fanout/one-reader", "first-publish/mp", "read/qt", "view/qt",
+             "read-out/fastest-kept-peer", "read/iceoryx2", "read-out/iceoryx2", "view/iceoryx2",
+             "loan/iceoryx2", "loan/wake", "read/pyzmq", "view/pyzmq", "view/imagezmq",
+             "cpu/read/iceoryx2", "cpu/view/iceoryx2", "cpu/loan/iceoryx2", "cpu/loan/wake",
+             "read/iceoryx2-pipe", "view/iceoryx2-pipe", "loan/iceoryx2-pipe",
+             "view/pyzmq-pipe", "view/imagezmq-pipe"}
 GLOBAL_IDS = {"lock/mp-lock", "wake/posix_ipc", "wake/pipe", "wake/pyshmem", "rss/view"}
 
 
@@ -149,6 +154,10 @@ def _synthetic_results(size: str, skipped: dict[str, str]) -> Results:
         s[f"{MEMCPY}rt/{name}/{size}"] = [2.0]
     s[f"rt/posix_ipc/{size}"] = [3.0]  # the fastest peer
     s[f"rt/shmimage read()/{size}"] = [4.5]  # 2.25x memcpy
+    for name in WAKE_TRIPS:  # own wake-ups: shmimage 3 s (CPU 1 s) per trip, the peers 2 s
+        mine = name.startswith("shmimage")
+        s[f"{WAKE}{name}/{size}"] = [3.0 if mine else 2.0]
+        s[f"{CPU}{WAKE}{name}/{size}"] = [1.0 if mine else 2.0]
     s[f"publish/{size}"], s[f"{MEMCPY}publish/{size}"] = [2.0], [2.0]
     s[f"fanout/{size}"], s[f"fanout1/{size}"] = [1.0], [1.0]
     s[f"first/shmimage/{size}"], s[f"first/mp/{size}"] = [1.0], [2.0]
@@ -174,6 +183,10 @@ def test_build_figures_has_every_figure_with_its_interval() -> None:
     assert by_id["publish/memcpy"].interval == (1.0, 1.0)
     assert by_id["read/qt"].ratio == 4.0 / 4.5  # inverse: the Qt time over read()'s
     assert by_id["rss/view"].value == 4096 / 2**20
+    view = by_id["view/iceoryx2"]
+    assert view.ratio == 1.5 and view.baseline_name == "iceoryx2 receive+view"
+    assert by_id["cpu/view/iceoryx2"].ratio == 0.5 and by_id["cpu/view/iceoryx2"].value == 1.0
+    assert by_id["loan/wake"].ratio == 1.0  # both are shmimage's
     table = report.table(figures, {})
     assert "95% interval" in table and "1.5-1.5x" in table and "posix_ipc round trip" in table
     assert "met" not in table and "target" not in table
@@ -187,6 +200,18 @@ def test_missing_peer_is_reported_skipped_not_dropped() -> None:
     row = next(f for f in figures if f.name == "baseline round trip: pyshmem")
     assert row.ratio is None and row.interval is None and "not installed" in (row.skipped or "")
     assert "skipped: pyshmem" in report.table(figures, results.skipped)
+
+
+def test_missing_iceoryx2_and_read_out_skip_their_figures_only() -> None:
+    results = _synthetic_results(SIZE, {"iceoryx2": "not installed (ImportError)",
+                                        "read(out=)": "not in this version"})
+    for key in [k for k in results.samples if "iceoryx2" in k or "read(out=)" in k]:
+        del results.samples[key]
+    by_id = {f.id: f for f in build_figures(results, [SIZE])}
+    for fid in ("view/iceoryx2", "cpu/loan/iceoryx2", "view/iceoryx2-pipe"):
+        assert "iceoryx2 not installed" in (by_id[fid].skipped or ""), fid
+    assert "not in this version" in (by_id["read-out/fastest-kept-peer"].skipped or "")
+    assert by_id["view/pyzmq"].ratio == 1.5 and by_id["loan/wake"].skipped is None
 
 
 def test_rss_without_procfs_is_skipped_with_the_reason() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from shmimage.bench.build import build_figures
-from shmimage.bench.measure import MEMCPY, ROUND_TRIPS
+from shmimage.bench.measure import CPU, MEMCPY, ROUND_TRIPS, WAKE, WAKE_TRIPS
 from shmimage.bench.suite import Results
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -86,6 +86,9 @@ def _document(sizes: list[str]) -> dict[str, Any]:
         for name in ROUND_TRIPS:
             s[f"rt/{name}/{size}"], s[f"{MEMCPY}rt/{name}/{size}"] = [4.0] * 30, [2.0] * 30
         s[f"rt/shmimage read()/{size}"] = [1.0] * 30
+        for name in WAKE_TRIPS:  # own wake-ups: shmimage 1.0, iceoryx2 (and others) 2.0
+            wall = 1.0 if name.startswith("shmimage") else 2.0
+            s[f"{WAKE}{name}/{size}"], s[f"{CPU}{WAKE}{name}/{size}"] = [wall] * 30, [wall] * 30
         s[f"publish/{size}"], s[f"{MEMCPY}publish/{size}"] = [2.0] * 30, [2.0] * 30
         s[f"fanout/{size}"], s[f"fanout1/{size}"] = [1.0] * 30, [1.0] * 30
         s[f"first/shmimage/{size}"], s[f"first/mp/{size}"] = [1.0] * 30, [2.0] * 30
@@ -116,7 +119,10 @@ def test_a_bench_document_is_judged_target_by_target(tmp_path: Path,
     assert len(peer_rows) == 2, "an 'every size' target is judged at every size"
     wake = next(line for line in out.splitlines() if "posix_ipc semaphores" in line)
     assert wake.rstrip().endswith("short")  # 1.0x posix_ipc, over its 0.5x
-    assert "not measured: iceoryx2" in out
+    iox = [line for line in out.splitlines() if "iceoryx2 receive + view, own wake-ups" in line]
+    assert len(iox) == 2 and all("0.5x" in row and row.rstrip().endswith("met") for row in iox)
+    assert "not measured: streams" in out and "not measured: iceoryx2" not in out
+    assert "CPU time per round trip" in out and "view/iceoryx2 at 640x480: shmimage 1000000.0 us" in out
     assert "note:" not in out  # 30 runs per figure: verdicts count
 
 

@@ -64,8 +64,9 @@ class _Ports:
 
     def array(self, sample: Any, shape: tuple[int, ...]) -> np.ndarray:
         """A numpy view of a sample's payload: valid only while the sample is."""
-        return np.frombuffer(self.array_type.from_address(sample.payload_ptr),
-                             np.uint8).reshape(shape)
+        payload: Any = self.array_type.from_address(sample.payload_ptr)
+        pixels: np.ndarray = np.frombuffer(payload, np.uint8).reshape(shape)
+        return pixels
 
     def wait(self, listener: Any) -> None:
         if not listener.timed_wait(self.wait_for):
@@ -86,11 +87,11 @@ class IceoryxWriter(Writer):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.frame, self.mode, self.count = frame, mode, 0
-        place = home()
-        self.args = {"root": place.iceoryx2_root, "prefix": place.prefix,
-                     "name": unique_name("x"), "shape": frame.shape, "mode": mode}
-        self.ports: Any = _Ports(place.iceoryx2_root, place.prefix, self.args["name"],
-                                 frame.nbytes, create=True)
+        place, name = home(), unique_name("x")
+        self.args = {"root": place.iceoryx2_root, "prefix": place.prefix, "name": name,
+                     "shape": frame.shape, "mode": mode}
+        self.ports: Any = _Ports(place.iceoryx2_root, place.prefix, name, frame.nbytes,
+                                 create=True)
         ports = self.ports
         self.publisher = (ports.frames.publisher_builder().initial_max_slice_len(frame.nbytes)
                           .max_loaned_samples(1).create())
