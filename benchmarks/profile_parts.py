@@ -92,11 +92,10 @@ def shmimage_parts(frame: np.ndarray, stack: ExitStack) -> dict[str, Part]:
 @contextmanager
 def iceoryx2_ports(nbytes: int) -> Iterator[dict[str, Any]]:
     import iceoryx2 as iox2
-
-    from shmimage.bench.methods_iceoryx2 import _node
+    from shmimage.bench.methods_iceoryx2 import make_node
 
     place = sandbox.home()
-    node = _node(place.iceoryx2_root, place.prefix)
+    node = make_node(place.iceoryx2_root, place.prefix)
     service = (node.service_builder(iox2.ServiceName.new("parts"))
                .publish_subscribe(iox2.Slice[ctypes.c_uint8]).max_publishers(1)
                .max_subscribers(1).history_size(0).subscriber_max_buffer_size(1).create())

@@ -34,10 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(WAKE_TRIPS))
         return 0 if args.list else 2
     frame = make_frame(*parse_size(args.size))
-    with sandbox.isolated(), ReaderPool(1) as pool:
-        with WAKE_TRIPS[args.method][0](frame) as writer:
-            got = interleaved(pool.readers[0], {args.method: writer}, warmup=0,
-                              runs=1 if args.trips else 0, exchanges=max(args.trips, 1))
+    with sandbox.isolated(), ReaderPool(1) as pool, WAKE_TRIPS[args.method][0](frame) as writer:
+        got = interleaved(pool.readers[0], {args.method: writer}, warmup=0,
+                          runs=1 if args.trips else 0, exchanges=max(args.trips, 1))
     if got.failed:
         print(f"failed: {got.failed}", file=sys.stderr)
         return 1

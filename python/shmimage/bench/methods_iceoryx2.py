@@ -28,7 +28,7 @@ WAIT_SECONDS = 30
 _HERE = __name__
 
 
-def _node(root: str, prefix: str) -> Any:
+def make_node(root: str, prefix: str) -> Any:
     import iceoryx2 as iox2
 
     iox2.set_log_level_from_env_or(iox2.LogLevel.Error)
@@ -47,7 +47,7 @@ class _Ports:
         import iceoryx2 as iox2
 
         self.iox2 = iox2
-        self.node = _node(root, prefix)
+        self.node = make_node(root, prefix)
         frames = (self.node.service_builder(iox2.ServiceName.new(name))
                   .publish_subscribe(iox2.Slice[ctypes.c_uint8])
                   .max_publishers(1).max_subscribers(1).history_size(0)
