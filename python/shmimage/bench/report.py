@@ -7,7 +7,7 @@ import statistics
 from typing import Any
 
 from .figures import Figure
-from .measure import MEMCPY, ROUND_TRIPS
+from .measure import MEMCPY, ROUND_TRIPS, WAKE, WAKE_TRIPS
 from .suite import Results
 
 #: Version of the JSON document's layout (2: figures carry an id and an interval).
@@ -105,37 +105,46 @@ def write_json(path: str, doc: dict[str, Any]) -> None:
 
 
 def plot(path: str, results: Results, sizes: list[str], machine_line: str) -> None:
-    """Round-trip time per method, grouped by frame size (log scale)."""
+    """Round-trip time per method, grouped by frame size (log scale): signalled over a
+    Pipe above, by each system's own wake-ups below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = ["numpy.copyto (memcpy)"] + list(ROUND_TRIPS)
     seconds = results.seconds
     for size in sizes:  # the memcpy of a size: all its runs beside that size's round trips
         runs = [t for key, ts in results.samples.items()
                 if key.startswith(MEMCPY + "rt/") and key.endswith(f"/{size}") for t in ts]
         if runs:
             seconds[f"memcpy/{size}"] = statistics.median(runs)
-    keys = {"numpy.copyto (memcpy)": "memcpy"} | {m: f"rt/{m}" for m in ROUND_TRIPS}
-    width = 0.8 / len(methods)
+    piped = {"numpy.copyto (memcpy)": "memcpy"} | {m: f"rt/{m}" for m in ROUND_TRIPS}
+    woken = {m: f"{WAKE}{m}" for m in WAKE_TRIPS}
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 11))
+    _bars(top, piped, seconds, sizes, "signalled and acked over a Pipe")
+    _bars(bottom, woken, seconds, sizes, "by each system's own wake-ups (and acks)")
+    top.set_title(f"publish -> other process has the frame -> ack\n{machine_line}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _bars(ax: Any, keys: dict[str, str], seconds: dict[str, float], sizes: list[str],
+          what: str) -> None:
+    import matplotlib.pyplot as plt
+
+    width = 0.8 / len(keys)
     palette = plt.get_cmap("tab20")  # tab10's ten colours would repeat
-    fig, ax = plt.subplots(figsize=(13, 6))
-    for i, method in enumerate(methods):
+    for i, (method, key) in enumerate(keys.items()):
         xs, ys = [], []
         for j, size in enumerate(sizes):
-            value = seconds.get(f"{keys[method]}/{size}")
+            value = seconds.get(f"{key}/{size}")
             if value is not None:
-                xs.append(j + (i - len(methods) / 2 + 0.5) * width)
+                xs.append(j + (i - len(keys) / 2 + 0.5) * width)
                 ys.append(value * 1e3)
         ax.bar(xs, ys, width, label=method, color=palette(i % 20))
     ax.set_xticks(range(len(sizes)), [f"{s} RGBA" for s in sizes])
     ax.set_yscale("log")
-    ax.set_ylabel("round trip, median (ms, log scale)")
-    ax.set_title(f"publish -> other process has the frame -> ack\n{machine_line}", fontsize=9)
+    ax.set_ylabel(f"round trip {what},\nmedian (ms, log scale)", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
