@@ -295,9 +295,10 @@ def _pyshmem_lock_files() -> set[str]:
     return set(os.listdir(folder)) if folder.is_dir() else set()
 
 
-def _run_folders() -> set[str]:
-    """The temporary folders of bench runs (iceoryx2's root, ipc:// sockets)."""
-    return {p.name for p in Path(tempfile.gettempdir()).glob("shmimage-bench-*")}
+def _run_folders(pid: int) -> set[str]:
+    """The temporary folders of the bench run in process ``pid`` (iceoryx2's root, ipc://
+    sockets, pyshmem's locks): other runs on the machine do not count."""
+    return {p.name for p in Path(tempfile.gettempdir()).glob(f"shmimage-bench-{pid}-*")}
 
 
 def _run_bench(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -317,7 +318,7 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
     args = ["--quick", "--json", str(out)]
     if _installed("matplotlib"):
         args += ["--plot", str(png)]
-    before, locks_before, folders_before = _shm_entries(), _pyshmem_lock_files(), _run_folders()
+    before, locks_before = _shm_entries(), _pyshmem_lock_files()
     done = _run_bench(args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "round 1/" in done.stderr  # progress while it runs
@@ -341,7 +342,7 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
     assert doc["pid"], "the JSON names the process that ran the suite"
     assert not _left_by(doc["pid"], before), f"the suite left segments in {SHM_DIR}"
     assert _pyshmem_lock_files() <= locks_before, "pyshmem lock files left behind"
-    assert _run_folders() <= folders_before, "the peers' temporary folder was left behind"
+    assert not _run_folders(doc["pid"]), "the peers' temporary folder was left behind"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows ends a process, not signals it")
@@ -350,7 +351,7 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
                                     "own wake-ups",
                                     "first publish into a new segment"])
 def test_sigterm_mid_run_leaves_nothing_behind(during: str) -> None:
-    before, folders_before = _shm_entries(), _run_folders()
+    before = _shm_entries()
     proc = subprocess.Popen([sys.executable, "-m", "shmimage.bench", "--quick"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -367,7 +368,7 @@ def test_sigterm_mid_run_leaves_nothing_behind(during: str) -> None:
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted" in err
     assert not _left_by(proc.pid, before), f"the suite left segments in {SHM_DIR}"
-    assert _run_folders() <= folders_before, "the peers' temporary folder was left behind"
+    assert not _run_folders(proc.pid), "the peers' temporary folder was left behind"
 
 
 def test_tiny_sizes_and_markdown(tmp_path: Path) -> None:

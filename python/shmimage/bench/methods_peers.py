@@ -115,7 +115,7 @@ def pyshmem_lock_dir() -> Iterator[None]:
     if "PYSHMEM_LOCK_DIR" in os.environ:
         yield
         return
-    with tempfile.TemporaryDirectory(prefix="shmimage-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix=f"shmimage-bench-{os.getpid()}-") as folder:
         os.environ["PYSHMEM_LOCK_DIR"] = folder
         try:
             yield

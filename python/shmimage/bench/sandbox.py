@@ -64,7 +64,7 @@ def isolated() -> Iterator[Home]:
     if _home is not None:  # nested: the outer block owns the home
         yield _home
         return
-    folder = tempfile.mkdtemp(prefix="shmimage-bench-")
+    folder = tempfile.mkdtemp(prefix=f"shmimage-bench-{os.getpid()}-")
     _home = Home(folder, unique_name("x") + "_")
     os.makedirs(_home.iceoryx2_root)
     os.makedirs(_home.sockets)
