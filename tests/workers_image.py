@@ -18,9 +18,11 @@ from shmimage import NoFrameError, SharedImage, SharedMemory, SharedMemoryError
 WAIT = 30.0  # upper bound for any wait
 HOLD = 120.0  # how long a child that should be killed lives if nobody kills it
 
-# frames.h: the control block starts the data area; slots[] begin at byte 128,
-# 128 bytes each, with the slot state as their first uint32.
-SLOTS_AT, SLOT_SIZE, STATE_WRITING = 128, 128, 1
+# frames.h (layout 2): the control block starts the data area; its table_slots
+# count is the uint32 at byte 28; the slot table begins at byte 5120 (after
+# the 1 KiB head and the 4 KiB subscriber registry), 128 bytes per slot, with
+# the slot state as their first uint32.
+TABLE_SLOTS_AT, SLOTS_AT, SLOT_SIZE, STATE_WRITING = 28, 5120, 128, 1
 
 # Errors a worker sends back to the test instead of dying (TimeoutError is an OSError).
 REPORTED = (SharedMemoryError, OSError, ValueError, AssertionError)
@@ -47,7 +49,7 @@ def writing_slots(memory: SharedMemory) -> list[int]:
     """Indexes of the frame slots whose state is WRITING, read from the raw layout."""
     data = memory.data
     try:
-        nslots = struct.unpack_from("<I", data, 12)[0]
+        nslots = min(struct.unpack_from("<I", data, TABLE_SLOTS_AT)[0], 128)
         return [
             i
             for i in range(nslots)

@@ -10,6 +10,7 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memset, strlen
 
 from shm_platform cimport *
+from frames cimport *
 
 import atexit
 import os
