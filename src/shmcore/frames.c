@@ -835,7 +835,8 @@ int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation) {
     d.timestamp_ns = frm_wall_ns();
     d.writer_pid = my_pid();
     d.meta_len = spec->meta_len;
-    if (spec->meta_len && spec->meta != c->meta) memcpy(c->meta, spec->meta, spec->meta_len);
+    if (spec->meta_len && spec->meta && spec->meta != c->meta)
+        memcpy(c->meta, spec->meta, spec->meta_len);
     publish_bytes(slot_at(st, c->slot), &d, sizeof d);
     store32(&slot_at(st, c->slot)->state, FRM_COMPLETE);
     uint64_t word = gen << 8 | (uint64_t)(c->slot + 1);

@@ -163,7 +163,7 @@ typedef struct frm_spec {
     uint32_t ndim;
     uint64_t shape[FRM_MAX_DIMS];
     uint32_t dtype;
-    const void *meta;
+    const void *meta; /* copied in; NULL when written in place (frm_claim_t.meta) */
     uint32_t meta_len;
 } frm_spec;
 
