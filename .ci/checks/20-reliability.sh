@@ -64,6 +64,18 @@ fuzz() {
         return 1
     }
     grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' "$work/fuzz.log"
+    say "libFuzzer: frame-store layout (head, registry, slot table, slots), ${fuzz_seconds} s"
+    clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc/shmcore tests/fuzz/fuzz_frames.c \
+        src/shmcore/frames.c src/shmcore/shm_posix.c -o "$work/fuzz_frames" -lpthread
+    mkdir -p "$work/corpus_frames"
+    "$work/fuzz_frames" -max_total_time="$fuzz_seconds" -max_len=65536 -print_final_stats=1 \
+        -artifact_prefix="$work/" "$work/corpus_frames" tests/fuzz/corpus_frames \
+        2>"$work/fuzz_frames.log" || {
+        tail -n 60 "$work/fuzz_frames.log"
+        return 1
+    }
+    grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' \
+        "$work/fuzz_frames.log"
 }
 
 memcheck() {
