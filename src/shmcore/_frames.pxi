@@ -146,8 +146,11 @@ cdef class FrameStore:
         cdef const char *ckey = key
         cdef size_t klen = min(len(key), SHMP_KEY_MAX)
         cdef int rc, created = 0
-        if create:
-            check(frm_check_options(&o), f"create {name!r}")
+        if create and frm_check_options(&o) == EINVAL:
+            raise ValueError(
+                f"store options out of bounds: slots={slots} (2 to max_slots), "
+                f"max_slots={max_slots} (at most {FRM_MAX_SPARES}), "
+                f"history={history} (1 to {FRM_MAX_HISTORY})")
         with nogil:
             rc = frm_attach(&self.st, &seg.seg, cname, writable, create, &o, ckey, klen,
                             persistent, &created)
