@@ -295,13 +295,18 @@ int frm_superseded(const frm_store *st) {
 
 uint64_t frm_generation(const frm_store *st) { return load64(&st->ctrl->latest) >> 8; }
 
-/* A forked child holds none of its parent's pins or claims. */
-static void after_fork(frm_store *st) {
+/* Takes the handle's local mutex. A forked child holds none of its
+ * parent's pins or claims, and gets a fresh mutex: another thread of the
+ * parent may have held it at fork time, and that thread is not here. */
+static void enter(frm_store *st) {
     uint32_t pid = my_pid();
-    if (st->pid == pid) return;
-    st->pid = pid;
-    memset(st->pins, 0, sizeof st->pins);
-    memset(st->claimed, 0, sizeof st->claimed);
+    if (st->pid != pid) {
+        mu_init(&st->mu);
+        st->pid = pid;
+        memset(st->pins, 0, sizeof st->pins);
+        memset(st->claimed, 0, sizeof st->claimed);
+    }
+    mu_lock(&st->mu);
 }
 
 /* ---- attaching and following ---- */
@@ -420,7 +425,7 @@ static int no_frame(frm_store *st) {
     for (uint32_t i = 0; i < st->table_slots; i++) {
         if (load32(&slot_at(st, (int)i)->state) != FRM_WRITING) continue;
         int locked = 1;
-        mu_lock(&st->mu);
+        enter(st);
         int mine = st->claimed[i];
         mu_unlock(&st->mu);
         if (!mine && shmp_range_test(st->seg, i, &locked) == 0 && !locked) return FRM_ETORN;
@@ -448,8 +453,7 @@ int frm_latest(frm_store *st, frm_follow *fw, frm_frame *f) {
 /* Pins `slot` for a reader: 0, or EAGAIN when a writer has it. */
 static int pin_slot(frm_store *st, int slot) {
     int rc = 0;
-    mu_lock(&st->mu);
-    after_fork(st);
+    enter(st);
     if (st->claimed[slot]) rc = EAGAIN; /* this handle's own writer: no lock conversion */
     else if (st->pins[slot] == 0) rc = shmp_range_lock(st->seg, (uint64_t)slot, 0);
     if (!rc) st->pins[slot]++;
@@ -460,8 +464,7 @@ static int pin_slot(frm_store *st, int slot) {
 int frm_unpin(frm_store *st, int slot) {
     if (slot < 0 || (uint32_t)slot >= st->table_slots) return EINVAL;
     int rc = 0;
-    mu_lock(&st->mu);
-    after_fork(st);
+    enter(st);
     if (st->pins[slot] && --st->pins[slot] == 0) rc = shmp_range_unlock(st->seg, (uint64_t)slot);
     mu_unlock(&st->mu);
     return rc;
@@ -589,8 +592,7 @@ static int claim_order(const frm_store *st, uint32_t active, int *order) {
 /* An exclusive lock on `slot` unless this handle pins it: 0 or EAGAIN. */
 static int take_slot(frm_store *st, int slot) {
     int rc;
-    mu_lock(&st->mu);
-    after_fork(st);
+    enter(st);
     if (st->pins[slot] || st->claimed[slot]) {
         rc = EAGAIN;
     } else {
@@ -602,7 +604,7 @@ static int take_slot(frm_store *st, int slot) {
 }
 
 static void release_slot(frm_store *st, int slot) {
-    mu_lock(&st->mu);
+    enter(st);
     st->claimed[slot] = 0;
     shmp_range_unlock(st->seg, (uint64_t)slot);
     mu_unlock(&st->mu);

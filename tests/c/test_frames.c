@@ -663,6 +663,33 @@ static void test_wake_across_processes(void) {
     close_store(&w);
 }
 
+static void test_forked_child_holds_no_pins(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {4096, 2, 2, 1, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 8, 8, 1, -1, &gen), 0);
+    frm_frame held;
+    CHECK_RC(frm_pin(H(&w), NULL, &held), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The inherited pin is the parent's: unpinning it here releases
+         * nothing, and this process's writes go around it. */
+        frm_unpin(H(&w), held.slot);
+        for (int g = 2; g <= 6; g++)
+            if (put(&w, 8, 8, (uint8_t)g, in_ms(2000), &gen) || gen != (uint64_t)g) _exit(1);
+        _exit(0);
+    }
+    CHECK(reap(pid) == 0);
+    CHECK(uniform(H(&w), &held, 1));
+    CHECK_RC(frm_unpin(H(&w), held.slot), 0);
+    CHECK_RC(read_latest(&w, &gen), 0);
+    CHECK(gen == 6);
+    close_store(&w);
+}
+
 /* ---- threads over one handle and one mapping (what TSan sees) ---- */
 
 enum { T_FRAMES = 1500, T_READERS = 2 };
@@ -813,6 +840,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_wait_follows_growth_and_times_out),
     CHECK_TEST(test_readers_pin_while_the_writer_grows),
     CHECK_TEST(test_wake_across_processes),
+    CHECK_TEST(test_forked_child_holds_no_pins),
     CHECK_TEST(test_threads_writer_readers_waiter),
     CHECK_TEST(test_threads_two_loaning_writers),
 };
