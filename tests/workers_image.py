@@ -391,3 +391,31 @@ def loan_and_hold(key: str, shape: tuple, conn: Any, release: Any) -> None:
             raise TimeoutError("never released")
     finally:
         image.detach()
+
+
+def block_until_interrupted(key: str, how: str, ready: Any, conn: Any) -> None:
+    """Block with no timeout in wait() or in a publish() whose every spare
+    slot is pinned (by views of this process), say ("interrupted", seconds)
+    when SIGINT arrives."""
+    image = SharedImage(key)
+    holder = SharedImage(key)
+    try:
+        image.publish(np.zeros((4, 4), np.uint8))
+        with contextlib.ExitStack() as views:
+            if how == "publish":
+                for _ in range(2):  # pin the latest, publish, pin again: both spares
+                    views.enter_context(holder.view())
+                    image.publish(np.zeros((4, 4), np.uint8))
+            started = time.monotonic()
+            ready.set()
+            try:
+                if how == "wait":
+                    image.wait()
+                else:
+                    image.publish(np.zeros((4, 4), np.uint8))
+                conn.send(("returned",))
+            except KeyboardInterrupt:
+                conn.send(("interrupted", time.monotonic() - started))
+    finally:
+        holder.detach()
+        image.detach()
