@@ -12,10 +12,12 @@
 #include <unistd.h>
 #endif
 
-_Static_assert(sizeof(frm_ctrl) == FRM_HEAD_SIZE, "frm_ctrl is the head");
-_Static_assert(sizeof(frm_slot) == 128, "frm_slot is 128 bytes");
-_Static_assert(sizeof(frm_sub) == 64, "frm_sub is 64 bytes");
-_Static_assert(FRM_MAX_TABLE < 255, "latest encodes slot + 1 in 8 bits");
+/* The layout's sizes, checked at compile time (an array of size -1 when
+ * not: every compiler this builds with, MSVC's C mode included). */
+typedef char frm_head_is_1k[sizeof(frm_ctrl) == FRM_HEAD_SIZE ? 1 : -1];
+typedef char frm_slot_is_128[sizeof(frm_slot) == 128 ? 1 : -1];
+typedef char frm_sub_is_64[sizeof(frm_sub) == 64 ? 1 : -1];
+typedef char frm_slot_fits_8_bits[FRM_MAX_TABLE < 255 ? 1 : -1]; /* latest: slot + 1 */
 
 #define FOLLOW_MAX 64   /* replacements followed in one call before refusing */
 #define PIN_TRIES 10000 /* races with writers lost in a row before giving up */
