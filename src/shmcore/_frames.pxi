@@ -85,6 +85,13 @@ cdef int fail(int rc, str what) except -1:
     return check(rc, what)
 
 
+cdef int fail_frame(int rc, str what) except -1:
+    """fail(), where EINVAL means a frame that does not fit its store."""
+    if rc == EINVAL:
+        raise InvalidImageError(f"{what}: the frame does not fit the store's slots")
+    return fail(rc, what)
+
+
 cdef int spec_of(tuple shape, object dtype, frm_spec *spec) except -1:
     cdef int i, ndim = len(shape)
     if ndim < 2 or ndim > <int>FRM_MAX_DIMS:
@@ -239,7 +246,7 @@ cdef class FrameStore:
             self.segment.waiting -= 1
             PyBuffer_Release(&src)
             self._adopt(&fw)
-        fail(rc, "publish")
+        fail_frame(rc, "publish")
         return gen
 
     def _publish_copy(self, object array, object timeout):
@@ -307,7 +314,7 @@ cdef class FrameStore:
         c.pixels = c.meta + self.st.meta_capacity
         self.segment.lock_thread = 0
         rc = frm_commit(&c, spec, &gen) if spec != NULL else frm_abandon(&c)
-        fail(rc, "publish" if spec != NULL else "cancel a loan")
+        fail_frame(rc, "publish" if spec != NULL else "cancel a loan")
         return gen
 
     # -- reading --
