@@ -447,7 +447,9 @@ int frm_latest(frm_store *st, frm_follow *fw, frm_frame *f) {
         rc = frm_decode(cur, slot, f);
         if (load64(&cur->ctrl->latest) != latest) continue; /* changed meanwhile */
         if (rc) return rc;
-        if (f->generation == latest >> 8) return 0;
+        /* A kept slot is never rewritten: one that disagrees with `latest`
+         * while `latest` stays is a lie. */
+        return f->generation == latest >> 8 ? 0 : SHMP_EINCOMPAT;
     }
     return ETIMEDOUT; /* frames change too fast to read their facts */
 }
@@ -491,11 +493,12 @@ int frm_pin(frm_store *st, frm_follow *fw, frm_frame *f) {
         if (load32(&d->state) == FRM_COMPLETE && load64(&d->generation) == latest >> 8) {
             rc = frm_decode(cur, slot, f);
             if (rc == 0 && f->generation == latest >> 8) return 0;
-            frm_unpin(cur, slot);
-            if (rc) return rc;
-        } else {
-            frm_unpin(cur, slot);
         }
+        frm_unpin(cur, slot);
+        if (rc) return rc;
+        /* Pinned, a kept slot cannot change: if `latest` still names it,
+         * its descriptor lies. Else a writer moved on: again. */
+        if (load64(&cur->ctrl->latest) == latest) return SHMP_EINCOMPAT;
     }
     return ETIMEDOUT; /* could not pin the latest frame */
 }

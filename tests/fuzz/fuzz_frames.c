@@ -80,7 +80,7 @@ static void writers(frm_store *st) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
     shmp_seg seg;
-    if (shmp_build(&seg, size, size, 0, "fuzz", 4) != 0) return 0;
+    if (shmp_build(&seg, size, 0, 0, "fuzz", 4) != 0) return 0;
     memcpy(shmp_data(&seg), data, size);
     data_size = size;
     frm_store st;
