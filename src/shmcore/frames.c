@@ -445,6 +445,7 @@ int frm_latest(frm_store *st, frm_follow *fw, frm_frame *f) {
         int slot = slot_of(cur, latest);
         if (slot < 0) return SHMP_EINCOMPAT;
         rc = frm_decode(cur, slot, f);
+        if (!rc && load32(&slot_at(cur, slot)->state) != FRM_COMPLETE) rc = SHMP_EINCOMPAT;
         if (load64(&cur->ctrl->latest) != latest) continue; /* changed meanwhile */
         if (rc) return rc;
         /* A kept slot is never rewritten: one that disagrees with `latest`

@@ -364,7 +364,7 @@ static void test_hostile_slot_fields_are_refused(void) {
         int field;
         uint64_t value;
     } lies[] = {{0, 1}, {0, 5}, {1, 0}, {2, 0}, {2, 1ULL << 40}, {3, 200}, {3, 0},
-                {4, FRM_META_MAX + 1}, {5, 1ULL << 63}};
+                {4, FRM_META_MAX + 1}, {5, 1ULL << 63}, {6, 99}, {7, FRM_WRITING}};
     for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
         *d = good;
         switch (lies[i].field) {
@@ -373,7 +373,9 @@ static void test_hostile_slot_fields_are_refused(void) {
         case 2: d->shape[0] = lies[i].value; break;
         case 3: d->dtype = (uint32_t)lies[i].value; break;
         case 4: d->meta_len = (uint32_t)lies[i].value; break;
-        default: d->shape[0] = lies[i].value, d->shape[1] = 4; break;
+        case 5: d->shape[0] = lies[i].value, d->shape[1] = 4; break;
+        case 6: d->generation = lies[i].value; break; /* not the one latest names */
+        default: d->state = (uint32_t)lies[i].value; break;
         }
         int a = frm_latest(st, NULL, &f), b = frm_pin(st, NULL, &f);
         if (a != SHMP_EINCOMPAT || b != SHMP_EINCOMPAT) {
