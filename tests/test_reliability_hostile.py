@@ -292,6 +292,8 @@ LYING_FRAMES = {
     "unknown dtype code": [(field("slot0.dtype"), 200)],
     "no dtype": [(field("slot0.dtype"), 0)],
     "metadata beyond its area": [(field("slot0.meta_len"), 1 << 20)],
+    "generation other than latest's": [(field("slot0.generation"), 99)],
+    "latest names a slot being written": [(field("slot0.state"), 1)],
 }
 
 
