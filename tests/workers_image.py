@@ -419,3 +419,15 @@ def block_until_interrupted(key: str, how: str, ready: Any, conn: Any) -> None:
     finally:
         holder.detach()
         image.detach()
+
+
+def lock_for(key: str, seconds: float, ready: Any) -> None:
+    """Hold the image's segment lock for `seconds` (as a publish would)."""
+    memory = SharedMemory(key)
+    memory.attach()
+    try:
+        with memory.locked():
+            ready.set()
+            time.sleep(seconds)
+    finally:
+        memory.detach()
