@@ -75,11 +75,8 @@ class SharedImage:
 
     def _writer(self, nbytes: int) -> _shmcore.FrameStore:
         """The store to publish into, created on first use."""
-        store = self._store
-        if store is not None:
-            if store.successor is not None:
-                store = self._store = store.live
-            return store
+        if self._store is not None:
+            return self._attach()
         capacity = max(self.capacity or 0, nbytes)
         if capacity > _shmcore.MAX_FRAME_BYTES:
             raise OutOfResourcesError(f"a slot of {capacity} bytes is too large")
