@@ -4,8 +4,8 @@
  * subscriber registry, its slot table and slots, every field hostile. It is
  * copied into a real (unnamed) segment of exactly that size, and then goes
  * through what readers and writers do: frm_open's validation, latest, pin,
- * decode of every slot, the subscriber registry, claim + commit, publish and
- * wait. Whatever the bytes, every call must return a code, never read or
+ * decode of every slot, the subscriber registry, claim + commit, publish,
+ * wait, and growth into a new segment carrying the kept frames. Whatever the bytes, every call must return a code, never read or
  * write outside the mapping (ASan sees the mapping's end as unmapped: the
  * harness also checks each frame it is given against the mapping's size),
  * and never hang (deadlines are immediate).
@@ -14,8 +14,10 @@
  *        tests/fuzz/fuzz_frames.c src/shmcore/frames.c src/shmcore/shm_posix.c \
  *        -o fuzz_frames -lpthread
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "frames.h"
 
@@ -77,7 +79,28 @@ static void writers(frm_store *st) {
     frm_publish(st, NULL, pixels, &big, frm_now_ns(), &gen);
 }
 
+/* A frame that does not fit: the store grows into a new segment under the
+ * same name, carrying the kept frames it can decode; readers follow. */
+static void growth(frm_store *st) {
+    frm_store next;
+    shmp_seg next_seg;
+    frm_follow fw = {&next, &next_seg, 0};
+    static const uint8_t pixels[300 * 300];
+    frm_spec spec = {2, {300, 300, 0, 0}, FRM_UINT8, NULL, 0};
+    uint64_t gen;
+    if (frm_publish(st, &fw, pixels, &spec, frm_now_ns(), &gen) == 0 && !fw.moved) abort();
+    if (!fw.moved) return;
+    frm_frame f;
+    if (frm_pin(&next, NULL, &f) == 0) {
+        if (f.offset + f.nbytes > next_seg.map_size - SHMP_HEADER_SIZE) abort();
+        frm_unpin(&next, f.slot);
+    }
+    frm_detach(&next);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static char name[64];
+    if (!name[0]) snprintf(name, sizeof name, "/shmi_fuzzf_%ld", (long)getpid());
     if (size == 0) return 0;
     shmp_seg seg;
     if (shmp_build(&seg, size, 0, 0, "fuzz", 4) != 0) return 0;
@@ -89,7 +112,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         readers(&st);
         writers(&st);
         readers(&st);
+        int named = shmp_link(&seg, name) == 0; /* growth swaps under a name */
+        if (named) growth(&st);
         frm_close(&st);
+        if (named) {
+            shmp_detach(&seg);
+            return 0;
+        }
     }
     shmp_discard(&seg);
     return 0;
