@@ -13,6 +13,7 @@ from PIL import Image
 from shmimage import NotFoundError, SharedImage, SharedMemory
 from workers_image import (
     WAIT,
+    block_until_interrupted,
     create_without_frame,
     hold_loaded_file,
     load_from_memory,
@@ -344,4 +345,21 @@ def test_a_4k_frame_from_loan_to_view_across_processes(procs, unique_key) -> Non
             assert image.info().writer_pid == proc.pid
     finally:
         release.set()
+    finish(proc)
+
+
+@pytest.mark.parametrize("how", ["wait", "publish"])
+def test_ctrl_c_interrupts_a_call_blocked_without_timeout(procs, unique_key, how) -> None:
+    """The core blocks with the GIL released, yet SIGINT gets through at once."""
+    key = unique_key()
+    ready = ctx.Event()
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    proc = procs.start(block_until_interrupted, key, how, ready, child_end)
+    child_end.close()
+    assert ready.wait(WAIT)
+    time.sleep(0.3)  # well inside the blocking call
+    os.kill(proc.pid, signal.SIGINT)
+    reply = receive(parent_end, "outcome")
+    assert reply[0] == "interrupted", reply
+    assert 0.2 < reply[1] < 5.0  # it did block, and it did not block on
     finish(proc)

@@ -5,6 +5,7 @@ import gc
 import multiprocessing
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from workers_image import (
     frame_generation,
     gen_frame,
     hold_view,
+    lock_for,
     publish_while_viewed,
     shm_path,
     view_in_forked_child,
@@ -304,3 +306,22 @@ def test_a_view_block_cannot_be_entered_twice(image: SharedImage) -> None:
     assert image.publish(gen_frame(SHAPE, 2), timeout=WAIT) == 2
     with block as pixels:  # closed again: it may be used once more
         assert pixels[0, 0, 0] == gen_frame(SHAPE, 2)[0, 0, 0]
+
+
+def test_timeout_bounds_the_lock_wait_and_the_slot_wait_together(image: SharedImage, procs) -> None:
+    """One deadline for the whole publish: waiting for the lock uses up part
+    of it, and what is left is all the wait for a free slot gets."""
+    with SharedImage(image.key) as a, SharedImage(image.key) as b, a.view():
+        publish_next(image)
+        with b.view():
+            publish_next(image)  # every spare slot is now pinned
+            ready = ctx.Event()
+            holder = procs.start(lock_for, image.key, 0.6, ready)
+            assert ready.wait(WAIT)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                image.publish(gen_frame(SHAPE, 99), timeout=1.0)
+            elapsed = time.monotonic() - started
+            finish(holder)
+    # The lock for 0.6 s, then the slots: 1.0 s in all, not 0.6 + 1.0.
+    assert 0.9 < elapsed < 1.4, elapsed

@@ -35,27 +35,33 @@ from workers_reliability import scaled
 pytestmark = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")
 
 HEADER = 4096  # SHMP_HEADER_SIZE
-CTRL = HEADER  # the frame control block starts the data area
-FRM_CTRL_SIZE = 4096
-SLOTS = CTRL + 128
-SLOT_STRIDE = 112  # sizeof(frm_slot)
+CTRL = HEADER  # the frame store's head (frames.h, layout 2) starts the data area
+SUBS = CTRL + 1024  # the lossless subscriber registry, 64 bytes per entry
+SLOTS = CTRL + 1024 + 64 * 64  # the slot table
+SLOT_STRIDE = 128  # sizeof(frm_slot)
 
 # (name, offset in the file, struct format) of every field a reader relies on.
 FIELDS = [
     ("magic", 0, "<Q"), ("version", 8, "<I"), ("header_size", 12, "<I"),
     ("data_size", 16, "<Q"), ("total_size", 24, "<Q"), ("state", 32, "<I"),
     ("flags", 36, "<I"), ("key_len", 48, "<I"), ("mutex", 512, "<Q"), ("mutex+8", 520, "<Q"),
-    ("frm.magic", CTRL, "<Q"), ("frm.version", CTRL + 8, "<I"), ("frm.nslots", CTRL + 12, "<I"),
-    ("frm.slot_capacity", CTRL + 16, "<Q"), ("frm.slots_offset", CTRL + 24, "<Q"),
-    ("frm.latest", CTRL + 32, "<Q"), ("frm.last_generation", CTRL + 40, "<Q"),
-    ("frm.seq", CTRL + 48, "<I"),
+    ("frm.magic", CTRL, "<Q"), ("frm.version", CTRL + 8, "<I"), ("frm.ctrl_size", CTRL + 12, "<I"),
+    ("frm.slot_capacity", CTRL + 16, "<Q"), ("frm.meta_capacity", CTRL + 24, "<I"),
+    ("frm.table_slots", CTRL + 28, "<I"), ("frm.slots", CTRL + 32, "<I"),
+    ("frm.max_slots", CTRL + 36, "<I"), ("frm.history", CTRL + 40, "<I"),
+    ("frm.active_slots", CTRL + 44, "<I"), ("frm.slot_stride", CTRL + 48, "<Q"),
+    ("frm.latest", CTRL + 56, "<Q"), ("frm.last_generation", CTRL + 64, "<Q"),
+    ("frm.seq", CTRL + 72, "<I"), ("frm.waiters", CTRL + 76, "<I"),
+    ("frm.ring0", CTRL + 512, "<Q"), ("frm.ring1", CTRL + 520, "<Q"),
+    ("sub0.state", SUBS, "<I"), ("sub0.next_generation", SUBS + 16, "<Q"),
+    ("sub0.flags", SUBS + 24, "<I"),
 ] + [
     (f"slot{i}.{name}", SLOTS + SLOT_STRIDE * i + off, fmt)
     for i in range(3)
     for name, off, fmt in [
         ("state", 0, "<I"), ("ndim", 4, "<I"), ("shape0", 8, "<Q"), ("shape1", 16, "<Q"),
-        ("shape2", 24, "<Q"), ("dtype", 32, "<Q"), ("itemsize", 40, "<Q"),
-        ("nbytes", 48, "<Q"), ("generation", 56, "<Q"),
+        ("shape2", 24, "<Q"), ("shape3", 32, "<Q"), ("dtype", 40, "<I"), ("flags", 44, "<I"),
+        ("nbytes", 48, "<Q"), ("generation", 56, "<Q"), ("meta_len", 76, "<I"),
     ]
 ]
 PROBE_TIMEOUT = 10.0
@@ -203,8 +209,9 @@ def assert_survives(key: str, raw: bytes) -> None:
 
 values = st.one_of(st.sampled_from(INTERESTING), st.integers(0, 2**64 - 1))
 changes = st.lists(st.tuples(st.integers(0, len(FIELDS) - 1), values), min_size=1, max_size=4)
-sizes = st.one_of(st.none(), st.sampled_from([0, 1, 55, 4095, 4096, 4097, 5000, 8191, 8192]),
-                  st.integers(0, 40000))
+sizes = st.one_of(st.none(), st.sampled_from([0, 1, 55, 4095, 4096, 4097, 5000, 8191, 8192,
+                                               5120 + HEADER, 8192 + HEADER]),
+                  st.integers(0, 300000))
 
 
 @HYPOTHESIS
@@ -224,7 +231,8 @@ def test_random_bytes_give_typed_errors(unique_key, raw, hold) -> None:
 
 
 @HYPOTHESIS
-@given(prefix=st.integers(0, 8192), noise=st.binary(min_size=0, max_size=64))
+@given(prefix=st.one_of(st.integers(0, 16384), st.integers(0, 300000)),
+       noise=st.binary(min_size=0, max_size=64))
 def test_truncated_or_trailing_junk(unique_key, prefix, noise) -> None:
     raw = real_segment()[:prefix] + noise
     assert_survives(unique_key(), raw)
@@ -234,6 +242,8 @@ def field(name: str) -> int:
     return [f[0] for f in FIELDS].index(name)
 
 
+V1_MAGIC = 0x314D5246494D4853  # "SHMIFRM1": the frame layout before this one
+
 HALF_BUILT = {
     "building": [(field("state"), 0)],
     "magic only": [(field("version"), 0), (field("header_size"), 0), (field("state"), 0)],
@@ -241,10 +251,20 @@ HALF_BUILT = {
     "size beyond file": [(field("data_size"), 1 << 30), (field("total_size"), 4096 + (1 << 30))],
     "sizes disagree": [(field("total_size"), 4096)],
     "no frame magic": [(field("frm.magic"), 0)],
-    "too many slots": [(field("frm.nslots"), 200)],
-    "no slots": [(field("frm.nslots"), 0)],
+    "frame layout 1": [(field("frm.magic"), V1_MAGIC), (field("frm.version"), 1)],
+    "frame layout 3": [(field("frm.version"), 3)],
+    "too many slots": [(field("frm.table_slots"), 200)],
+    "max_slots beyond the bound": [(field("frm.max_slots"), 200), (field("frm.table_slots"), 201)],
+    "no slots": [(field("frm.slots"), 0)],
+    "slots above max_slots": [(field("frm.slots"), 3)],
+    "no history": [(field("frm.history"), 0), (field("frm.table_slots"), 2)],
+    "history beyond the bound": [(field("frm.history"), 65), (field("frm.table_slots"), 67)],
     "odd slot size": [(field("frm.slot_capacity"), 4095)],
-    "slots elsewhere": [(field("frm.slots_offset"), 1 << 40)],
+    "slots beyond the file": [(field("frm.slot_capacity"), 1 << 40),
+                              (field("frm.slot_stride"), (1 << 40) + 65536)],
+    "stride disagrees": [(field("frm.slot_stride"), 4096)],
+    "metadata area beyond 64 KiB": [(field("frm.meta_capacity"), 1 << 17)],
+    "slots elsewhere": [(field("frm.ctrl_size"), 1 << 30)],
 }
 
 
@@ -261,12 +281,19 @@ def test_half_built_or_foreign_segment_is_refused(unique_key, case) -> None:
 
 LYING_FRAMES = {
     "latest names slot 200": [(field("frm.latest"), (1 << 8) | 201)],
+    "latest names slot 0": [(field("frm.latest"), 1 << 8)],
     "huge shape": [(field("slot0.shape0"), 2**40)],
     "shape overflows": [(field("slot0.shape0"), 2**63), (field("slot0.shape1"), 4)],
     "zero shape": [(field("slot0.shape1"), 0)],
-    "five channels": [(field("slot0.shape2"), 5)],
+    "channels beyond the slot": [(field("slot0.shape2"), 2**20)],
+    "fourth dimension beyond the slot": [(field("slot0.ndim"), 4), (field("slot0.shape3"), 2**20)],
     "ndim 7": [(field("slot0.ndim"), 7)],
-    "object dtype": [(field("slot0.dtype"), int.from_bytes(b"|O\0\0\0\0\0\0", "little"))],
+    "ndim 1": [(field("slot0.ndim"), 1)],
+    "unknown dtype code": [(field("slot0.dtype"), 200)],
+    "no dtype": [(field("slot0.dtype"), 0)],
+    "metadata beyond its area": [(field("slot0.meta_len"), 1 << 20)],
+    "generation other than latest's": [(field("slot0.generation"), 99)],
+    "latest names a slot being written": [(field("slot0.state"), 1)],
 }
 
 
@@ -315,7 +342,7 @@ def test_half_built_segment_does_not_hang_a_creator(unique_key) -> None:
 
 
 def test_data_area_smaller_than_the_control_block(unique_key) -> None:
-    data = 2048
+    data = 6000  # the head fits, the slot table does not
     raw = mutate(real_segment(), [(field("data_size"), data), (field("total_size"), 4096 + data),
                                 (field("frm.slot_capacity"), 1 << 20),
                                 (field("frm.latest"), (1 << 8) | 3)], 4096 + data)
@@ -327,3 +354,36 @@ def test_data_area_smaller_than_the_control_block(unique_key) -> None:
 
 def test_superseded_flag_under_the_name_does_not_hang(unique_key) -> None:
     assert_survives(unique_key(), mutate(real_segment(), [(field("flags"), 2)]))
+
+
+WRITER_LIES = {
+    "active slots beyond the table": [(field("frm.active_slots"), 1000)],
+    "active slots below the start": [(field("frm.active_slots"), 1)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRITER_LIES))
+def test_lying_writer_fields_are_refused(unique_key, case) -> None:
+    """Fields only a writer uses: publish refuses, readers still read."""
+    key = unique_key()
+    raw = mutate(real_segment(), WRITER_LIES[case])
+    with planted(SharedImage(key).native_key, raw):
+        with SharedImage(key) as image:
+            assert image.read().shape == (48, 64, 4)
+            with pytest.raises(IncompatibleSegmentError):
+                image.publish(np.zeros((48, 64, 4), np.uint8), timeout=1.0)
+        outcome, details = probe(key)
+    assert outcome == "ok", details
+
+
+@pytest.mark.parametrize("ring", [(1 << 8) | 201, (5 << 8) | 2, 2**64 - 1])
+def test_lying_history_ring_does_not_break_a_writer(unique_key, ring) -> None:
+    """The ring names kept frames; whatever it says, a publish stays in bounds."""
+    key = unique_key()
+    raw = mutate(real_segment(), [(field("frm.ring0"), ring)])
+    with planted(SharedImage(key).native_key, raw):
+        with SharedImage(key) as image:
+            assert image.publish(np.full((48, 64, 4), 7, np.uint8), timeout=1.0) == 2
+            assert (image.read() == 7).all()
+        outcome, details = probe(key)
+    assert outcome == "ok", details

@@ -18,9 +18,11 @@ from shmimage import NoFrameError, SharedImage, SharedMemory, SharedMemoryError
 WAIT = 30.0  # upper bound for any wait
 HOLD = 120.0  # how long a child that should be killed lives if nobody kills it
 
-# frames.h: the control block starts the data area; slots[] begin at byte 128,
-# 128 bytes each, with the slot state as their first uint32.
-SLOTS_AT, SLOT_SIZE, STATE_WRITING = 128, 128, 1
+# frames.h (layout 2): the control block starts the data area; its table_slots
+# count is the uint32 at byte 28; the slot table begins at byte 5120 (after
+# the 1 KiB head and the 4 KiB subscriber registry), 128 bytes per slot, with
+# the slot state as their first uint32.
+TABLE_SLOTS_AT, SLOTS_AT, SLOT_SIZE, STATE_WRITING = 28, 5120, 128, 1
 
 # Errors a worker sends back to the test instead of dying (TimeoutError is an OSError).
 REPORTED = (SharedMemoryError, OSError, ValueError, AssertionError)
@@ -47,7 +49,7 @@ def writing_slots(memory: SharedMemory) -> list[int]:
     """Indexes of the frame slots whose state is WRITING, read from the raw layout."""
     data = memory.data
     try:
-        nslots = struct.unpack_from("<I", data, 12)[0]
+        nslots = min(struct.unpack_from("<I", data, TABLE_SLOTS_AT)[0], 128)
         return [
             i
             for i in range(nslots)
@@ -389,3 +391,43 @@ def loan_and_hold(key: str, shape: tuple, conn: Any, release: Any) -> None:
             raise TimeoutError("never released")
     finally:
         image.detach()
+
+
+def block_until_interrupted(key: str, how: str, ready: Any, conn: Any) -> None:
+    """Block with no timeout in wait() or in a publish() whose every spare
+    slot is pinned (by views of this process), say ("interrupted", seconds)
+    when SIGINT arrives."""
+    image = SharedImage(key)
+    holder = SharedImage(key)
+    try:
+        image.publish(np.zeros((4, 4), np.uint8))
+        with contextlib.ExitStack() as views:
+            if how == "publish":
+                for _ in range(2):  # pin the latest, publish, pin again: both spares
+                    views.enter_context(holder.view())
+                    image.publish(np.zeros((4, 4), np.uint8))
+            started = time.monotonic()
+            ready.set()
+            try:
+                if how == "wait":
+                    image.wait()
+                else:
+                    image.publish(np.zeros((4, 4), np.uint8))
+                conn.send(("returned",))
+            except KeyboardInterrupt:
+                conn.send(("interrupted", time.monotonic() - started))
+    finally:
+        holder.detach()
+        image.detach()
+
+
+def lock_for(key: str, seconds: float, ready: Any) -> None:
+    """Hold the image's segment lock for `seconds` (as a publish would)."""
+    memory = SharedMemory(key)
+    memory.attach()
+    try:
+        with memory.locked():
+            ready.set()
+            time.sleep(seconds)
+    finally:
+        memory.detach()

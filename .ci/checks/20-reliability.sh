@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Reliability and security checks of the compiled core, after the test suite:
-#   1. C unit tests of the platform layer under ASan+UBSan, then under TSan
-#   2. libFuzzer on header validation and attach, for a bounded time
+#   1. C unit tests of the platform layer and of the frame protocol under
+#      ASan+UBSan, then under TSan
+#   2. libFuzzer on header validation and attach, and on the frame-store
+#      layout, each for a bounded time
 #   3. valgrind memcheck of a multi-process scenario through Python
 #   4. the crash, stress and full-/dev/shm tests again, reporting their numbers
 # Runs from the repository root, as root, in the activated test venv.
@@ -40,6 +42,15 @@ c_tests() {
     clang "${flags[@]}" -fsanitize=thread "${src[@]}" -o "$work/test_platform_tsan" -lpthread
     # Without ASLR: TSan's fixed shadow layout clashes with high mmap entropy.
     TSAN_OPTIONS=halt_on_error=1 setarch "$(uname -m)" -R "$work/test_platform_tsan" threads
+    local frames=(tests/c/test_frames.c src/shmcore/frames.c src/shmcore/shm_posix.c)
+    say "C frame protocol tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+    clang "${flags[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all \
+        "${frames[@]}" -o "$work/test_frames_asan" -lpthread
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+        "$work/test_frames_asan"
+    say "C frame protocol tests under ThreadSanitizer (writer and readers as threads, one mapping)"
+    clang "${flags[@]}" -fsanitize=thread "${frames[@]}" -o "$work/test_frames_tsan" -lpthread
+    TSAN_OPTIONS=halt_on_error=1 setarch "$(uname -m)" -R "$work/test_frames_tsan" threads
 }
 
 fuzz() {
@@ -53,6 +64,18 @@ fuzz() {
         return 1
     }
     grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' "$work/fuzz.log"
+    say "libFuzzer: frame-store layout (head, registry, slot table, slots), ${fuzz_seconds} s"
+    clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc/shmcore tests/fuzz/fuzz_frames.c \
+        src/shmcore/frames.c src/shmcore/shm_posix.c -o "$work/fuzz_frames" -lpthread
+    mkdir -p "$work/corpus_frames"
+    "$work/fuzz_frames" -max_total_time="$fuzz_seconds" -max_len=65536 -print_final_stats=1 \
+        -artifact_prefix="$work/" "$work/corpus_frames" tests/fuzz/corpus_frames \
+        2>"$work/fuzz_frames.log" || {
+        tail -n 60 "$work/fuzz_frames.log"
+        return 1
+    }
+    grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' \
+        "$work/fuzz_frames.log"
 }
 
 memcheck() {

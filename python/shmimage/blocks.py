@@ -58,7 +58,7 @@ class LoanBlock:
         if self._store is not None:
             raise RuntimeError("this loan() block is already open")
         self._shape, self._dtype = self._image._frame_spec(tuple(self._shape), self._dtype)
-        store, (slot, array) = self._image._claim(self._shape, self._dtype, self._timeout)
+        store, slot, array = self._image._claim(self._shape, self._dtype, self._timeout)
         self._store, self._slot = store, slot
         return array
 

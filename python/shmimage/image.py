@@ -9,13 +9,7 @@ import numpy as np
 
 from . import _shmcore
 from .blocks import LoanBlock, ViewBlock
-from .errors import (
-    IncompatibleSegmentError,
-    InvalidImageError,
-    NotFoundError,
-    OutOfResourcesError,
-    SharedMemoryError,
-)
+from .errors import InvalidImageError, OutOfResourcesError
 from .imageio import as_frame_array, check_frame_spec, load_image_file
 from .memory import SharedMemory, header_key
 
@@ -23,11 +17,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 ImageLike = Union[np.ndarray, "os.PathLike[str]", str, Any]
-
-
-# Bound on re-attaching to a store that keeps being replaced (grown): a
-# hostile segment must not turn a call into an endless loop.
-_RETRIES = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,64 +65,37 @@ class SharedImage:
     # -- attaching --
 
     def _attach(self) -> _shmcore.FrameStore:
+        """The store to read from (C follows one that was replaced)."""
         store = self._store
-        if store is not None and not store.superseded:
-            return store
-        self._store = None
-        for _ in range(_RETRIES):
-            seg = _shmcore.Segment.attach(self.native_key, True)
-            try:
-                store = _shmcore.FrameStore(seg)
-            except BaseException:
-                seg.detach()
-                raise
-            if not store.superseded:  # else it was replaced just now: again
-                self._store = store
-                return store
-        raise IncompatibleSegmentError(
-            f"{self.native_key!r} stays marked as replaced: not a segment to trust"
-        )
+        if store is None:
+            store = self._store = _shmcore.FrameStore.attach(self.native_key)
+        elif store.successor is not None:
+            store = self._store = store.live
+        return store
 
     def _writer(self, nbytes: int) -> _shmcore.FrameStore:
         """The store to publish into, created on first use."""
-        for _ in range(16):
-            try:
-                return self._attach()
-            except NotFoundError:
-                pass
-            capacity = max(self.capacity or 0, nbytes)
-            if capacity > _shmcore.MAX_FRAME_BYTES:
-                raise OutOfResourcesError(f"a slot of {capacity} bytes is too large")
-            store = _shmcore.FrameStore.build(
-                capacity, header_key(self.key), self.persistent
-            )
-            try:
-                store.segment.link(self.native_key)
-            except FileExistsError:
-                continue  # somebody else created it meanwhile: attach to theirs
-            self._store = store
-            return store
-        raise SharedMemoryError(f"could not create or attach {self.key!r}")
-
-    def _follow(self, store: _shmcore.FrameStore) -> None:
-        """Move to the successor of a store that was grown or replaced."""
-        self._store = store.successor if store.successor is not None else None
-
-    def _replaced_too_often(self) -> IncompatibleSegmentError:
-        return IncompatibleSegmentError(f"{self.native_key!r} keeps being replaced")
+        if self._store is not None:
+            return self._attach()
+        capacity = max(self.capacity or 0, nbytes)
+        if capacity > _shmcore.MAX_FRAME_BYTES:
+            raise OutOfResourcesError(f"a slot of {capacity} bytes is too large")
+        store = self._store = _shmcore.FrameStore.attach(
+            self.native_key,
+            create=True,
+            key=header_key(self.key),
+            persistent=self.persistent,
+            capacity=capacity,
+        )
+        return store
 
     # -- writing --
 
     def publish(self, image: ImageLike, timeout: float | None = None) -> int:
         """Copy a frame in; returns its generation."""
         array = as_frame_array(image)
-        for _ in range(_RETRIES):
-            store = self._writer(array.nbytes)
-            generation = store.publish(array, timeout)
-            if generation:
-                return generation
-            self._follow(store)
-        raise self._replaced_too_often()
+        generation: int = self._writer(array.nbytes).publish(array, timeout)
+        return generation
 
     def loan(
         self, shape: tuple[int, ...], dtype: Any = np.uint8, timeout: float | None = None
@@ -152,16 +114,10 @@ class SharedImage:
 
     def _claim(
         self, shape: tuple[int, ...], dtype: np.dtype[Any], timeout: float | None
-    ) -> tuple[_shmcore.FrameStore, tuple[int, np.ndarray]]:
-        """A slot to loan and its array, from the store that has room."""
+    ) -> tuple[_shmcore.FrameStore, int, np.ndarray]:
+        """A slot to loan, its store and its array (C grows or follows the store)."""
         nbytes = _shmcore.frame_bytes(shape, dtype)
-        for _ in range(_RETRIES):
-            store = self._writer(nbytes)
-            claimed = store.loan_begin(shape, dtype, timeout)
-            if claimed is not None:
-                return store, claimed
-            self._follow(store)
-        raise self._replaced_too_often()
+        return self._writer(nbytes).loan_begin(shape, dtype, timeout)
 
     def load_from_file(self, path: str | os.PathLike[str]) -> np.ndarray:
         """The example's first button: decode, publish as RGBA, stay attached."""
@@ -172,17 +128,9 @@ class SharedImage:
     # -- reading --
 
     def _pinned(self) -> tuple[_shmcore.FrameStore, int, _shmcore.FrameMeta]:
-        for _ in range(_RETRIES):
-            store = self._attach()
-            try:
-                slot, meta = store.pin()
-            except SharedMemoryError:
-                if store.superseded:
-                    self._store = None
-                    continue
-                raise
-            return store, slot, meta
-        raise self._replaced_too_often()
+        pinned = self._attach().pin()
+        self._store = pinned[0]
+        return pinned
 
     def read(self) -> np.ndarray:
         """A private copy of the latest complete frame."""
@@ -207,8 +155,7 @@ class SharedImage:
         return Image.fromarray(frame)  # L, RGB or RGBA, from the shape
 
     def info(self) -> FrameInfo:
-        store = self._attach()
-        shape, dtype, generation, timestamp_ns, pid = store.info()
+        shape, dtype, generation, timestamp_ns, pid = self._attach().info()
         return FrameInfo(
             shape=shape,
             width=shape[1],
@@ -225,13 +172,8 @@ class SharedImage:
         store = self._attach()
         if after is None:
             after = store.generation
-        for _ in range(_RETRIES):
-            generation = store.wait(after, timeout)
-            if generation:
-                return generation
-            self._store = None
-            store = self._attach()
-        raise self._replaced_too_often()
+        generation: int = store.wait(after, timeout)
+        return generation
 
     def load_from_memory(self) -> np.ndarray:
         """The example's second button: attach, lock, copy, unlock, detach."""
@@ -241,11 +183,11 @@ class SharedImage:
         try:
             store = _shmcore.FrameStore(cast("_shmcore.Segment", memory._seg))
             with memory.locked():
-                slot, meta = store.pin()
+                pinned, slot, meta = store.pin()
                 try:
-                    return store.copy_out(slot, meta[0], meta[1])
+                    return pinned.copy_out(slot, meta[0], meta[1])
                 finally:
-                    store.unpin(slot)
+                    pinned.unpin(slot)
         finally:
             del store
             memory.detach()
@@ -261,6 +203,7 @@ class SharedImage:
         store, self._store = self._store, None
         if store is None:
             return False
+        store = store.live
         store.forget_arrays()
         # Arrays from view()/loan() or another thread's wait() still use the
         # mapping: it goes when the last of them lets go of the store.

@@ -4,12 +4,13 @@
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_FillInfo,
                              PyBuffer_Release, PyObject_GetBuffer)
 from cpython.exc cimport PyErr_CheckSignals
-from libc.errno cimport (EACCES, EAGAIN, EBUSY, EEXIST, EFBIG, EINVAL, EMFILE, ENAMETOOLONG,
+from libc.errno cimport (EACCES, EBUSY, EEXIST, EFBIG, EINVAL, EMFILE, ENAMETOOLONG,
                          ENFILE, ENOENT, ENOMEM, ENOSPC, EPERM, ETIMEDOUT)
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memset, strlen
 
 from shm_platform cimport *
+from frames cimport *
 
 import atexit
 import os

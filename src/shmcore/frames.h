@@ -1,183 +1,294 @@
-/* Layout of a SharedImage segment's data area: a control block, then
- * `nslots` page-aligned frame slots of `slot_capacity` bytes each. Fields
- * that cross processes without the mutex are accessed with atomics. */
+/* The frame protocol over one segment's data area (layout version 2).
+ *
+ * Data area:  [control: head | subscriber registry | slot table] [slots...]
+ *   head        frm_ctrl: store options, `latest`, the history ring, futex words
+ *   registry    FRM_MAX_SUBS frm_sub entries (lossless subscribers)
+ *   slot table  table_slots frm_slot descriptors (history + max_slots)
+ *   slots       table_slots regions of slot_stride bytes, page-aligned:
+ *               meta_capacity bytes of per-frame metadata, then slot_capacity
+ *               bytes of pixels. Sparse: a slot's pages are reserved when it
+ *               is first written.
+ *
+ * A writer holds the segment's mutex for a whole publish and an exclusive
+ * byte-range lock on the slot it fills; readers pin a slot with a shared
+ * byte-range lock (no mutex). The kernel drops both when a process dies, so
+ * a slot abandoned mid-write is free again and `latest` only ever names
+ * complete slots. Fields that cross processes without the mutex go through
+ * the atomics below.
+ *
+ * Every function returns 0 or an errno value (or one of the codes below).
+ * Fields read from the segment are validated where they are used: another
+ * process can rewrite them at any time.
+ */
 #ifndef SHM_FRAMES_H
 #define SHM_FRAMES_H
 
+#include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#define FRM_MAGIC 0x314d5246494d4853ULL /* "SHMIFRM1" */
-#define FRM_VERSION 1u
-#define FRM_MIN_SLOTS 3u
-#define FRM_MAX_SLOTS 8u
-#define FRM_CTRL_SIZE 4096u
+#include "shm_platform.h"
 
+#define FRM_MAGIC 0x324d5246494d4853ULL /* "SHMIFRM2" */
+#define FRM_VERSION 2u
+#define FRM_PAGE 4096u
+
+#define FRM_MIN_SPARES 2u   /* `slots`: spare slots at first, at least */
+#define FRM_MAX_SPARES 64u  /* `max_slots`: at most */
+#define FRM_MAX_HISTORY 64u /* `history`: complete frames kept */
+#define FRM_MAX_TABLE (FRM_MAX_HISTORY + FRM_MAX_SPARES)
+#define FRM_MAX_SUBS 64u
+#define FRM_META_MAX 65536u       /* metadata bytes per frame */
+#define FRM_MAX_DIMS 4u
+#define FRM_MAX_FRAME_BYTES (1ULL << 46)
+
+#define FRM_HEAD_SIZE 1024u
+#define FRM_SUBS_AT FRM_HEAD_SIZE
+#define FRM_TABLE_AT (FRM_SUBS_AT + FRM_MAX_SUBS * 64u)
+
+/* Range-lock indexes: slot i is i, subscriber k is FRM_SUB_LOCKS + k. */
+#define FRM_SUB_LOCKS 1024u
+
+/* Slot states. */
 #define FRM_FREE 0u
 #define FRM_WRITING 1u
 #define FRM_COMPLETE 2u
 
+/* frm_slot.flags */
+#define FRM_SLOT_RESERVED 1u /* the slot's pages are reserved */
+
+/* frm_sub.state and flags */
+#define FRM_SUB_FREE 0u
+#define FRM_SUB_LIVE 1u
+#define FRM_SUB_LOSSLESS 1u
+
+/* Errors that are not errno values (beside SHMP_EINCOMPAT). */
+#define FRM_ENOFRAME 0x10101 /* nothing published yet */
+#define FRM_ETORN 0x10102    /* the writer died mid-publish, no complete frame */
+#ifndef ESTALE
+#define ESTALE 116 /* the store was replaced and the call may not follow */
+#endif
+
+/* Element types, stored native-endian. 0 is no type. */
+enum {
+    FRM_BOOL = 1,
+    FRM_INT8,
+    FRM_UINT8,
+    FRM_INT16,
+    FRM_UINT16,
+    FRM_INT32,
+    FRM_UINT32,
+    FRM_INT64,
+    FRM_UINT64,
+    FRM_FLOAT16,
+    FRM_FLOAT32,
+    FRM_FLOAT64,
+    FRM_DTYPE_END
+};
+
 typedef struct frm_slot {
     uint32_t state;
     uint32_t ndim;
-    uint64_t shape[3];
-    char dtype[8]; /* numpy's dtype.str: "|u1", "<u2", "<f4" */
-    uint64_t itemsize;
+    uint64_t shape[FRM_MAX_DIMS];
+    uint32_t dtype; /* FRM_BOOL .. FRM_FLOAT64 */
+    uint32_t flags;
     uint64_t nbytes;
     uint64_t generation;
     uint64_t timestamp_ns;
     uint32_t writer_pid;
-    uint32_t reserved; /* the slot's pages are reserved */
-    uint8_t pad[128 - 96];
+    uint32_t meta_len;
+    uint8_t pad[128 - 80];
 } frm_slot;
+
+typedef struct frm_sub {
+    uint32_t state;
+    uint32_t pid;
+    uint64_t start_time; /* the process's start time, where pids are reused fast */
+    uint64_t next_generation;
+    uint32_t flags;
+    uint32_t incarnation;
+    uint8_t pad[64 - 32];
+} frm_sub;
 
 typedef struct frm_ctrl {
     uint64_t magic;
     uint32_t version;
-    uint32_t nslots;
+    uint32_t ctrl_size; /* bytes before the first slot: head, registry, table */
     uint64_t slot_capacity;
-    uint64_t slots_offset; /* from the start of the data area */
+    uint32_t meta_capacity;
+    uint32_t table_slots; /* history + max_slots */
+    uint32_t slots;       /* spare slots at first */
+    uint32_t max_slots;
+    uint32_t history;
+    uint32_t active_slots; /* slots [0, active) in use; grows up to table_slots */
+    uint64_t slot_stride;  /* meta_capacity + slot_capacity */
     uint64_t latest;       /* generation << 8 | (slot + 1); 0: none yet */
     uint64_t last_generation;
     uint32_t seq; /* futex word: bumped by every publish and supersede */
     uint32_t waiters;
-    uint8_t pad[128 - 56];
-    frm_slot slots[FRM_MAX_SLOTS];
+    uint32_t sub_seq; /* futex word for subscribers' progress */
+    uint32_t sub_waiters;
+    uint64_t end_generation; /* end of stream at this generation; 0: none */
+    uint8_t pad[512 - 96];
+    uint64_t ring[FRM_MAX_HISTORY]; /* ring[g % history] = g << 8 | (slot + 1) */
 } frm_ctrl;
 
-#if (defined(_MSC_VER) && !defined(__clang__)) || defined(FRM_FORCE_INTERLOCKED)
-/* MSVC has no __atomic builtins: aligned 32/64-bit volatile accesses are
- * single-copy atomic on x64 and arm64, and full barriers give them acquire
- * and release order; read-modify-write goes through Interlocked*.
- * FRM_FORCE_INTERLOCKED builds this branch with mingw, for its tests. */
-#include <windows.h>
+/* Store options, as SharedImage takes them. */
+typedef struct frm_options {
+    uint64_t capacity; /* pixel bytes per slot (rounded up to pages) */
+    uint32_t slots;
+    uint32_t max_slots;
+    uint32_t history;
+    uint32_t meta_capacity;
+} frm_options;
 
-static inline uint64_t frm_load_latest(frm_ctrl *c) {
-    uint64_t v = *(volatile uint64_t *)&c->latest;
-    MemoryBarrier();
-    return v;
-}
-static inline void frm_store_latest(frm_ctrl *c, uint64_t v) {
-    MemoryBarrier();
-    *(volatile uint64_t *)&c->latest = v;
-}
-static inline uint32_t frm_load_seq(frm_ctrl *c) {
-    uint32_t v = *(volatile uint32_t *)&c->seq;
-    MemoryBarrier();
-    return v;
-}
-static inline void frm_bump_seq(frm_ctrl *c) {
-    InterlockedIncrement((volatile LONG *)&c->seq);
-}
-static inline uint32_t frm_load_state(frm_slot *s) {
-    uint32_t v = *(volatile uint32_t *)&s->state;
-    MemoryBarrier();
-    return v;
-}
-static inline void frm_store_state(frm_slot *s, uint32_t v) {
-    MemoryBarrier();
-    *(volatile uint32_t *)&s->state = v;
-}
+/* Decoded, validated facts of one complete frame. */
+typedef struct frm_frame {
+    int slot;
+    uint32_t ndim;
+    uint64_t shape[FRM_MAX_DIMS];
+    uint32_t dtype;
+    uint32_t itemsize;
+    uint64_t nbytes;
+    uint64_t generation;
+    uint64_t timestamp_ns;
+    uint32_t writer_pid;
+    uint32_t meta_len;
+    uint64_t offset;      /* of the pixels, from the start of the data area */
+    uint64_t meta_offset; /* of the metadata */
+} frm_frame;
+
+/* What a writer commits. */
+typedef struct frm_spec {
+    uint32_t ndim;
+    uint64_t shape[FRM_MAX_DIMS];
+    uint32_t dtype;
+    const void *meta; /* copied in; NULL when written in place (frm_claim_t.meta) */
+    uint32_t meta_len;
+} frm_spec;
+
+#if defined(_WIN32)
+typedef SRWLOCK frm_mutex;
+#else
+typedef pthread_mutex_t frm_mutex;
+#endif
+
+/* This process's handle on the store of one attached segment. The local
+ * mutex makes its pins and claims consistent between threads (byte-range
+ * locks belong to the handle, not to a thread). */
+typedef struct frm_store {
+    shmp_seg *seg;
+    frm_ctrl *ctrl;
+    frm_sub *subs;
+    frm_slot *table;
+    unsigned char *data; /* the data area */
+    /* validated copies of the immutable header fields */
+    uint64_t capacity, stride, ctrl_size;
+    uint32_t meta_capacity, table_slots, history, slots, max_slots;
+    int copy_threads;
+    frm_mutex mu;
+    uint32_t pid; /* the process whose pins these are */
+    uint32_t pins[FRM_MAX_TABLE];
+    uint8_t claimed[FRM_MAX_TABLE];
+} frm_store;
+
+/* Where a call puts the store that replaced this one under its name:
+ * caller-provided, unattached storage. After the call, moved == 1 says that
+ * `store`/`seg` now hold the live successor (the result is there). */
+typedef struct frm_follow {
+    frm_store *store;
+    shmp_seg *seg;
+    int moved;
+} frm_follow;
+
+/* A claimed slot: the mutex is held until commit or abandon. */
+typedef struct frm_claim_t {
+    frm_store *store; /* the store claimed in (the caller's, or follow->store) */
+    int slot;
+    unsigned char *pixels;
+    unsigned char *meta;
+} frm_claim_t;
+
+/* ---- layout ---- */
+
+/* EINVAL for options out of bounds, EFBIG for a capacity no store can hold. */
+int frm_check_options(const frm_options *o);
+/* Data bytes of a store with these options (checked first). */
+int frm_data_size(const frm_options *o, uint64_t *size);
+uint32_t frm_itemsize(uint32_t dtype); /* 0 for no type */
+
+/* Builds an unnamed segment holding an empty store (name it with shmp_link
+ * or shmp_swap). Only the control block is reserved. */
+int frm_build(frm_store *st, shmp_seg *seg, const frm_options *o, const char *key,
+              size_t key_len, int persistent, uint64_t last_generation);
+/* Validates an attached segment's store header against its real size. */
+int frm_open(frm_store *st, shmp_seg *seg);
+void frm_close(frm_store *st);
+/* Attaches `name` (following replacements) or, when create != 0 and there
+ * is none, builds and names a new store; *created says which. */
+int frm_attach(frm_store *st, shmp_seg *seg, const char *name, int writable, int create,
+               const frm_options *o, const char *key, size_t key_len, int persistent,
+               int *created);
+/* Detaches the store's segment and closes the handle. */
+int frm_detach(frm_store *st);
+
+int frm_superseded(const frm_store *st);
+uint64_t frm_generation(const frm_store *st);
+/* The options this store was built with. */
+void frm_get_options(const frm_store *st, frm_options *o);
+
+/* ---- writing ---- */
+
+/* Deadlines are CLOCK_MONOTONIC nanoseconds (frm_now_ns), -1 for none.
+ * Blocking calls return EINTR after at most FRM_SLICE_NS without finishing,
+ * having undone what they did: check for signals and call again with the
+ * same deadline. */
+#define FRM_SLICE_NS 100000000LL
+
+/* Takes the mutex and an exclusive free slot for a frame of `nbytes` pixels
+ * and `meta_len` metadata bytes; grows the store first when it does not
+ * fit, follows a replaced store. The slot's pages are reserved. */
+int frm_claim(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
+              int64_t deadline, frm_claim_t *out);
+/* Publishes a claimed slot; *generation is its generation. Unlocks. */
+int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation);
+/* Drops a claimed slot (nothing published). Unlocks. */
+int frm_abandon(frm_claim_t *c);
+/* claim + copy `src` in (first writes reserve and copy in one pass) +
+ * commit, with no caller code in between. */
+int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *spec,
+                int64_t deadline, uint64_t *generation);
+
+/* ---- reading ---- */
+
+/* Facts of the latest complete frame without pinning it. */
+int frm_latest(frm_store *st, frm_follow *fw, frm_frame *f);
+/* Pins the latest complete frame's slot (in follow->store when moved). */
+int frm_pin(frm_store *st, frm_follow *fw, frm_frame *f);
+int frm_unpin(frm_store *st, int slot);
+/* Validates slot `slot`'s descriptor into *f (the caller pins it). */
+int frm_decode(frm_store *st, int slot, frm_frame *f);
+
+/* Blocks until a generation newer than `after` is published: *generation.
+ * Spins for up to spin_ns before sleeping in the kernel. ETIMEDOUT at the
+ * deadline. */
+int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline, int64_t spin_ns,
+             uint64_t *generation);
+
+/* Subscriber registry entry k, validated into *out; ENOENT when free. */
+int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive);
+
+int64_t frm_now_ns(void);
+uint64_t frm_wall_ns(void);
+
+/* The segment header's flags, read without the mutex. */
 static inline uint32_t shmp_load_flags(uint32_t *f) {
+#if defined(_MSC_VER) && !defined(__clang__)
     uint32_t v = *(volatile uint32_t *)f;
     MemoryBarrier();
     return v;
-}
 #else
-static inline uint64_t frm_load_latest(frm_ctrl *c) {
-    return __atomic_load_n(&c->latest, __ATOMIC_ACQUIRE);
-}
-static inline void frm_store_latest(frm_ctrl *c, uint64_t v) {
-    __atomic_store_n(&c->latest, v, __ATOMIC_RELEASE);
-}
-static inline uint32_t frm_load_seq(frm_ctrl *c) {
-    return __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
-}
-static inline void frm_bump_seq(frm_ctrl *c) {
-    __atomic_fetch_add(&c->seq, 1u, __ATOMIC_SEQ_CST); /* ordered before reading waiters */
-}
-static inline uint32_t frm_load_state(frm_slot *s) {
-    return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
-}
-static inline void frm_store_state(frm_slot *s, uint32_t v) {
-    __atomic_store_n(&s->state, v, __ATOMIC_RELEASE);
-}
-static inline uint32_t shmp_load_flags(uint32_t *f) {
     return __atomic_load_n(f, __ATOMIC_ACQUIRE);
-}
-
-#endif /* _MSC_VER */
-
-/* ---- waiting for the next publish ---- */
-
-#if defined(_WIN32)
-static inline int64_t frm_now_ns(void) {
-    LARGE_INTEGER f, c;
-    QueryPerformanceFrequency(&f);
-    QueryPerformanceCounter(&c);
-    return (int64_t)((double)c.QuadPart * 1e9 / (double)f.QuadPart);
-}
-static inline void frm_relax(void) { YieldProcessor(); }
-static inline void frm_yield(void) { SwitchToThread(); }
-#else
-#include <sched.h>
-#include <time.h>
-static inline int64_t frm_now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-static inline void frm_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-static inline void frm_yield(void) { sched_yield(); }
-#endif
-
-/* A short, bounded spin before sleeping in the kernel: when the other side
- * answers within a few microseconds, the futex round trip is saved. 1 when
- * `seq` moved on within `spin_ns`. */
-static inline int frm_spin_for_seq(frm_ctrl *c, uint32_t seq, int64_t spin_ns) {
-    int64_t end = frm_now_ns() + spin_ns;
-    for (;;) {
-        for (int i = 0; i < 32; i++) {
-            if (frm_load_seq(c) != seq) return 1;
-            frm_relax();
-        }
-        if (frm_now_ns() >= end) return 0;
-    }
-}
-
-/* Sleepers announce themselves, so a publish with none skips the wake call.
- * A sleeper that dies leaves the count high: only extra wake calls. */
-static inline void frm_add_waiter(frm_ctrl *c, int delta) {
-#if defined(_MSC_VER)
-    InterlockedExchangeAdd((volatile LONG *)&c->waiters, (LONG)delta);
-#else
-    __atomic_fetch_add(&c->waiters, (uint32_t)delta, __ATOMIC_SEQ_CST);
-#endif
-}
-static inline uint32_t frm_waiters(frm_ctrl *c) {
-#if defined(_MSC_VER)
-    MemoryBarrier();
-    return *(volatile uint32_t *)&c->waiters;
-#else
-    return __atomic_load_n(&c->waiters, __ATOMIC_SEQ_CST);
-#endif
-}
-
-static inline uint64_t frm_wall_ns(void) {
-#if defined(_WIN32)
-    FILETIME ft;
-    GetSystemTimePreciseAsFileTime(&ft);
-    uint64_t t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
-    return (t - 116444736000000000ULL) * 100; /* 1601 -> 1970, 100 ns units */
-#else
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
 #endif
 }
 

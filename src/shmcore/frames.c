@@ -1,0 +1,902 @@
+/* The frame protocol (layout version 2): see frames.h. */
+#include "frames.h"
+
+#include <errno.h>
+#include <string.h>
+
+#if defined(_WIN32)
+#include <windows.h>
+#else
+#include <sched.h>
+#include <time.h>
+#include <unistd.h>
+#endif
+
+/* The layout's sizes, checked at compile time (an array of size -1 when
+ * not: every compiler this builds with, MSVC's C mode included). */
+typedef char frm_head_is_1k[sizeof(frm_ctrl) == FRM_HEAD_SIZE ? 1 : -1];
+typedef char frm_slot_is_128[sizeof(frm_slot) == 128 ? 1 : -1];
+typedef char frm_sub_is_64[sizeof(frm_sub) == 64 ? 1 : -1];
+typedef char frm_slot_fits_8_bits[FRM_MAX_TABLE < 255 ? 1 : -1]; /* latest: slot + 1 */
+
+#define FOLLOW_MAX 64   /* replacements followed in one call before refusing */
+#define PIN_TRIES 10000 /* races with writers lost in a row before giving up */
+
+/* ---- atomics, clocks, pid ---- */
+
+#if (defined(_MSC_VER) && !defined(__clang__)) || defined(FRM_FORCE_INTERLOCKED)
+/* MSVC has no __atomic builtins: aligned 32/64-bit volatile accesses are
+ * single-copy atomic on x64 and arm64, full barriers order them. */
+static uint64_t load64(uint64_t *p) {
+    uint64_t v = *(volatile uint64_t *)p;
+    MemoryBarrier();
+    return v;
+}
+static void store64(uint64_t *p, uint64_t v) {
+    MemoryBarrier();
+    *(volatile uint64_t *)p = v;
+}
+static uint32_t load32(uint32_t *p) {
+    uint32_t v = *(volatile uint32_t *)p;
+    MemoryBarrier();
+    return v;
+}
+static void store32(uint32_t *p, uint32_t v) {
+    MemoryBarrier();
+    *(volatile uint32_t *)p = v;
+}
+static void add32(uint32_t *p, int32_t d) { InterlockedExchangeAdd((volatile LONG *)p, (LONG)d); }
+static uint32_t load32_seq(uint32_t *p) { return load32(p); }
+#else
+static uint64_t load64(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static void store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static uint32_t load32(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static void store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/* Sequentially consistent: a bump is ordered before reading `waiters`. */
+static void add32(uint32_t *p, int32_t d) { __atomic_fetch_add(p, (uint32_t)d, __ATOMIC_SEQ_CST); }
+static uint32_t load32_seq(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+#endif
+
+/* Descriptor fields other than `state` are plain data guarded by the slot's
+ * byte-range lock and published by the release store of `state`/`latest`;
+ * a reader snapshots them with relaxed atomic loads, so a hostile or racing
+ * writer gives it stale values (which it validates), never a data race. */
+static void snapshot(void *dst, const void *src, size_t n) {
+#if (defined(_MSC_VER) && !defined(__clang__)) || defined(FRM_FORCE_INTERLOCKED)
+    memcpy(dst, src, n);
+    MemoryBarrier();
+#else
+    const uint64_t *s = (const uint64_t *)src;
+    for (size_t i = 0; i < n / 8; i++) {
+        uint64_t v = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+        memcpy((char *)dst + 8 * i, &v, 8);
+    }
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+#endif
+}
+
+static void publish_bytes(void *dst, const void *src, size_t n) {
+#if (defined(_MSC_VER) && !defined(__clang__)) || defined(FRM_FORCE_INTERLOCKED)
+    memcpy(dst, src, n);
+#else
+    uint64_t *d = (uint64_t *)dst;
+    for (size_t i = 0; i < n / 8; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)src + 8 * i, 8);
+        __atomic_store_n(&d[i], v, __ATOMIC_RELAXED);
+    }
+#endif
+}
+
+#if defined(_WIN32)
+int64_t frm_now_ns(void) {
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (int64_t)((double)c.QuadPart * 1e9 / (double)f.QuadPart);
+}
+uint64_t frm_wall_ns(void) {
+    FILETIME ft;
+    GetSystemTimePreciseAsFileTime(&ft);
+    uint64_t t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
+    return (t - 116444736000000000ULL) * 100; /* 1601 -> 1970, 100 ns units */
+}
+static void relax(void) { YieldProcessor(); }
+static void yield_cpu(void) { SwitchToThread(); }
+static uint32_t my_pid(void) { return (uint32_t)GetCurrentProcessId(); }
+static void mu_init(frm_mutex *m) { InitializeSRWLock(m); }
+static void mu_destroy(frm_mutex *m) { (void)m; }
+static void mu_lock(frm_mutex *m) { AcquireSRWLockExclusive(m); }
+static void mu_unlock(frm_mutex *m) { ReleaseSRWLockExclusive(m); }
+#else
+int64_t frm_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+uint64_t frm_wall_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
+}
+static void relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+static void yield_cpu(void) { sched_yield(); }
+/* getpid() is a system call in current glibc: cache it, per fork. */
+static uint32_t cached_pid;
+static void forget_pid(void) { __atomic_store_n(&cached_pid, 0, __ATOMIC_RELAXED); }
+static uint32_t my_pid(void) {
+    uint32_t pid = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+    if (!pid) {
+        static int registered;
+        if (!__atomic_exchange_n(&registered, 1, __ATOMIC_RELAXED))
+            pthread_atfork(NULL, NULL, forget_pid);
+        pid = (uint32_t)getpid();
+        __atomic_store_n(&cached_pid, pid, __ATOMIC_RELAXED);
+    }
+    return pid;
+}
+static void mu_init(frm_mutex *m) { pthread_mutex_init(m, NULL); }
+static void mu_destroy(frm_mutex *m) { pthread_mutex_destroy(m); }
+static void mu_lock(frm_mutex *m) { pthread_mutex_lock(m); }
+static void mu_unlock(frm_mutex *m) { pthread_mutex_unlock(m); }
+#endif
+
+static int past(int64_t deadline) { return deadline >= 0 && frm_now_ns() >= deadline; }
+
+/* Nanoseconds to wait now: up to the deadline, at most one slice. */
+static int64_t slice_left(int64_t deadline) {
+    if (deadline < 0) return FRM_SLICE_NS;
+    int64_t left = deadline - frm_now_ns();
+    if (left < 0) left = 0;
+    return left < FRM_SLICE_NS ? left : FRM_SLICE_NS;
+}
+
+/* ---- layout ---- */
+
+static const uint8_t ITEMSIZE[FRM_DTYPE_END] = {0, 1, 1, 1, 2, 2, 4, 4, 8, 8, 2, 4, 8};
+
+uint32_t frm_itemsize(uint32_t dtype) { return dtype < FRM_DTYPE_END ? ITEMSIZE[dtype] : 0; }
+
+static uint64_t round_page(uint64_t n) { return (n + FRM_PAGE - 1) & ~(uint64_t)(FRM_PAGE - 1); }
+
+static uint64_t ctrl_size_for(uint32_t table_slots) {
+    return round_page(FRM_TABLE_AT + (uint64_t)table_slots * sizeof(frm_slot));
+}
+
+int frm_check_options(const frm_options *o) {
+    if (o->capacity > FRM_MAX_FRAME_BYTES) return EFBIG;
+    if (o->slots < FRM_MIN_SPARES || o->slots > o->max_slots || o->max_slots > FRM_MAX_SPARES)
+        return EINVAL;
+    if (o->history < 1 || o->history > FRM_MAX_HISTORY) return EINVAL;
+    if (o->meta_capacity > FRM_META_MAX) return EINVAL;
+    return 0;
+}
+
+int frm_data_size(const frm_options *o, uint64_t *size) {
+    int rc = frm_check_options(o);
+    if (rc) return rc;
+    uint32_t table = o->history + o->max_slots;
+    uint64_t cap = round_page(o->capacity ? o->capacity : 1);
+    uint64_t stride = round_page(o->meta_capacity) + cap;
+    *size = ctrl_size_for(table) + table * stride;
+    return 0;
+}
+
+static frm_slot *slot_at(const frm_store *st, int i) { return &st->table[i]; }
+static uint64_t slot_offset(const frm_store *st, int i) {
+    return st->ctrl_size + (uint64_t)i * st->stride;
+}
+
+static void handle_init(frm_store *st, shmp_seg *seg) {
+    unsigned char *data = shmp_data(seg);
+    st->seg = seg;
+    st->data = data;
+    st->ctrl = (frm_ctrl *)data;
+    st->subs = (frm_sub *)(data + FRM_SUBS_AT);
+    st->table = (frm_slot *)(data + FRM_TABLE_AT);
+    st->copy_threads = 2;
+    st->pid = my_pid();
+    memset(st->pins, 0, sizeof st->pins);
+    memset(st->claimed, 0, sizeof st->claimed);
+    mu_init(&st->mu);
+}
+
+/* The header's immutable fields, checked against the real data size. */
+static int validate_head(const frm_ctrl *c, uint64_t size) {
+    if (size < FRM_HEAD_SIZE) return SHMP_EINCOMPAT;
+    if (c->magic != FRM_MAGIC || c->version != FRM_VERSION) return SHMP_EINCOMPAT;
+    if (c->history < 1 || c->history > FRM_MAX_HISTORY) return SHMP_EINCOMPAT;
+    if (c->slots < FRM_MIN_SPARES || c->slots > c->max_slots || c->max_slots > FRM_MAX_SPARES)
+        return SHMP_EINCOMPAT;
+    if (c->table_slots != c->history + c->max_slots) return SHMP_EINCOMPAT;
+    if (c->ctrl_size != ctrl_size_for(c->table_slots)) return SHMP_EINCOMPAT;
+    if (c->slot_capacity == 0 || c->slot_capacity % FRM_PAGE ||
+        c->slot_capacity > FRM_MAX_FRAME_BYTES)
+        return SHMP_EINCOMPAT;
+    if (c->meta_capacity % FRM_PAGE || c->meta_capacity > FRM_META_MAX) return SHMP_EINCOMPAT;
+    if (c->slot_stride != c->meta_capacity + c->slot_capacity) return SHMP_EINCOMPAT;
+    if (size < c->ctrl_size || (size - c->ctrl_size) / c->table_slots < c->slot_stride)
+        return SHMP_EINCOMPAT;
+    return 0;
+}
+
+int frm_open(frm_store *st, shmp_seg *seg) {
+    memset(st, 0, sizeof *st);
+    if (seg->map_size < SHMP_HEADER_SIZE) return SHMP_EINCOMPAT;
+    uint64_t size = seg->map_size - SHMP_HEADER_SIZE;
+    if (size < FRM_HEAD_SIZE) return SHMP_EINCOMPAT;
+    frm_ctrl c;
+    snapshot(&c, shmp_data(seg), sizeof c);
+    int rc = validate_head(&c, size);
+    if (rc) return rc;
+    handle_init(st, seg);
+    st->capacity = c.slot_capacity;
+    st->stride = c.slot_stride;
+    st->ctrl_size = c.ctrl_size;
+    st->meta_capacity = c.meta_capacity;
+    st->table_slots = c.table_slots;
+    st->history = c.history;
+    st->slots = c.slots;
+    st->max_slots = c.max_slots;
+    return 0;
+}
+
+void frm_close(frm_store *st) {
+    if (st->seg) mu_destroy(&st->mu);
+    st->seg = NULL;
+}
+
+static void write_head(frm_ctrl *c, const frm_options *o, uint64_t last_generation) {
+    uint32_t table = o->history + o->max_slots;
+    c->version = FRM_VERSION;
+    c->ctrl_size = (uint32_t)ctrl_size_for(table);
+    c->slot_capacity = round_page(o->capacity ? o->capacity : 1);
+    c->meta_capacity = (uint32_t)round_page(o->meta_capacity);
+    c->table_slots = table;
+    c->slots = o->slots;
+    c->max_slots = o->max_slots;
+    c->history = o->history;
+    c->active_slots = o->history + o->slots;
+    c->slot_stride = c->meta_capacity + c->slot_capacity;
+    c->last_generation = last_generation;
+    c->magic = FRM_MAGIC;
+}
+
+int frm_build(frm_store *st, shmp_seg *seg, const frm_options *o, const char *key,
+              size_t key_len, int persistent, uint64_t last_generation) {
+    uint64_t size;
+    memset(st, 0, sizeof *st);
+    int rc = frm_data_size(o, &size);
+    if (rc) return rc;
+    uint64_t ctrl = ctrl_size_for(o->history + o->max_slots);
+    rc = shmp_build(seg, size, ctrl, persistent, key, key_len);
+    if (rc) return rc;
+    write_head((frm_ctrl *)shmp_data(seg), o, last_generation);
+    rc = frm_open(st, seg);
+    if (rc) shmp_discard(seg);
+    return rc;
+}
+
+void frm_get_options(const frm_store *st, frm_options *o) {
+    o->capacity = st->capacity;
+    o->slots = st->slots;
+    o->max_slots = st->max_slots;
+    o->history = st->history;
+    o->meta_capacity = st->meta_capacity;
+}
+
+int frm_superseded(const frm_store *st) {
+    return (shmp_load_flags(&shmp_hdr(st->seg)->flags) & SHMP_FLAG_SUPERSEDED) != 0;
+}
+
+uint64_t frm_generation(const frm_store *st) { return load64(&st->ctrl->latest) >> 8; }
+
+/* Takes the handle's local mutex. A forked child holds none of its
+ * parent's pins or claims, and gets a fresh mutex: another thread of the
+ * parent may have held it at fork time, and that thread is not here. */
+static void enter(frm_store *st) {
+    uint32_t pid = my_pid();
+    if (st->pid != pid) {
+        mu_init(&st->mu);
+        st->pid = pid;
+        memset(st->pins, 0, sizeof st->pins);
+        memset(st->claimed, 0, sizeof st->claimed);
+    }
+    mu_lock(&st->mu);
+}
+
+/* ---- attaching and following ---- */
+
+static int attach_live(frm_store *st, shmp_seg *seg, const char *name, int writable) {
+    for (int i = 0; i < FOLLOW_MAX; i++) {
+        int rc = shmp_attach(seg, name, writable);
+        if (rc) return rc;
+        rc = frm_open(st, seg);
+        if (rc) {
+            shmp_detach(seg);
+            return rc;
+        }
+        if (!frm_superseded(st)) return 0;
+        frm_close(st);
+        shmp_detach(seg); /* replaced just now: the name holds its successor */
+    }
+    return SHMP_EINCOMPAT; /* stays marked as replaced: not a segment to trust */
+}
+
+int frm_attach(frm_store *st, shmp_seg *seg, const char *name, int writable, int create,
+               const frm_options *o, const char *key, size_t key_len, int persistent,
+               int *created) {
+    *created = 0;
+    for (int i = 0; i < FOLLOW_MAX; i++) {
+        int rc = attach_live(st, seg, name, writable);
+        if (rc != ENOENT || !create) return rc;
+        rc = frm_build(st, seg, o, key, key_len, persistent, 0);
+        if (rc) return rc;
+        rc = shmp_link(seg, name);
+        if (rc == 0) {
+            *created = 1;
+            return 0;
+        }
+        frm_close(st);
+        shmp_discard(seg);
+        if (rc != EEXIST) return rc;
+        /* somebody else created it meanwhile: attach to theirs */
+    }
+    return EAGAIN;
+}
+
+int frm_detach(frm_store *st) {
+    shmp_seg *seg = st->seg;
+    frm_close(st);
+    return seg ? shmp_detach(seg) : 0;
+}
+
+/* The live store to work on: `st`, or its successor in `fw`. */
+static int live(frm_store *st, frm_follow *fw, frm_store **out) {
+    frm_store *cur = (fw && fw->moved) ? fw->store : st;
+    if (!frm_superseded(cur)) {
+        *out = cur;
+        return 0;
+    }
+    if (!fw) return ESTALE;
+    char name[SHMP_NAME_MAX + 1];
+    memcpy(name, cur->seg->name, sizeof name);
+    int writable = cur->seg->writable;
+    if (fw->moved) {
+        frm_detach(fw->store); /* nobody but this call has seen it yet */
+        fw->moved = 0;
+    }
+    int rc = attach_live(fw->store, fw->seg, name, writable);
+    if (rc) return rc;
+    fw->moved = 1;
+    *out = fw->store;
+    return 0;
+}
+
+/* ---- reading ---- */
+
+/* The slot a `latest` or ring word names, or -1. */
+static int slot_of(const frm_store *st, uint64_t word) {
+    uint64_t s = word & 0xff;
+    return (s == 0 || s > st->table_slots) ? -1 : (int)(s - 1);
+}
+
+static int decode_desc(const frm_store *st, const frm_slot *d, int slot, frm_frame *f) {
+    if (d->ndim < 2 || d->ndim > FRM_MAX_DIMS) return SHMP_EINCOMPAT;
+    uint32_t item = frm_itemsize(d->dtype);
+    if (!item) return SHMP_EINCOMPAT;
+    uint64_t n = item;
+    for (uint32_t i = 0; i < d->ndim; i++) {
+        if (d->shape[i] == 0 || d->shape[i] > st->capacity / n) return SHMP_EINCOMPAT;
+        n *= d->shape[i];
+    }
+    if (d->meta_len > st->meta_capacity) return SHMP_EINCOMPAT;
+    memset(f, 0, sizeof *f);
+    f->slot = slot;
+    f->ndim = d->ndim;
+    memcpy(f->shape, d->shape, sizeof f->shape);
+    for (uint32_t i = d->ndim; i < FRM_MAX_DIMS; i++) f->shape[i] = 0;
+    f->dtype = d->dtype;
+    f->itemsize = item;
+    f->nbytes = n;
+    f->generation = d->generation;
+    f->timestamp_ns = d->timestamp_ns;
+    f->writer_pid = d->writer_pid;
+    f->meta_len = d->meta_len;
+    f->meta_offset = slot_offset(st, slot);
+    f->offset = f->meta_offset + st->meta_capacity;
+    return 0;
+}
+
+int frm_decode(frm_store *st, int slot, frm_frame *f) {
+    if (slot < 0 || (uint32_t)slot >= st->table_slots) return EINVAL;
+    frm_slot d;
+    snapshot(&d, slot_at(st, slot), sizeof d);
+    return decode_desc(st, &d, slot, f);
+}
+
+/* Nothing published: ETORN when a writer died mid-publish (a slot left
+ * WRITING with no writer's lock on it), else ENOFRAME. */
+static int no_frame(frm_store *st) {
+    for (uint32_t i = 0; i < st->table_slots; i++) {
+        if (load32(&slot_at(st, (int)i)->state) != FRM_WRITING) continue;
+        int locked = 1;
+        enter(st);
+        int mine = st->claimed[i];
+        mu_unlock(&st->mu);
+        if (!mine && shmp_range_test(st->seg, i, &locked) == 0 && !locked) return FRM_ETORN;
+    }
+    return FRM_ENOFRAME;
+}
+
+int frm_latest(frm_store *st, frm_follow *fw, frm_frame *f) {
+    frm_store *cur;
+    int rc = live(st, fw, &cur);
+    if (rc) return rc;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t latest = load64(&cur->ctrl->latest);
+        if (latest == 0) return no_frame(cur);
+        int slot = slot_of(cur, latest);
+        if (slot < 0) return SHMP_EINCOMPAT;
+        rc = frm_decode(cur, slot, f);
+        if (!rc && load32(&slot_at(cur, slot)->state) != FRM_COMPLETE) rc = SHMP_EINCOMPAT;
+        if (load64(&cur->ctrl->latest) != latest) continue; /* changed meanwhile */
+        if (rc) return rc;
+        /* A kept slot is never rewritten: one that disagrees with `latest`
+         * while `latest` stays is a lie. */
+        return f->generation == latest >> 8 ? 0 : SHMP_EINCOMPAT;
+    }
+    return ETIMEDOUT; /* frames change too fast to read their facts */
+}
+
+/* Pins `slot` for a reader: 0, or EAGAIN when a writer has it. */
+static int pin_slot(frm_store *st, int slot) {
+    int rc = 0;
+    enter(st);
+    if (st->claimed[slot]) rc = EAGAIN; /* this handle's own writer: no lock conversion */
+    else if (st->pins[slot] == 0) rc = shmp_range_lock(st->seg, (uint64_t)slot, 0);
+    if (!rc) st->pins[slot]++;
+    mu_unlock(&st->mu);
+    return rc;
+}
+
+int frm_unpin(frm_store *st, int slot) {
+    if (slot < 0 || (uint32_t)slot >= st->table_slots) return EINVAL;
+    int rc = 0;
+    enter(st);
+    if (st->pins[slot] && --st->pins[slot] == 0) rc = shmp_range_unlock(st->seg, (uint64_t)slot);
+    mu_unlock(&st->mu);
+    return rc;
+}
+
+int frm_pin(frm_store *st, frm_follow *fw, frm_frame *f) {
+    frm_store *cur;
+    int rc = live(st, fw, &cur);
+    if (rc) return rc;
+    for (int attempt = 0; attempt < PIN_TRIES; attempt++) {
+        uint64_t latest = load64(&cur->ctrl->latest);
+        if (latest == 0) return no_frame(cur);
+        int slot = slot_of(cur, latest);
+        if (slot < 0) return SHMP_EINCOMPAT;
+        rc = pin_slot(cur, slot);
+        if (rc == EAGAIN) {
+            yield_cpu();
+            continue;
+        }
+        if (rc) return rc;
+        frm_slot *d = slot_at(cur, slot);
+        if (load32(&d->state) == FRM_COMPLETE && load64(&d->generation) == latest >> 8) {
+            rc = frm_decode(cur, slot, f);
+            if (rc == 0 && f->generation == latest >> 8) return 0;
+        }
+        frm_unpin(cur, slot);
+        if (rc) return rc;
+        /* Pinned, a kept slot cannot change: if `latest` still names it,
+         * its descriptor lies. Else a writer moved on: again. */
+        if (load64(&cur->ctrl->latest) == latest) return SHMP_EINCOMPAT;
+    }
+    return ETIMEDOUT; /* could not pin the latest frame */
+}
+
+/* ---- wait and wake ---- */
+
+static void bump_and_wake(frm_store *st) {
+    /* seq_cst: the bump is ordered before reading `waiters`. */
+    add32(&st->ctrl->seq, 1);
+    if (load32_seq(&st->ctrl->waiters)) shmp_wake(st->seg, &st->ctrl->seq);
+}
+
+/* A short, bounded spin before sleeping in the kernel: when the other side
+ * answers within a few microseconds, the futex round trip is saved. */
+static int spin_for_seq(frm_ctrl *c, uint32_t seq, int64_t spin_ns) {
+    int64_t end = frm_now_ns() + spin_ns;
+    for (;;) {
+        for (int i = 0; i < 32; i++) {
+            if (load32(&c->seq) != seq) return 1;
+            relax();
+        }
+        if (frm_now_ns() >= end) return 0;
+    }
+}
+
+int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline, int64_t spin_ns,
+             uint64_t *generation) {
+    int64_t slice_end = frm_now_ns() + FRM_SLICE_NS;
+    if (deadline >= 0 && deadline < slice_end) slice_end = deadline;
+    for (;;) {
+        frm_store *cur;
+        int rc = live(st, fw, &cur);
+        if (rc) return rc;
+        uint32_t seq = load32(&cur->ctrl->seq);
+        uint64_t gen = load64(&cur->ctrl->latest) >> 8;
+        if (gen > after) {
+            *generation = gen;
+            return 0;
+        }
+        int64_t left = slice_end - frm_now_ns();
+        if (left <= 0) return past(deadline) ? ETIMEDOUT : EINTR;
+        if (frm_superseded(cur)) continue; /* followed on the next turn */
+        if (spin_ns > 0) {
+            int moved = spin_for_seq(cur->ctrl, seq, spin_ns < left ? spin_ns : left);
+            spin_ns = 0;
+            if (moved) continue;
+        }
+        /* Sleepers announce themselves, so a publish with none skips the
+         * wake call. A sleeper that dies leaves the count high: only extra
+         * wakes. */
+        add32(&cur->ctrl->waiters, 1);
+        rc = shmp_wait(cur->seg, &cur->ctrl->seq, seq, left);
+        add32(&cur->ctrl->waiters, -1);
+        if (rc && rc != ETIMEDOUT) return rc;
+    }
+}
+
+/* ---- writing ---- */
+
+static int lock_segment(frm_store *st, int64_t deadline) {
+    int died = 0;
+    int rc = shmp_lock_try(st->seg, &died);
+    if (rc != EBUSY) return rc;
+    int64_t left = slice_left(deadline);
+    if (left == 0) return ETIMEDOUT;
+    rc = shmp_lock_wait(st->seg, left, &died);
+    if (rc == ETIMEDOUT && !past(deadline)) return EINTR;
+    return rc;
+}
+
+/* Is `slot` one of the `history` frames the store keeps? */
+static int kept(const frm_store *st, int slot) {
+    for (uint32_t i = 0; i < st->history; i++)
+        if (slot_of(st, load64(&st->ctrl->ring[i])) == slot) return 1;
+    return slot_of(st, load64(&st->ctrl->latest)) == slot;
+}
+
+/* Slots to try, most recently written first (never a kept one): a writer
+ * alternates between two slots while readers keep up, so the frames it
+ * writes stay warm in the cache. The count. */
+static int claim_order(const frm_store *st, uint32_t active, int *order) {
+    int n = 0;
+    for (uint32_t i = 0; i < active; i++) {
+        if (kept(st, (int)i)) continue;
+        uint64_t g = slot_at(st, (int)i)->generation;
+        int j = n++;
+        while (j > 0 && slot_at(st, order[j - 1])->generation < g) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = (int)i;
+    }
+    return n;
+}
+
+/* An exclusive lock on `slot` unless this handle pins it: 0 or EAGAIN. */
+static int take_slot(frm_store *st, int slot) {
+    int rc;
+    enter(st);
+    if (st->pins[slot] || st->claimed[slot]) {
+        rc = EAGAIN;
+    } else {
+        rc = shmp_range_lock(st->seg, (uint64_t)slot, 1);
+        if (!rc) st->claimed[slot] = 1;
+    }
+    mu_unlock(&st->mu);
+    return rc;
+}
+
+static void release_slot(frm_store *st, int slot) {
+    enter(st);
+    st->claimed[slot] = 0;
+    shmp_range_unlock(st->seg, (uint64_t)slot);
+    mu_unlock(&st->mu);
+}
+
+/* One pass over the slots in use, then a new spare up to max_slots: the
+ * slot, or -1 when every one is kept or pinned. Mutex held. */
+static int find_slot(frm_store *st, int *err) {
+    int order[FRM_MAX_TABLE];
+    uint32_t active = load32(&st->ctrl->active_slots);
+    *err = 0;
+    if (active < st->history + st->slots || active > st->table_slots) {
+        *err = SHMP_EINCOMPAT;
+        return -1;
+    }
+    int n = claim_order(st, active, order);
+    for (int i = 0; i < n; i++) {
+        int rc = take_slot(st, order[i]);
+        if (rc == 0) return order[i];
+        if (rc != EAGAIN) {
+            *err = rc;
+            return -1;
+        }
+    }
+    if (active < st->table_slots && take_slot(st, (int)active) == 0) {
+        store32(&st->ctrl->active_slots, active + 1);
+        return (int)active;
+    }
+    return -1;
+}
+
+/* Reserves a slot's pages, but for the first `filled` pixel bytes, which
+ * shmp_fill reserved while copying. */
+static int reserve_slot(frm_store *st, int slot, uint64_t filled) {
+    frm_slot *d = slot_at(st, slot);
+    if (load32(&d->flags) & FRM_SLOT_RESERVED) return 0;
+    uint64_t off = SHMP_HEADER_SIZE + slot_offset(st, slot);
+    uint64_t skip = filled ? st->meta_capacity + round_page(filled) : 0;
+    int rc = 0;
+    if (filled && st->meta_capacity)
+        rc = shmp_reserve(st->seg, off, st->meta_capacity, st->copy_threads);
+    if (!rc && skip < st->stride)
+        rc = shmp_reserve(st->seg, off + skip, st->stride - skip, st->copy_threads);
+    if (!rc) store32(&d->flags, load32(&d->flags) | FRM_SLOT_RESERVED);
+    return rc;
+}
+
+/* Copies the kept frames of `old` into the empty store `st`, oldest first,
+ * into slots 0, 1, ...: readers that follow never find it empty. */
+static int carry_kept(frm_store *st, frm_store *old) {
+    uint64_t last = load64(&old->ctrl->last_generation);
+    uint64_t first = last >= old->history ? last - old->history + 1 : 1;
+    int to = 0;
+    for (uint64_t g = first; g <= last && g; g++) {
+        uint64_t word = load64(&old->ctrl->ring[g % old->history]);
+        int from = slot_of(old, word);
+        frm_frame f;
+        if (word >> 8 != g || from < 0 || frm_decode(old, from, &f) != 0) continue;
+        if (f.nbytes > st->capacity || f.meta_len > st->meta_capacity) continue;
+        if (to >= (int)(st->history + st->slots)) break;
+        int rc = reserve_slot(st, to, 0);
+        if (rc) return rc;
+        unsigned char *dst = st->data + slot_offset(st, to);
+        memcpy(dst, old->data + f.meta_offset, f.meta_len);
+        shmp_copy(dst + st->meta_capacity, old->data + f.offset, (size_t)f.nbytes,
+                  st->copy_threads);
+        frm_slot d;
+        snapshot(&d, slot_at(old, from), sizeof d);
+        d.flags = FRM_SLOT_RESERVED;
+        d.state = FRM_COMPLETE;
+        memcpy(slot_at(st, to), &d, sizeof d);
+        uint64_t mine = g << 8 | (uint64_t)(to + 1);
+        st->ctrl->ring[g % st->history] = mine;
+        st->ctrl->latest = mine;
+        to++;
+    }
+    return 0;
+}
+
+/* Builds a larger store into *seg, carries the kept frames, puts it under
+ * the name and marks `old` superseded. Mutex of `old` held. */
+static int grow(frm_store *old, shmp_seg *seg, uint64_t nbytes, uint32_t meta_len) {
+    frm_options o;
+    frm_get_options(old, &o);
+    /* At least double, so a stream of slowly growing frames grows rarely. */
+    o.capacity = nbytes > old->capacity * 2 ? nbytes : old->capacity * 2;
+    if (o.capacity > FRM_MAX_FRAME_BYTES) o.capacity = nbytes;
+    if (meta_len > o.meta_capacity) o.meta_capacity = FRM_META_MAX;
+    shmp_header *h = shmp_hdr(old->seg);
+    uint32_t key_len = h->key_len < SHMP_KEY_MAX ? h->key_len : SHMP_KEY_MAX;
+    frm_store st;
+    int rc = frm_build(&st, seg, &o, h->key, key_len,
+                       (shmp_load_flags(&h->flags) & SHMP_FLAG_PERSISTENT) != 0,
+                       load64(&old->ctrl->last_generation));
+    if (rc) return rc;
+    rc = carry_kept(&st, old);
+    if (!rc) rc = shmp_swap(seg, old->seg);
+    frm_close(&st);
+    if (rc) {
+        shmp_discard(seg);
+        return rc;
+    }
+    bump_and_wake(old); /* waiters move on to the successor */
+    shmp_wake(old->seg, &old->ctrl->seq);
+    return 0;
+}
+
+/* Makes `seg` (attached, named) the store in `fw`. */
+static int install(frm_follow *fw, shmp_seg *seg) {
+    if (fw->moved) frm_detach(fw->store);
+    fw->moved = 0;
+    memcpy(fw->seg, seg, sizeof *seg);
+    int rc = frm_open(fw->store, fw->seg);
+    if (rc) {
+        shmp_detach(fw->seg);
+        return rc;
+    }
+    fw->moved = 1;
+    return 0;
+}
+
+/* Locks the live store's mutex, growing it when the frame does not fit. */
+static int lock_fitting(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
+                        int64_t deadline, frm_store **out) {
+    for (int i = 0; i < FOLLOW_MAX; i++) {
+        frm_store *cur;
+        int rc = live(st, fw, &cur);
+        if (rc) return rc;
+        rc = lock_segment(cur, deadline);
+        if (rc) return rc;
+        if (frm_superseded(cur)) { /* replaced while we waited for the lock */
+            shmp_unlock(cur->seg);
+            continue;
+        }
+        if (nbytes <= cur->capacity && meta_len <= cur->meta_capacity) {
+            *out = cur;
+            return 0;
+        }
+        if (!fw) {
+            shmp_unlock(cur->seg);
+            return ESTALE;
+        }
+        shmp_seg seg;
+        rc = grow(cur, &seg, nbytes, meta_len);
+        shmp_unlock(cur->seg);
+        if (!rc) rc = install(fw, &seg);
+        if (rc) return rc;
+    }
+    return SHMP_EINCOMPAT; /* keeps being replaced */
+}
+
+static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
+                        int64_t deadline, frm_claim_t *out) {
+    if (nbytes > FRM_MAX_FRAME_BYTES) return EFBIG;
+    if (meta_len > FRM_META_MAX) return EINVAL;
+    frm_store *cur;
+    int rc = lock_fitting(st, fw, nbytes, meta_len, deadline, &cur);
+    if (rc) return rc;
+    int64_t start = frm_now_ns();
+    for (;;) {
+        int err;
+        int slot = find_slot(cur, &err);
+        if (slot >= 0) {
+            store32(&slot_at(cur, slot)->state, FRM_WRITING);
+            out->store = cur;
+            out->slot = slot;
+            out->meta = cur->data + slot_offset(cur, slot);
+            out->pixels = out->meta + cur->meta_capacity;
+            return 0;
+        }
+        if (err) rc = err;
+        else if (past(deadline)) rc = ETIMEDOUT; /* every spare slot is pinned */
+        else if (frm_now_ns() - start >= FRM_SLICE_NS) rc = EINTR;
+        if (rc) {
+            shmp_unlock(cur->seg);
+            return rc;
+        }
+        shmp_nap();
+    }
+}
+
+int frm_claim(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
+              int64_t deadline, frm_claim_t *out) {
+    int rc = claim_locked(st, fw, nbytes, meta_len, deadline, out);
+    if (rc) return rc;
+    rc = reserve_slot(out->store, out->slot, 0);
+    if (rc) frm_abandon(out);
+    return rc;
+}
+
+int frm_abandon(frm_claim_t *c) {
+    frm_store *st = c->store;
+    store32(&slot_at(st, c->slot)->state, FRM_FREE);
+    release_slot(st, c->slot);
+    return shmp_unlock(st->seg);
+}
+
+static int check_spec(const frm_store *st, const frm_spec *spec, uint64_t *nbytes) {
+    uint32_t item = frm_itemsize(spec->dtype);
+    if (!item || spec->ndim < 2 || spec->ndim > FRM_MAX_DIMS) return EINVAL;
+    if (spec->meta_len > st->meta_capacity) return EINVAL;
+    uint64_t n = item;
+    for (uint32_t i = 0; i < spec->ndim; i++) {
+        if (spec->shape[i] == 0 || spec->shape[i] > st->capacity / n) return EINVAL;
+        n *= spec->shape[i];
+    }
+    *nbytes = n;
+    return 0;
+}
+
+int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation) {
+    frm_store *st = c->store;
+    uint64_t nbytes;
+    int rc = check_spec(st, spec, &nbytes);
+    if (rc) {
+        frm_abandon(c);
+        return rc;
+    }
+    frm_ctrl *ctrl = st->ctrl;
+    frm_slot d;
+    memset(&d, 0, sizeof d);
+    uint64_t gen = ctrl->last_generation + 1;
+    d.state = FRM_WRITING;
+    d.ndim = spec->ndim;
+    memcpy(d.shape, spec->shape, spec->ndim * sizeof(uint64_t));
+    d.dtype = spec->dtype;
+    d.flags = FRM_SLOT_RESERVED;
+    d.nbytes = nbytes;
+    d.generation = gen;
+    d.timestamp_ns = frm_wall_ns();
+    d.writer_pid = my_pid();
+    d.meta_len = spec->meta_len;
+    if (spec->meta_len && spec->meta && spec->meta != c->meta)
+        memcpy(c->meta, spec->meta, spec->meta_len);
+    publish_bytes(slot_at(st, c->slot), &d, sizeof d);
+    store32(&slot_at(st, c->slot)->state, FRM_COMPLETE);
+    uint64_t word = gen << 8 | (uint64_t)(c->slot + 1);
+    ctrl->last_generation = gen;
+    store64(&ctrl->ring[gen % st->history], word);
+    store64(&ctrl->latest, word);
+    release_slot(st, c->slot);
+    bump_and_wake(st);
+    *generation = gen;
+    return shmp_unlock(st->seg);
+}
+
+int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *spec,
+                int64_t deadline, uint64_t *generation) {
+    uint32_t item = frm_itemsize(spec->dtype);
+    if (!item || spec->ndim < 2 || spec->ndim > FRM_MAX_DIMS) return EINVAL;
+    uint64_t nbytes = item;
+    for (uint32_t i = 0; i < spec->ndim; i++) {
+        if (spec->shape[i] == 0 || spec->shape[i] > FRM_MAX_FRAME_BYTES / nbytes) return EFBIG;
+        nbytes *= spec->shape[i];
+    }
+    frm_claim_t c;
+    int rc = claim_locked(st, fw, nbytes, spec->meta_len, deadline, &c);
+    if (rc) return rc;
+    frm_store *cur = c.store;
+    frm_slot *d = slot_at(cur, c.slot);
+    if (d->flags & FRM_SLOT_RESERVED) {
+        shmp_copy(c.pixels, src, (size_t)nbytes, cur->copy_threads);
+    } else {
+        uint64_t off = SHMP_HEADER_SIZE + slot_offset(cur, c.slot) + cur->meta_capacity;
+        rc = shmp_fill(cur->seg, off, src, nbytes, cur->copy_threads);
+        if (!rc) rc = reserve_slot(cur, c.slot, nbytes); /* meta pages, and the rest */
+        if (rc) {
+            frm_abandon(&c);
+            return rc;
+        }
+    }
+    return frm_commit(&c, spec, generation);
+}
+
+/* ---- subscribers ---- */
+
+int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive) {
+    if (k >= FRM_MAX_SUBS) return EINVAL;
+    snapshot(out, &st->subs[k], sizeof *out);
+    *alive = 0;
+    if (out->state == FRM_SUB_FREE) return ENOENT;
+    if (out->state != FRM_SUB_LIVE || out->flags & ~(uint32_t)FRM_SUB_LOSSLESS) return SHMP_EINCOMPAT;
+    if (out->next_generation > load64(&st->ctrl->last_generation) + 1) return SHMP_EINCOMPAT;
+    int locked = 0;
+    int rc = shmp_range_test(st->seg, FRM_SUB_LOCKS + k, &locked);
+    if (rc) return rc;
+    *alive = locked;
+    return 0;
+}

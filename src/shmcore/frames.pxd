@@ -1,0 +1,95 @@
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+from shm_platform cimport shmp_seg
+
+
+cdef extern from "frames.h" nogil:
+    enum:
+        FRM_PAGE
+        FRM_MIN_SPARES
+        FRM_MAX_SPARES
+        FRM_MAX_HISTORY
+        FRM_MAX_TABLE
+        FRM_MAX_SUBS
+        FRM_META_MAX
+        FRM_MAX_DIMS
+        FRM_ENOFRAME
+        FRM_ETORN
+        FRM_DTYPE_END
+
+    uint64_t FRM_MAX_FRAME_BYTES
+    int ESTALE
+
+    ctypedef struct frm_store:
+        shmp_seg *seg
+        uint64_t capacity
+        uint64_t stride
+        uint64_t ctrl_size
+        uint32_t meta_capacity
+        uint32_t table_slots
+        uint32_t history
+        uint32_t slots
+        uint32_t max_slots
+
+    ctypedef struct frm_options:
+        uint64_t capacity
+        uint32_t slots
+        uint32_t max_slots
+        uint32_t history
+        uint32_t meta_capacity
+
+    ctypedef struct frm_frame:
+        int slot
+        uint32_t ndim
+        uint64_t shape[4]
+        uint32_t dtype
+        uint32_t itemsize
+        uint64_t nbytes
+        uint64_t generation
+        uint64_t timestamp_ns
+        uint32_t writer_pid
+        uint32_t meta_len
+        uint64_t offset
+        uint64_t meta_offset
+
+    ctypedef struct frm_spec:
+        uint32_t ndim
+        uint64_t shape[4]
+        uint32_t dtype
+        const void *meta
+        uint32_t meta_len
+
+    ctypedef struct frm_follow:
+        frm_store *store
+        shmp_seg *seg
+        int moved
+
+    ctypedef struct frm_claim_t:
+        frm_store *store
+        int slot
+        unsigned char *pixels
+        unsigned char *meta
+
+    int frm_check_options(const frm_options *o)
+    int frm_data_size(const frm_options *o, uint64_t *size)
+    uint32_t frm_itemsize(uint32_t dtype)
+    int frm_open(frm_store *st, shmp_seg *seg)
+    void frm_close(frm_store *st)
+    int frm_attach(frm_store *st, shmp_seg *seg, const char *name, int writable, int create,
+                   const frm_options *o, const char *key, size_t key_len, int persistent,
+                   int *created)
+    int frm_superseded(const frm_store *st)
+    uint64_t frm_generation(const frm_store *st)
+    void frm_get_options(const frm_store *st, frm_options *o)
+    int frm_claim(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
+                  int64_t deadline, frm_claim_t *out)
+    int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation)
+    int frm_abandon(frm_claim_t *c)
+    int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *spec,
+                    int64_t deadline, uint64_t *generation)
+    int frm_latest(frm_store *st, frm_follow *fw, frm_frame *f)
+    int frm_pin(frm_store *st, frm_follow *fw, frm_frame *f)
+    int frm_unpin(frm_store *st, int slot)
+    int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline,
+                 int64_t spin_ns, uint64_t *generation)
+    int64_t frm_now_ns()

@@ -1,0 +1,877 @@
+/* Unit tests of the frame protocol (frames.h, layout 2), in C, so that they
+ * run under AddressSanitizer + UndefinedBehaviorSanitizer and under
+ * ThreadSanitizer. Processes are real (fork), deaths are real (SIGKILL while
+ * holding the mutex and a slot).
+ *
+ * Usage: test_frames [substring]   runs the tests whose name contains it.
+ * Under ThreadSanitizer run "threads" only: a writer and readers as threads
+ * over one store handle and one mapping, which is what it can see.
+ */
+#define _GNU_SOURCE
+#define CHECK_NAME_PREFIX "/shmi_ftest_"
+#include "check.h"
+#include "frames.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- helpers ---- */
+
+static const frm_options DEFAULTS = {4096, 2, 2, 1, FRM_META_MAX};
+
+static int name_exists(const char *name) {
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    return stat(path, &st) == 0;
+}
+
+static int reap(pid_t pid) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return -1;
+    }
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
+static int64_t in_ms(int n) { return frm_now_ns() + (int64_t)n * 1000000; }
+
+/* A store handle that follows replacements: two sets of storage, the
+ * current one and the one a call may move into. */
+typedef struct handle {
+    frm_store st[2];
+    shmp_seg seg[2];
+    int cur;
+} handle;
+
+static frm_store *H(handle *h) { return &h->st[h->cur]; }
+
+static frm_follow follow_of(handle *h) {
+    frm_follow fw = {&h->st[1 - h->cur], &h->seg[1 - h->cur], 0};
+    return fw;
+}
+
+static void adopt(handle *h, frm_follow *fw) {
+    if (!fw->moved) return;
+    frm_detach(&h->st[h->cur]);
+    h->cur = 1 - h->cur;
+}
+
+static int open_store(handle *h, const char *name, int create, const frm_options *o) {
+    int created;
+    memset(h, 0, sizeof *h);
+    return frm_attach(&h->st[0], &h->seg[0], name, 1, create, o, "key", 3, 0, &created);
+}
+
+static void close_store(handle *h) { frm_detach(H(h)); }
+
+/* Publishes a rows x cols uint8 frame whose every byte is `value`. */
+static int put(handle *h, uint64_t rows, uint64_t cols, uint8_t value, int64_t deadline,
+               uint64_t *gen) {
+    size_t n = (size_t)(rows * cols);
+    unsigned char *buf = malloc(n);
+    if (!buf) return ENOMEM;
+    memset(buf, value, n);
+    frm_spec spec = {2, {rows, cols, 0, 0}, FRM_UINT8, NULL, 0};
+    frm_follow fw = follow_of(h);
+    int rc;
+    do {
+        rc = frm_publish(H(h), &fw, buf, &spec, deadline, gen);
+    } while (rc == EINTR);
+    adopt(h, &fw);
+    free(buf);
+    return rc;
+}
+
+/* Is every pixel of the pinned frame `value`? */
+static int uniform(frm_store *st, const frm_frame *f, uint8_t value) {
+    const unsigned char *p = st->data + f->offset;
+    for (uint64_t i = 0; i < f->nbytes; i++)
+        if (p[i] != value) return 0;
+    return 1;
+}
+
+/* Pins the latest frame (following), checks it is uniform and carries its
+ * generation; 0, or what went wrong. */
+static int read_latest(handle *h, uint64_t *gen) {
+    frm_frame f;
+    frm_follow fw = follow_of(h);
+    int rc = frm_pin(H(h), &fw, &f);
+    adopt(h, &fw);
+    if (rc) return rc;
+    int ok = uniform(H(h), &f, (uint8_t)f.generation);
+    frm_unpin(H(h), f.slot);
+    if (gen) *gen = f.generation;
+    return ok ? 0 : EBADMSG;
+}
+
+/* ---- layout ---- */
+
+static void test_options_are_bounded(void) {
+    frm_options o = DEFAULTS;
+    uint64_t size = 0;
+    CHECK_RC(frm_data_size(&o, &size), 0);
+    CHECK(size == 8192 + 3 * (4096 + FRM_META_MAX));
+    o.slots = 1;
+    CHECK_RC(frm_check_options(&o), EINVAL);
+    o = DEFAULTS;
+    o.max_slots = FRM_MAX_SPARES + 1;
+    CHECK_RC(frm_check_options(&o), EINVAL);
+    o = DEFAULTS;
+    o.slots = 3; /* above max_slots */
+    CHECK_RC(frm_check_options(&o), EINVAL);
+    o = DEFAULTS;
+    o.history = 0;
+    CHECK_RC(frm_check_options(&o), EINVAL);
+    o.history = FRM_MAX_HISTORY + 1;
+    CHECK_RC(frm_check_options(&o), EINVAL);
+    o = DEFAULTS;
+    o.meta_capacity = FRM_META_MAX + 1;
+    CHECK_RC(frm_check_options(&o), EINVAL);
+    o = DEFAULTS;
+    o.capacity = FRM_MAX_FRAME_BYTES + 1;
+    CHECK_RC(frm_check_options(&o), EFBIG);
+    o = DEFAULTS;
+    o.history = FRM_MAX_HISTORY;
+    o.slots = o.max_slots = FRM_MAX_SPARES;
+    CHECK_RC(frm_data_size(&o, &size), 0);
+}
+
+static void test_dtype_table(void) {
+    static const uint32_t sizes[] = {0, 1, 1, 1, 2, 2, 4, 4, 8, 8, 2, 4, 8};
+    for (uint32_t code = 0; code < FRM_DTYPE_END; code++) CHECK(frm_itemsize(code) == sizes[code]);
+    CHECK(frm_itemsize(FRM_DTYPE_END) == 0);
+    CHECK(frm_itemsize(UINT32_MAX) == 0);
+}
+
+static void test_build_attach_and_options(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, r;
+    frm_options o = {10000, 3, 5, 4, 8192};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    CHECK_RC(open_store(&r, name, 0, NULL), 0);
+    frm_options got;
+    frm_get_options(H(&r), &got);
+    CHECK(got.capacity == 12288 && got.slots == 3 && got.max_slots == 5 && got.history == 4);
+    CHECK(got.meta_capacity == 8192);
+    CHECK(H(&r)->table_slots == 9);
+    CHECK(H(&r)->ctrl->active_slots == 7);
+    frm_frame f;
+    CHECK_RC(frm_pin(H(&r), NULL, &f), FRM_ENOFRAME);
+    CHECK_RC(frm_latest(H(&r), NULL, &f), FRM_ENOFRAME);
+    close_store(&r);
+    close_store(&w);
+    CHECK(!name_exists(name));
+    CHECK_RC(open_store(&r, name, 0, NULL), ENOENT);
+}
+
+/* ---- claim, commit, pin ---- */
+
+static void test_commit_then_pin_reads_it(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    frm_claim_t c;
+    CHECK_RC(frm_claim(H(&w), NULL, 3 * 5 * 4 * 2, 5, -1, &c), 0);
+    for (int i = 0; i < 60; i++) ((uint16_t *)c.pixels)[i] = (uint16_t)(1000 + i);
+    memcpy(c.meta, "hello", 5);
+    frm_spec spec = {4, {1, 3, 5, 4}, FRM_UINT16, NULL, 5};
+    uint64_t gen = 0;
+    CHECK_RC(frm_commit(&c, &spec, &gen), 0);
+    CHECK(gen == 1);
+    frm_frame f;
+    CHECK_RC(frm_pin(H(&w), NULL, &f), 0);
+    CHECK(f.ndim == 4 && f.shape[0] == 1 && f.shape[1] == 3 && f.shape[2] == 5 && f.shape[3] == 4);
+    CHECK(f.dtype == FRM_UINT16 && f.itemsize == 2 && f.nbytes == 120 && f.generation == 1);
+    CHECK(f.writer_pid == (uint32_t)getpid() && f.meta_len == 5);
+    CHECK(memcmp(H(&w)->data + f.meta_offset, "hello", 5) == 0);
+    CHECK(((uint16_t *)(H(&w)->data + f.offset))[59] == 1059);
+    CHECK_RC(frm_unpin(H(&w), f.slot), 0);
+    /* A committed spec that does not fit is refused, nothing published. */
+    CHECK_RC(frm_claim(H(&w), NULL, 16, 0, -1, &c), 0);
+    frm_spec bad = {2, {4, 4, 0, 0}, 99, NULL, 0};
+    CHECK_RC(frm_commit(&c, &bad, &gen), EINVAL);
+    CHECK(frm_generation(H(&w)) == 1);
+    close_store(&w);
+}
+
+static void test_writer_alternates_between_two_warm_slots(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {4096, 4, 4, 1, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    int slots[8];
+    for (int i = 0; i < 8; i++) {
+        uint64_t gen;
+        CHECK_RC(put(&w, 8, 8, (uint8_t)(i + 1), -1, &gen), 0);
+        frm_frame f;
+        CHECK_RC(frm_latest(H(&w), NULL, &f), 0);
+        slots[i] = f.slot;
+    }
+    for (int i = 2; i < 8; i++) CHECK(slots[i] == slots[i - 2]);
+    CHECK(slots[0] != slots[1]);
+    close_store(&w);
+}
+
+static void test_pins_keep_slots_until_max_slots(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, r;
+    frm_options o = {4096, 2, 3, 1, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    CHECK_RC(open_store(&r, name, 0, NULL), 0);
+    uint64_t gen;
+    frm_frame pinned[3];
+    for (int i = 0; i < 3; i++) {
+        CHECK_RC(put(&w, 8, 8, (uint8_t)(i + 1), in_ms(1000), &gen), 0);
+        CHECK_RC(frm_pin(H(&r), NULL, &pinned[i]), 0); /* another handle pins it */
+    }
+    CHECK(H(&w)->ctrl->active_slots == 3);
+    CHECK_RC(put(&w, 8, 8, 4, in_ms(1000), &gen), 0);
+    CHECK(H(&w)->ctrl->active_slots == 4); /* a fourth slot was taken instead of waiting */
+    int64_t start = frm_now_ns();
+    CHECK_RC(put(&w, 8, 8, 5, in_ms(150), &gen), ETIMEDOUT); /* every spare pinned */
+    CHECK(frm_now_ns() - start >= 140000000LL);
+    for (int i = 0; i < 3; i++)
+        CHECK(uniform(H(&r), &pinned[i], (uint8_t)(i + 1)));
+    CHECK_RC(frm_unpin(H(&r), pinned[0].slot), 0);
+    CHECK_RC(put(&w, 8, 8, 5, in_ms(1000), &gen), 0);
+    CHECK(gen == 5);
+    close_store(&r);
+    close_store(&w);
+}
+
+static void test_history_keeps_frames_from_writers(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {4096, 2, 2, 3, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen;
+    for (int i = 1; i <= 10; i++) CHECK_RC(put(&w, 4, 4, (uint8_t)i, -1, &gen), 0);
+    /* The ring names the last three, each still intact in its own slot. */
+    int seen[FRM_MAX_TABLE] = {0};
+    for (uint64_t g = 8; g <= 10; g++) {
+        uint64_t word = H(&w)->ctrl->ring[g % 3];
+        CHECK(word >> 8 == g);
+        int slot = (int)(word & 0xff) - 1;
+        CHECK(slot >= 0 && slot < 5 && !seen[slot]);
+        seen[slot] = 1;
+        frm_frame f;
+        CHECK_RC(frm_decode(H(&w), slot, &f), 0);
+        CHECK(f.generation == g && uniform(H(&w), &f, (uint8_t)g));
+    }
+    close_store(&w);
+}
+
+/* ---- hostile fields ---- */
+
+/* A store whose head field at `off` (of `width` bytes) is set to `value`
+ * must be refused by frm_open, the segment left as it was. */
+static int open_with(shmp_seg *seg, size_t off, int width, uint64_t value) {
+    unsigned char *head = shmp_data(seg);
+    unsigned char saved[8];
+    memcpy(saved, head + off, (size_t)width);
+    if (width == 4) {
+        uint32_t v = (uint32_t)value;
+        memcpy(head + off, &v, 4);
+    } else {
+        memcpy(head + off, &value, 8);
+    }
+    frm_store st;
+    int rc = frm_open(&st, seg);
+    if (!rc) frm_close(&st);
+    memcpy(head + off, saved, (size_t)width);
+    return rc;
+}
+
+static void test_hostile_head_fields_are_refused(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    shmp_seg *seg = H(&w)->seg;
+    static const struct {
+        size_t off;
+        int width;
+        uint64_t value;
+    } lies[] = {
+        {offsetof(frm_ctrl, magic), 8, 0x314d5246494d4853ULL}, /* layout 1 */
+        {offsetof(frm_ctrl, magic), 8, 0},
+        {offsetof(frm_ctrl, version), 4, 1},
+        {offsetof(frm_ctrl, version), 4, 3},
+        {offsetof(frm_ctrl, ctrl_size), 4, 4096},
+        {offsetof(frm_ctrl, ctrl_size), 4, UINT32_MAX},
+        {offsetof(frm_ctrl, slot_capacity), 8, 0},
+        {offsetof(frm_ctrl, slot_capacity), 8, 4095},
+        {offsetof(frm_ctrl, slot_capacity), 8, 1ULL << 40},
+        {offsetof(frm_ctrl, slot_capacity), 8, UINT64_MAX - 4095},
+        {offsetof(frm_ctrl, meta_capacity), 4, 100},
+        {offsetof(frm_ctrl, meta_capacity), 4, 1u << 20},
+        {offsetof(frm_ctrl, table_slots), 4, 0},
+        {offsetof(frm_ctrl, table_slots), 4, 200},
+        {offsetof(frm_ctrl, slots), 4, 0},
+        {offsetof(frm_ctrl, slots), 4, 3},
+        {offsetof(frm_ctrl, max_slots), 4, 1000},
+        {offsetof(frm_ctrl, history), 4, 0},
+        {offsetof(frm_ctrl, history), 4, 65},
+        {offsetof(frm_ctrl, slot_stride), 8, 0},
+        {offsetof(frm_ctrl, slot_stride), 8, UINT64_MAX},
+    };
+    for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+        if (open_with(seg, lies[i].off, lies[i].width, lies[i].value) != SHMP_EINCOMPAT) {
+            check_fail(__FILE__, __LINE__, "lie %zu (offset %zu) was accepted", i, lies[i].off);
+            return;
+        }
+    }
+    frm_store st;
+    CHECK_RC(frm_open(&st, seg), 0); /* the real one still opens */
+    frm_close(&st);
+    /* A mapping smaller than its slots. */
+    shmp_seg small = *seg;
+    small.map_size = SHMP_HEADER_SIZE + 8192 + 2 * (4096 + FRM_META_MAX);
+    CHECK_RC(frm_open(&st, &small), SHMP_EINCOMPAT);
+    small.map_size = SHMP_HEADER_SIZE + 100;
+    CHECK_RC(frm_open(&st, &small), SHMP_EINCOMPAT);
+    close_store(&w);
+}
+
+static void test_hostile_slot_fields_are_refused(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 16, 16, 1, -1, &gen), 0);
+    frm_store *st = H(&w);
+    frm_frame f;
+    CHECK_RC(frm_latest(st, NULL, &f), 0);
+    frm_slot *d = &st->table[f.slot];
+    frm_slot good = *d;
+    uint64_t latest = st->ctrl->latest;
+    struct {
+        int field;
+        uint64_t value;
+    } lies[] = {{0, 1}, {0, 5}, {1, 0}, {2, 0}, {2, 1ULL << 40}, {3, 200}, {3, 0},
+                {4, FRM_META_MAX + 1}, {5, 1ULL << 63}, {6, 99}, {7, FRM_WRITING}};
+    for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+        *d = good;
+        switch (lies[i].field) {
+        case 0: d->ndim = (uint32_t)lies[i].value; break;
+        case 1: d->shape[1] = 0; break;
+        case 2: d->shape[0] = lies[i].value; break;
+        case 3: d->dtype = (uint32_t)lies[i].value; break;
+        case 4: d->meta_len = (uint32_t)lies[i].value; break;
+        case 5: d->shape[0] = lies[i].value, d->shape[1] = 4; break;
+        case 6: d->generation = lies[i].value; break; /* not the one latest names */
+        default: d->state = (uint32_t)lies[i].value; break;
+        }
+        int a = frm_latest(st, NULL, &f), b = frm_pin(st, NULL, &f);
+        if (a != SHMP_EINCOMPAT || b != SHMP_EINCOMPAT) {
+            check_fail(__FILE__, __LINE__, "slot lie %zu gave %d/%d", i, a, b);
+            return;
+        }
+    }
+    *d = good;
+    st->ctrl->latest = (1 << 8) | 200; /* names no slot */
+    CHECK_RC(frm_pin(st, NULL, &f), SHMP_EINCOMPAT);
+    st->ctrl->latest = 1 << 8;
+    CHECK_RC(frm_latest(st, NULL, &f), SHMP_EINCOMPAT);
+    st->ctrl->latest = latest;
+    st->ctrl->active_slots = 1000; /* only a writer uses it */
+    CHECK_RC(put(&w, 16, 16, 2, in_ms(500), &gen), SHMP_EINCOMPAT);
+    CHECK_RC(read_latest(&w, &gen), 0);
+    st->ctrl->active_slots = 3;
+    CHECK_RC(put(&w, 16, 16, 2, in_ms(500), &gen), 0);
+    CHECK(gen == 2);
+    frm_sub sub;
+    int alive = 1;
+    CHECK_RC(frm_subscriber(st, 0, &sub, &alive), ENOENT);
+    st->subs[0].state = 7;
+    CHECK_RC(frm_subscriber(st, 0, &sub, &alive), SHMP_EINCOMPAT);
+    st->subs[0].state = FRM_SUB_LIVE;
+    st->subs[0].next_generation = 1000;
+    CHECK_RC(frm_subscriber(st, 0, &sub, &alive), SHMP_EINCOMPAT);
+    CHECK_RC(frm_subscriber(st, FRM_MAX_SUBS, &sub, &alive), EINVAL);
+    close_store(&w);
+}
+
+/* ---- subscribers ---- */
+
+static void test_subscriber_liveness_is_a_kernel_lock(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    frm_store *st = H(&w);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        handle s;
+        char c = 1;
+        if (open_store(&s, name, 0, NULL)) _exit(1);
+        frm_sub *e = &H(&s)->subs[3];
+        e->pid = (uint32_t)getpid();
+        e->flags = FRM_SUB_LOSSLESS;
+        e->next_generation = 1;
+        e->state = FRM_SUB_LIVE;
+        if (shmp_range_lock(H(&s)->seg, FRM_SUB_LOCKS + 3, 1)) _exit(2);
+        if (write(fds[1], &c, 1) != 1) _exit(3);
+        pause();
+        _exit(4);
+    }
+    char c;
+    CHECK(read(fds[0], &c, 1) == 1);
+    close(fds[0]);
+    close(fds[1]);
+    frm_sub sub;
+    int alive = 0;
+    CHECK_RC(frm_subscriber(st, 3, &sub, &alive), 0);
+    CHECK(alive == 1 && sub.pid == (uint32_t)pid && sub.flags == FRM_SUB_LOSSLESS);
+    kill(pid, SIGKILL);
+    CHECK(reap(pid) == 128 + SIGKILL);
+    CHECK_RC(frm_subscriber(st, 3, &sub, &alive), 0);
+    CHECK(alive == 0);
+    close_store(&w);
+}
+
+/* ---- crashes ---- */
+
+/* A child that claims a slot of `name`'s store, writes half of it, tells
+ * the parent through `fd` and waits to be killed. */
+static void claim_and_hang(const char *name, int fd) {
+    handle h;
+    frm_claim_t c;
+    char one = 1;
+    if (open_store(&h, name, 0, NULL)) _exit(1);
+    if (frm_claim(H(&h), NULL, 16 * 16, 0, -1, &c)) _exit(2);
+    memset(c.pixels, 0xEE, 100);
+    if (write(fd, &one, 1) != 1) _exit(3);
+    pause();
+    _exit(4);
+}
+
+static pid_t killed_mid_write(const char *name) {
+    int fds[2];
+    char c;
+    if (pipe(fds) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) claim_and_hang(name, fds[1]);
+    int ok = read(fds[0], &c, 1) == 1;
+    close(fds[0]);
+    close(fds[1]);
+    kill(pid, SIGKILL);
+    return (reap(pid) == 128 + SIGKILL && ok) ? pid : -1;
+}
+
+static void test_writer_killed_mid_commit_leaves_the_previous_frame(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 16, 16, 1, -1, &gen), 0);
+    for (int round = 0; round < 3; round++) {
+        CHECK(killed_mid_write(name) > 0);
+        CHECK_RC(read_latest(&w, &gen), 0); /* never the half-written slot */
+        CHECK(gen == (uint64_t)round + 1);
+        /* The dead writer's mutex and slot come back: no slot leaks. */
+        CHECK_RC(put(&w, 16, 16, (uint8_t)(round + 2), in_ms(2000), &gen), 0);
+        CHECK(H(&w)->ctrl->active_slots == 3);
+    }
+    CHECK_RC(read_latest(&w, &gen), 0);
+    CHECK(gen == 4);
+    close_store(&w);
+    CHECK(!name_exists(name));
+}
+
+static void test_writer_killed_before_any_frame_is_torn(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    frm_frame f;
+    CHECK_RC(frm_pin(H(&w), NULL, &f), FRM_ENOFRAME);
+    CHECK(killed_mid_write(name) > 0);
+    CHECK_RC(frm_pin(H(&w), NULL, &f), FRM_ETORN);
+    CHECK_RC(frm_latest(H(&w), NULL, &f), FRM_ETORN);
+    uint64_t gen;
+    CHECK_RC(put(&w, 16, 16, 1, in_ms(2000), &gen), 0);
+    CHECK_RC(read_latest(&w, &gen), 0);
+    CHECK(gen == 1);
+    close_store(&w);
+}
+
+/* ---- growth ---- */
+
+static void test_growth_carries_the_kept_frames(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, r;
+    frm_options o = {4096, 2, 2, 2, FRM_META_MAX};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    CHECK_RC(open_store(&r, name, 0, NULL), 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 16, 16, 1, -1, &gen), 0);
+    CHECK_RC(put(&w, 16, 16, 2, -1, &gen), 0);
+    frm_frame held;
+    CHECK_RC(frm_pin(H(&r), NULL, &held), 0); /* a reader pins the old store's frame */
+    frm_store *old = H(&w);
+    uint64_t old_ino = (uint64_t)old->seg->ino;
+    CHECK_RC(put(&w, 100, 100, 3, -1, &gen), 0);
+    CHECK(gen == 3 && H(&w) != old && frm_superseded(H(&r)));
+    CHECK(H(&w)->capacity >= 10000 && (uint64_t)H(&w)->seg->ino != old_ino);
+    CHECK(uniform(H(&r), &held, 2)); /* the old mapping stays valid while pinned */
+    frm_frame f;
+    /* The carried frame (generation 2) is kept in the new store's ring. */
+    uint64_t word = H(&w)->ctrl->ring[2 % 2];
+    CHECK(word >> 8 == 2);
+    CHECK_RC(frm_decode(H(&w), (int)(word & 0xff) - 1, &f), 0);
+    CHECK(f.generation == 2 && uniform(H(&w), &f, 2));
+    /* The reader follows, without help, to the successor. */
+    frm_follow fw = follow_of(&r);
+    frm_unpin(H(&r), held.slot);
+    CHECK_RC(frm_latest(H(&r), &fw, &f), 0);
+    CHECK(fw.moved == 1 && f.generation == 3);
+    adopt(&r, &fw);
+    CHECK_RC(read_latest(&r, &gen), 0);
+    CHECK(gen == 3);
+    close_store(&r);
+    close_store(&w);
+    CHECK(!name_exists(name));
+}
+
+static void test_wait_follows_growth_and_times_out(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, r;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    CHECK_RC(open_store(&r, name, 0, NULL), 0);
+    uint64_t gen = 0;
+    frm_follow fw = follow_of(&r);
+    int64_t start = frm_now_ns();
+    int rc;
+    do {
+        rc = frm_wait(H(&r), &fw, 0, in_ms(100), 10000, &gen);
+    } while (rc == EINTR);
+    CHECK_RC(rc, ETIMEDOUT);
+    CHECK(frm_now_ns() - start >= 90000000LL);
+    CHECK(H(&r)->ctrl->waiters == 0);
+    CHECK_RC(put(&w, 200, 200, 1, -1, &gen), 0); /* grows */
+    fw = follow_of(&r);
+    do {
+        rc = frm_wait(H(&r), &fw, 0, in_ms(1000), 0, &gen);
+    } while (rc == EINTR);
+    CHECK_RC(rc, 0);
+    CHECK(gen == 1 && fw.moved == 1);
+    adopt(&r, &fw);
+    close_store(&r);
+    close_store(&w);
+}
+
+/* ---- processes ---- */
+
+/* A reader process: pins, checks and unpins the latest frame (following
+ * growth) until `stop_gen` is seen; exit 0 when every frame was whole and
+ * generations never went back. */
+static int reader_child(const char *name, uint64_t stop_gen) {
+    handle r;
+    int rc = 0;
+    for (int i = 0; i < 2000 && (rc = open_store(&r, name, 0, NULL)) == ENOENT; i++) usleep(1000);
+    if (rc) return 10;
+    uint64_t last = 0, gen = 0;
+    int64_t deadline = in_ms(20000);
+    while (gen < stop_gen) {
+        rc = read_latest(&r, &gen);
+        if (rc == FRM_ENOFRAME) continue;
+        if (rc) return 11;
+        if (gen < last) return 12;
+        last = gen;
+        if (frm_now_ns() > deadline) return 13;
+    }
+    close_store(&r);
+    return 0;
+}
+
+static void test_readers_pin_while_the_writer_grows(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 8, 8, 1, -1, &gen), 0);
+    enum { READERS = 3, FRAMES = 60 };
+    pid_t kids[READERS];
+    for (int i = 0; i < READERS; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) _exit(reader_child(name, FRAMES));
+    }
+    uint64_t side = 8;
+    for (uint64_t g = 2; g <= FRAMES; g++) {
+        if (g % 8 == 0) side *= 2; /* 16 .. 1024: several growths */
+        int rc = put(&w, side, side, (uint8_t)g, in_ms(5000), &gen);
+        if (rc || gen != g) {
+            check_fail(__FILE__, __LINE__, "publish %llu gave %d", (unsigned long long)g, rc);
+            break;
+        }
+        usleep(2000);
+    }
+    int grew = H(&w)->capacity >= 1024 * 1024;
+    for (int i = 0; i < READERS; i++) {
+        int status = reap(kids[i]);
+        if (status != 0) check_fail(__FILE__, __LINE__, "reader %d exited %d", i, status);
+    }
+    CHECK(grew);
+    close_store(&w);
+    CHECK(!name_exists(name));
+}
+
+static void test_wake_across_processes(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        handle r;
+        uint64_t gen = 0;
+        int rc;
+        if (open_store(&r, name, 0, NULL)) _exit(1);
+        frm_follow fw = follow_of(&r);
+        do {
+            rc = frm_wait(H(&r), &fw, 0, in_ms(10000), 0, &gen);
+        } while (rc == EINTR);
+        _exit(rc == 0 && gen == 1 ? 0 : 2);
+    }
+    /* Publish once the child sleeps in the kernel: it announced itself. */
+    int64_t deadline = in_ms(10000);
+    while (__atomic_load_n(&H(&w)->ctrl->waiters, __ATOMIC_ACQUIRE) == 0 && frm_now_ns() < deadline)
+        usleep(1000);
+    uint64_t gen;
+    CHECK_RC(put(&w, 4, 4, 1, -1, &gen), 0);
+    CHECK(reap(pid) == 0);
+    close_store(&w);
+}
+
+static void test_forked_child_holds_no_pins(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {4096, 2, 2, 1, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 8, 8, 1, -1, &gen), 0);
+    frm_frame held;
+    CHECK_RC(frm_pin(H(&w), NULL, &held), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The inherited pin is the parent's: unpinning it here releases
+         * nothing, and this process's writes go around it. */
+        frm_unpin(H(&w), held.slot);
+        for (int g = 2; g <= 6; g++)
+            if (put(&w, 8, 8, (uint8_t)g, in_ms(2000), &gen) || gen != (uint64_t)g) _exit(1);
+        _exit(0);
+    }
+    CHECK(reap(pid) == 0);
+    CHECK(uniform(H(&w), &held, 1));
+    CHECK_RC(frm_unpin(H(&w), held.slot), 0);
+    CHECK_RC(read_latest(&w, &gen), 0);
+    CHECK(gen == 6);
+    close_store(&w);
+}
+
+/* ---- threads over one handle and one mapping (what TSan sees) ---- */
+
+enum { T_FRAMES = 1500, T_READERS = 2 };
+
+typedef struct shared {
+    handle *h;
+    int failures;
+} shared;
+
+static void *writer_thread(void *arg) {
+    shared *s = (shared *)arg;
+    frm_store *st = H(s->h);
+    unsigned char buf[32 * 32];
+    for (int g = 1; g <= T_FRAMES; g++) {
+        memset(buf, (uint8_t)g, sizeof buf);
+        uint64_t rows = (uint64_t)(g % 3 ? 32 : 16), gen;
+        frm_spec spec = {2, {rows, 32, 0, 0}, FRM_UINT8, NULL, 0};
+        int rc;
+        do {
+            rc = frm_publish(st, NULL, buf, &spec, in_ms(10000), &gen);
+        } while (rc == EINTR);
+        if (rc || gen != (uint64_t)g) __atomic_add_fetch(&s->failures, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void *reader_thread(void *arg) {
+    shared *s = (shared *)arg;
+    frm_store *st = H(s->h);
+    uint64_t last = 0;
+    while (last < T_FRAMES) {
+        frm_frame f;
+        int rc = frm_pin(st, NULL, &f);
+        if (rc == FRM_ENOFRAME) continue;
+        if (rc || f.generation < last || !uniform(st, &f, (uint8_t)f.generation)) {
+            __atomic_add_fetch(&s->failures, 1, __ATOMIC_RELAXED);
+            if (!rc) frm_unpin(st, f.slot);
+            return NULL;
+        }
+        last = f.generation;
+        frm_unpin(st, f.slot);
+    }
+    return NULL;
+}
+
+static void *waiter_thread(void *arg) {
+    shared *s = (shared *)arg;
+    frm_store *st = H(s->h);
+    uint64_t after = 0;
+    while (after < T_FRAMES) {
+        uint64_t gen = 0;
+        int rc = frm_wait(st, NULL, after, in_ms(10000), 10000, &gen);
+        if (rc == EINTR) continue;
+        if (rc || gen <= after) {
+            __atomic_add_fetch(&s->failures, 1, __ATOMIC_RELAXED);
+            return NULL;
+        }
+        after = gen;
+    }
+    return NULL;
+}
+
+static void test_threads_writer_readers_waiter(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle h;
+    CHECK_RC(open_store(&h, name, 1, &DEFAULTS), 0);
+    shared s = {&h, 0};
+    pthread_t w, r[T_READERS], wt;
+    CHECK(pthread_create(&wt, NULL, waiter_thread, &s) == 0);
+    for (int i = 0; i < T_READERS; i++) CHECK(pthread_create(&r[i], NULL, reader_thread, &s) == 0);
+    CHECK(pthread_create(&w, NULL, writer_thread, &s) == 0);
+    pthread_join(w, NULL);
+    for (int i = 0; i < T_READERS; i++) pthread_join(r[i], NULL);
+    pthread_join(wt, NULL);
+    CHECK(s.failures == 0);
+    CHECK(frm_generation(H(&h)) == T_FRAMES);
+    close_store(&h);
+}
+
+static void *loaner_thread(void *arg) {
+    shared *s = (shared *)arg;
+    frm_store *st = H(s->h);
+    for (int g = 0; g < 300; g++) {
+        frm_claim_t c;
+        int rc;
+        do {
+            rc = frm_claim(st, NULL, 64, 0, in_ms(10000), &c);
+        } while (rc == EINTR);
+        if (rc) {
+            __atomic_add_fetch(&s->failures, 1, __ATOMIC_RELAXED);
+            return NULL;
+        }
+        frm_spec spec = {2, {8, 8, 0, 0}, FRM_UINT8, NULL, 0};
+        uint64_t gen;
+        if (g % 5 == 0) {
+            frm_abandon(&c);
+            continue;
+        }
+        uint64_t next = st->ctrl->last_generation + 1; /* mutex held: stable */
+        memset(c.pixels, (uint8_t)next, 64);
+        if (frm_commit(&c, &spec, &gen) || gen != next)
+            __atomic_add_fetch(&s->failures, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void test_threads_two_loaning_writers(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle h;
+    CHECK_RC(open_store(&h, name, 1, &DEFAULTS), 0);
+    shared s = {&h, 0};
+    pthread_t a, b;
+    CHECK(pthread_create(&a, NULL, loaner_thread, &s) == 0);
+    CHECK(pthread_create(&b, NULL, loaner_thread, &s) == 0);
+    uint64_t checked = 0;
+    while (checked < 480) {
+        uint64_t gen;
+        int rc = read_latest(&h, &gen);
+        if (rc == FRM_ENOFRAME) continue;
+        if (rc) break;
+        checked = gen;
+    }
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    CHECK(s.failures == 0);
+    CHECK(frm_generation(H(&h)) == 480);
+    close_store(&h);
+}
+
+/* ---- runner ---- */
+
+static const check_test tests[] = {
+    CHECK_TEST(test_options_are_bounded),
+    CHECK_TEST(test_dtype_table),
+    CHECK_TEST(test_build_attach_and_options),
+    CHECK_TEST(test_commit_then_pin_reads_it),
+    CHECK_TEST(test_writer_alternates_between_two_warm_slots),
+    CHECK_TEST(test_pins_keep_slots_until_max_slots),
+    CHECK_TEST(test_history_keeps_frames_from_writers),
+    CHECK_TEST(test_hostile_head_fields_are_refused),
+    CHECK_TEST(test_hostile_slot_fields_are_refused),
+    CHECK_TEST(test_subscriber_liveness_is_a_kernel_lock),
+    CHECK_TEST(test_writer_killed_mid_commit_leaves_the_previous_frame),
+    CHECK_TEST(test_writer_killed_before_any_frame_is_torn),
+    CHECK_TEST(test_growth_carries_the_kept_frames),
+    CHECK_TEST(test_wait_follows_growth_and_times_out),
+    CHECK_TEST(test_readers_pin_while_the_writer_grows),
+    CHECK_TEST(test_wake_across_processes),
+    CHECK_TEST(test_forked_child_holds_no_pins),
+    CHECK_TEST(test_threads_writer_readers_waiter),
+    CHECK_TEST(test_threads_two_loaning_writers),
+};
+
+/* Removes what this process's tests left in /dev/shm; how many there were. */
+static int sweep_leftovers(void) {
+    char prefix[SHMP_NAME_MAX];
+    check_name_stem(prefix, sizeof prefix);
+    size_t n = strlen(prefix + 1);
+    int found = 0;
+    DIR *d = opendir("/dev/shm");
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix + 1, n) != 0) continue;
+        char path[320];
+        snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+        unlink(path);
+        found++;
+    }
+    closedir(d);
+    return found;
+}
+
+static void sweep_after_test(void) {
+    int left = sweep_leftovers();
+    if (left) check_fail(__FILE__, __LINE__, "left %d segment(s) in /dev/shm", left);
+}
+
+int main(int argc, char **argv) {
+    return check_main(argc, argv, tests, sizeof tests / sizeof tests[0], sweep_after_test);
+}
