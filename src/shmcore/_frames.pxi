@@ -14,7 +14,8 @@ from shmimage.errors import InvalidImageError, NoFrameError, TornFrameError
 
 SLOTS = FRM_MIN_SLOTS
 CTRL_SIZE = FRM_CTRL_SIZE
-DTYPES = ("|u1", "<u2", "<f4")
+# Every numeric dtype numpy produces natively (stored in native byte order).
+DTYPES = tuple(sorted({np.dtype(c).str for c in "?bhilqBHILQefd"}))
 cdef int COPY_THREADS = 2
 cdef uint64_t PAGE = 4096
 cdef int64_t SPIN_NS = 10000  # long enough for a prompt answer, short on a busy machine
@@ -421,7 +422,7 @@ cdef class FrameStore:
             raise IncompatibleSegmentError("a frame with a bad number of dimensions")
         shape = tuple(int(s.shape[i]) for i in range(s.ndim))
         code = s.dtype[:strnlen8(s.dtype)].decode("ascii", "replace")
-        if code not in DTYPES or min(shape) < 1 or (s.ndim == 3 and shape[2] not in (1, 3, 4)):
+        if code not in DTYPES or min(shape) < 1:
             raise IncompatibleSegmentError("a frame with a bad shape or dtype")
         dtype = np.dtype(code)
         nbytes = dtype.itemsize
