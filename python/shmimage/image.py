@@ -11,12 +11,11 @@ from . import _shmcore
 from .blocks import LoanBlock, ViewBlock
 from .errors import (
     IncompatibleSegmentError,
-    InvalidImageError,
     NotFoundError,
     OutOfResourcesError,
     SharedMemoryError,
 )
-from .imageio import as_frame_array, check_frame_spec, load_image_file
+from .imageio import array_to_pil, as_frame_array, check_frame_spec, load_image_file
 from .memory import SharedMemory, header_key
 
 if TYPE_CHECKING:
@@ -124,9 +123,15 @@ class SharedImage:
 
     # -- writing --
 
-    def publish(self, image: ImageLike, timeout: float | None = None) -> int:
-        """Copy a frame in; returns its generation."""
-        array = as_frame_array(image)
+    def publish(
+        self, image: ImageLike, timeout: float | None = None, *, mode: str | None = None
+    ) -> int:
+        """Copy a frame in; returns its generation.
+
+        `image`: an ndarray, a PIL image, a path (an image file or ``.npy``) or
+        encoded image bytes; `mode` (a Pillow mode) converts it first.
+        """
+        array = as_frame_array(image, mode)
         for _ in range(_RETRIES):
             store = self._writer(array.nbytes)
             generation = store.publish(array, timeout)
@@ -197,14 +202,10 @@ class SharedImage:
         return ViewBlock(self)
 
     def to_pil(self) -> Any:
-        from PIL import Image
-
-        frame = self.read()
-        if frame.dtype != np.uint8:
-            raise InvalidImageError(f"a {frame.dtype} frame has no Pillow mode; use read()")
-        if frame.ndim == 3 and frame.shape[2] == 1:
-            frame = frame[:, :, 0]
-        return Image.fromarray(frame)  # L, RGB or RGBA, from the shape
+        """The latest frame as a PIL image: uint8 1 to 4 channels (L, LA, RGB,
+        RGBA), single-channel uint16 (I;16), int32 (I), float32 (F) and bool
+        (1); InvalidImageError naming shape and dtype otherwise."""
+        return array_to_pil(self.read())
 
     def info(self) -> FrameInfo:
         store = self._attach()
@@ -276,3 +277,18 @@ class SharedImage:
 
     def __repr__(self) -> str:
         return f"<SharedImage key={self.key!r} native_key={self.native_key!r}>"
+
+    # -- Python's protocols --
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as key and options; the copy attaches on first use."""
+        return (_unpickle, (self.key, {"capacity": self.capacity, "persistent": self.persistent}))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``numpy.asarray(image)`` is ``image.read()``."""
+        frame = self.read()
+        return frame if dtype is None else frame.astype(dtype, copy=False)
+
+
+def _unpickle(key: str, options: dict[str, Any]) -> SharedImage:
+    return SharedImage(key, **options)
