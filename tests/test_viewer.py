@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from shmimage import SharedImage
+from shmimage.render import fit_size, to_ppm, to_rgba8
 from shmimage.sample import SAMPLE_PATH
 from shmimage.viewer import (
     ATTACH_FAILED_TEXT,
@@ -18,10 +19,7 @@ from shmimage.viewer import (
     QT_TEXT,
     SELECT_TEXT,
     TITLE,
-    fit_size,
     image_filetypes,
-    to_ppm,
-    to_rgba8,
 )
 from workers_cli import (
     Events,
@@ -55,8 +53,14 @@ LEFT, RIGHT = "+40+60", "+500+60"
     (np.full((2, 3, 1), 9, np.uint8), [9, 9, 9, 255]),
     (np.full((2, 3, 3), (1, 2, 3), np.uint8), [1, 2, 3, 255]),
     (np.full((2, 3, 4), (1, 2, 3, 4), np.uint8), [1, 2, 3, 4]),
-    (np.full((2, 3), 0x1234, np.uint16), [0x12, 0x12, 0x12, 255]),
-    (np.full((2, 3, 3), (0.0, 0.5, 2.0), np.float32), [0, 128, 255, 255]),
+    (np.full((2, 3), 0x1234, np.uint16), [0x12, 0x12, 0x12, 255]),  # one value: dtype's range
+    (np.full((2, 3, 3), (0.0, 0.5, 1.0), np.float32), [0, 128, 255, 255]),
+    (np.full((2, 3, 3), (0.0, 0.5, 2.0), np.float32), [0, 64, 255, 255]),  # stretched
+    (np.full((2, 3), True), [255, 255, 255, 255]),
+    (np.full((2, 3, 2), (40, 200), np.uint8), [40, 40, 40, 200]),
+    (np.full((2, 3, 4), (0, 1000, 2000, 65535), np.uint16), [0, 128, 255, 255]),
+    (np.full((5, 2, 3, 3), 9, np.uint8), [9, 9, 9, 255]),  # a batch shows its first frame
+    (np.full((2, 3, 6), (1, 2, 3, 4, 5, 6), np.uint8), [1, 2, 3, 255]),
 ])
 def test_to_rgba8_handles_every_frame_kind(frame, expected):
     rgba = to_rgba8(frame)
@@ -68,9 +72,9 @@ def test_to_rgba8_refuses_what_it_cannot_show():
     from shmimage import InvalidImageError
 
     with pytest.raises(InvalidImageError):
-        to_rgba8(np.zeros((2, 3), np.int64))
+        to_rgba8(np.zeros((2, 3), np.complex64))
     with pytest.raises(InvalidImageError):
-        to_rgba8(np.zeros((2, 3, 2), np.uint8))
+        to_rgba8(np.zeros(5, np.uint8))
 
 
 def test_fit_size_keeps_aspect_and_fills_the_box():
@@ -81,7 +85,7 @@ def test_fit_size_keeps_aspect_and_fills_the_box():
 
 
 def test_to_ppm_is_a_p6_image_of_the_fitted_size():
-    data, size = to_ppm(np.zeros((600, 800, 4), np.uint8))
+    data, size = to_ppm(np.zeros((600, 800, 4), np.uint8), (400, 300))
     assert size == (400, 300)
     assert data.startswith(b"P6 400 300 255\n")
     assert len(data) == len(b"P6 400 300 255\n") + 400 * 300 * 3
