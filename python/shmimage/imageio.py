@@ -143,10 +143,18 @@ def pil_to_array(image: Any, mode: str | None = None) -> np.ndarray:
 
 def _converted_mode(image: Any) -> str:
     if image.mode == "P":
-        has_alpha = "transparency" in image.info or (
-            image.palette is not None and image.palette.mode == "RGBA")
-        return "RGBA" if has_alpha else "RGB"
+        return "RGBA" if "transparency" in image.info or _palette_alpha(image) else "RGB"
     return _ALPHA_MODES.get(image.mode, "RGB")
+
+
+def _palette_alpha(image: Any) -> bool:
+    """Whether a palette image uses a palette colour that is not opaque."""
+    if image.palette is None or image.palette.mode != "RGBA":
+        return False
+    alpha = np.frombuffer(bytes(image.getpalette("RGBA")), np.uint8)[3::4]
+    used = np.unique(np.asarray(image))
+    used = used[used < alpha.size]
+    return bool((alpha[used] < 255).any())
 
 
 def load_path(path: str | os.PathLike[str], mode: str | None = None) -> np.ndarray:
