@@ -112,9 +112,8 @@ def test_numpy_asarray_is_read(image) -> None:
 def test_channels_first_gets_a_moveaxis_hint(image, shape, axis) -> None:
     with pytest.raises(InvalidImageError, match=rf"numpy\.moveaxis\(array, {axis}, -1\)"):
         image.publish(np.zeros(shape, np.uint8))
-    with pytest.raises(InvalidImageError, match="moveaxis"):
-        with image.loan(shape):
-            pass
+    with pytest.raises(InvalidImageError, match="moveaxis"), image.loan(shape):
+        pass
     moved = np.moveaxis(np.zeros(shape, np.uint8), axis, -1)
     assert image.publish(moved[0] if moved.ndim == 4 else moved)  # the hint works
 
@@ -141,13 +140,11 @@ def test_unsupported_arrays_say_what_is_supported(image, bad, words) -> None:
 
 @pytest.mark.parametrize("shape", [(480.0, 640), (480, 640.5, 3), (np.float32(4), 4)])
 def test_non_integer_dimensions_have_their_own_message(image, shape) -> None:
-    with pytest.raises(InvalidImageError, match="must be integers") as caught:
-        with image.loan(shape):
-            pass
+    with pytest.raises(InvalidImageError, match="must be integers") as caught, image.loan(shape):
+        pass
     assert "positive" not in str(caught.value)
-    with pytest.raises(InvalidImageError, match="must be positive"):
-        with image.loan((0, 640)):
-            pass
+    with pytest.raises(InvalidImageError, match="must be positive"), image.loan((0, 640)):
+        pass
 
 
 def test_garbage_bytes_give_a_short_message_without_the_payload(image) -> None:
