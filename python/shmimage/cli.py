@@ -321,19 +321,27 @@ def current_generation(image: Any) -> int:
 
 
 def watch(image: Any, as_json: bool) -> None:
-    """One line per new frame until interrupted."""
+    """The current frame's line (when there is one), then one line per new frame,
+    until interrupted."""
     after = current_generation(image)
     rate = RateMeter()
+    if after:
+        report(image, rate, as_json)
     while True:
         try:
             image.wait(timeout=WATCH_TICK, after=after)
         except TimeoutError:
             continue
-        info = image.info()
-        after = info.generation
-        latency_ms = max(0.0, (time.time_ns() - info.timestamp_ns) / 1e6)
-        fps = rate.add(info.generation, info.timestamp_ns / 1e9)
-        print(watch_line(info, fps, latency_ms, as_json), flush=True)
+        after = report(image, rate, as_json)
+
+
+def report(image: Any, rate: RateMeter, as_json: bool) -> int:
+    """Print the latest frame's line; its generation."""
+    info = image.info()
+    latency_ms = max(0.0, (time.time_ns() - info.timestamp_ns) / 1e6)
+    fps = rate.add(info.generation, info.timestamp_ns / 1e9)
+    print(watch_line(info, fps, latency_ms, as_json), flush=True)
+    return int(info.generation)
 
 
 def watch_line(info: Any, fps: float | None, latency_ms: float, as_json: bool) -> str:
