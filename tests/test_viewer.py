@@ -303,3 +303,71 @@ def test_viewer_without_a_display_is_one_line(unique_key):
     result = run_cli("viewer", "--key", unique_key("nodisplay"))
     assert result.returncode == 1
     assert "DISPLAY" in one_line_error(result)
+
+
+# ---- any frame: 16-bit normalised, 4K scaled to fit, a status line -----------------------
+
+def bands(values: list[int], dtype: type, shape: tuple[int, int] = (300, 400)) -> np.ndarray:
+    """Vertical bands of equal width, one per value."""
+    frame = np.empty(shape, dtype)
+    width = shape[1] // len(values)
+    for i, value in enumerate(values):
+        frame[:, i * width:(i + 1) * width] = value
+    return frame
+
+
+def test_a_16_bit_frame_is_shown_normalised_with_a_status_line(display, viewers, unique_key):
+    key = unique_key("viewer-16")
+    with SharedImage(key) as image:
+        image.publish(bands([0, 1000, 2000, 3000], np.uint16))
+        viewer = Viewer(display, key, LEFT, "--live")
+        viewers.append(viewer)
+        shown = viewer.events.event("image", source="live", generation=1)
+        assert shown["dtype"] == "uint16" and shown["shown"] == [400, 300]
+        status = viewer.events.event("info")["text"]
+        assert key[:20] in status and "generation 1" in status and "400x300 uint16" in status
+        # 0..3000 stretched to 0..255: four grey bands, pixel for pixel on screen.
+        grey = bands([0, 85, 170, 255], np.uint8)
+        assert len(wait_for_image(display, np.repeat(grey[..., None], 3, axis=2), 1)) == 1
+        for generation in (2, 3, 4):
+            image.publish(bands([0, 1000, 2000, 3000], np.uint16))
+            viewer.events.event("image", source="live", generation=generation)
+        status = viewer.events.event("info")["text"]
+        assert "generation 4" in status and " fps" in status
+    assert viewer.close() == 0
+
+
+def colour_box(screen: np.ndarray, colour: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the pixels of exactly ``colour`` on the screen."""
+    ys, xs = np.nonzero(np.all(screen == colour, axis=-1))
+    assert ys.size, f"{colour} is nowhere on screen"
+    return int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
+
+
+def test_a_4k_frame_is_scaled_to_fit_a_small_window(display, viewers, unique_key):
+    key = unique_key("viewer-4k")
+    red, green, blue, white = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+    frame = np.empty((2160, 3840, 3), np.uint8)
+    frame[:1080, :1920], frame[:1080, 1920:] = red, green
+    frame[1080:, :1920], frame[1080:, 1920:] = blue, white
+    with SharedImage(key) as image:
+        image.publish(frame)
+        viewer = Viewer(display, key, LEFT, "--live")
+        viewers.append(viewer)
+        shown = viewer.events.event("image", source="live", generation=1)
+        assert (shown["width"], shown["height"]) == (3840, 2160)
+        assert shown["shown"] == [400, 225]
+        assert "3840x2160x3 uint8" in viewer.events.event("info")["text"]
+        geometry = x_run(display, "xdotool", "getwindowgeometry", viewer.window)
+        width, height = (int(n) for n in geometry.split("Geometry:")[1].split()[0].split("x"))
+        assert width < 700 and height < 700, geometry
+        screen = screenshot(display)
+        top, left, bottom, right = colour_box(screen, red)
+        # The whole frame, scaled by 400/3840: each quadrant about 200x112 (edges blur).
+        assert 195 <= right - left <= 201 and 108 <= bottom - top <= 113
+        assert np.all(screen[top + 2:bottom - 2, left + 2:right - 2] == red)
+        g_top, g_left, _, g_right = colour_box(screen, green)
+        assert abs(g_top - top) <= 1 and 0 <= g_left - right <= 3 and g_right - left <= 401
+        b_top, b_left, _, _ = colour_box(screen, blue)
+        assert abs(b_left - left) <= 1 and 0 <= b_top - bottom <= 3
+    assert viewer.close() == 0

@@ -236,8 +236,9 @@ class Viewer:
         self.qt_check = ttk.Checkbutton(options, text=QT_TEXT, variable=self.qt,
                                         command=self._toggle_qt)
         self.qt_check.pack(side="left", padx=(16, 0))
-        # width=1: a long status never widens the window; it is cut instead.
-        self.status = ttk.Label(outer, text="", anchor="w", width=1)
+        # Two lines, there from the start so nothing moves when they fill; width=1:
+        # a long status never widens the window, it is cut instead.
+        self.status = ttk.Label(outer, text="\n", anchor="w", justify="left", width=1)
         self.status.pack(fill="x", pady=(4, 0))
         if qt:
             self.live_check.state(["disabled"])
@@ -294,6 +295,7 @@ class Viewer:
         self._photo = None
         self._shown = None
         self.label.configure(image="", text=text)
+        self.status.configure(text="\n")
         self.trace(event="status", text=text)
 
     def show(self, frame: np.ndarray, *, source: str, generation: int | None = None) -> None:
@@ -318,12 +320,11 @@ class Viewer:
         fps = None
         if source == "live" and generation is not None:
             fps = self._rate.add(generation, time.monotonic())
-        parts = [f"key {printable(self.store.key, 32)}",
-                 f"generation {generation if generation is not None else '-'}",
-                 describe(frame.shape, frame.dtype)]
+        shown = generation if generation is not None else "-"
+        facts = f"generation {shown}  \u00b7  {describe(frame.shape, frame.dtype)}"
         if fps is not None:
-            parts.append(f"{fps:.1f} fps")
-        text = "  |  ".join(parts)
+            facts += f"  \u00b7  {fps:.1f} fps"
+        text = f"key {printable(self.store.key, 56)}\n{facts}"
         self.status.configure(text=text)
         self.trace(event="info", text=text)
 
