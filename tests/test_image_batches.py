@@ -34,6 +34,7 @@ def test_batches_round_trip_exactly(image, shape, dtype) -> None:
     np.testing.assert_array_equal(out, frames)
     info = image.info()
     assert info.shape == shape
+    assert (info.height, info.width, info.channels) == shape[1:]
     with image.view() as view:
         np.testing.assert_array_equal(view, frames)
 

@@ -1,6 +1,7 @@
 """The Tk viewer: its pixel helpers, and real windows on Xvfb driven with xdotool."""
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 
@@ -370,4 +371,23 @@ def test_a_4k_frame_is_scaled_to_fit_a_small_window(display, viewers, unique_key
         assert abs(g_top - top) <= 1 and 0 <= g_left - right <= 3 and g_right - left <= 401
         b_top, b_left, _, _ = colour_box(screen, blue)
         assert abs(b_left - left) <= 1 and 0 <= b_top - bottom <= 3
+    assert viewer.close() == 0
+
+
+def test_the_frame_follows_the_window_when_it_is_resized(display, viewers, unique_key):
+    key = unique_key("viewer-resize")
+    with SharedImage(key) as image:
+        image.publish(solid((10, 120, 230), (600, 800)))
+        viewer = Viewer(display, key, LEFT, "--live")
+        viewers.append(viewer)
+        assert viewer.events.event("image", source="live")["shown"] == [400, 300]
+        x_run(display, "xdotool", "windowsize", "--sync", viewer.window, "900", "800")
+
+        def grown(line: str) -> bool:
+            return '"image"' in line and '"shown": [400, 300]' not in line
+
+        event = json.loads(viewer.events.expect(grown))
+        width, height = event["shown"]
+        assert width > 600 and abs(width / height - 4 / 3) < 0.02
+        assert find_image(screenshot(display), solid((10, 120, 230), (height, width))[..., :3])
     assert viewer.close() == 0
