@@ -161,3 +161,33 @@ def test_get_wait_gives_up_with_one_line(unique_key, tmp_path) -> None:
     assert not (tmp_path / "none.png").exists()
     bad = run_cli("get", key, "--wait", "-1")
     assert bad.returncode == 2 and "usage: shmimage get" in bad.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="signals the held put")
+def test_qt_put_from_stdin(unique_key, tmp_path) -> None:
+    qt = pytest.importorskip("shmimage.qt", reason="the Qt format module is not built")
+    import signal
+
+    from workers_cli import Lines
+
+    key = unique_key("qt-stdin")
+    rgb = np.random.default_rng(6).integers(0, 255, (12, 16, 3), np.uint8)
+    data = io.BytesIO()
+    Image.fromarray(rgb).save(data, "PNG")
+    proc = subprocess.Popen([sys.executable, "-m", "shmimage", "put", "-", key, "--qt"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=False, env=cli_env())
+    try:
+        proc.stdin.write(data.getvalue())
+        proc.stdin.close()
+        lines = Lines(io.TextIOWrapper(proc.stdout))
+        assert "16x12x4 uint8" in lines.expect(lambda line: line.startswith("published"))
+        lines.expect(lambda line: line.startswith("holding"))
+        got = run_cli("get", key, "--qt", "-o", str(tmp_path / "qt.npy"))
+        assert got.returncode == 0, got.stderr
+        back = np.load(tmp_path / "qt.npy")
+        np.testing.assert_array_equal(back[..., :3], rgb)
+        assert (back[..., 3] == 255).all()
+    finally:
+        stop(proc, signal.SIGINT)
+        qt.QtSharedImage.remove(key)

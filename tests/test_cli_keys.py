@@ -174,3 +174,13 @@ def test_ls_says_what_stale_segments_it_reclaimed(unique_key, as_json) -> None:
     else:
         assert f"reclaimed stale {native}" in result.stdout
     assert not segment_exists(key)
+
+
+def test_viewer_and_demo_take_a_positional_key_too(unique_key, tmp_path) -> None:
+    key = unique_key("demo-positional")
+    viewer = run_cli("viewer", key)  # no display in run_cli's environment
+    assert viewer.returncode == 1 and "DISPLAY" in one_line_error(viewer)
+    demo = run_cli("demo", key, "--headless", "-o", str(tmp_path / "demo.png"))
+    assert demo.returncode == 0, demo.stderr
+    assert "all" in demo.stdout and (tmp_path / "demo.png").exists()
+    assert not segment_exists(key)
