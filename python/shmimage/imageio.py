@@ -133,7 +133,8 @@ def pil_to_array(image: Any, mode: str | None = None) -> np.ndarray:
             raise InvalidImageError(f"cannot convert a {image.mode} image to mode "
                                     f"{shorten(repr(mode))}") from exc
     kept = image.mode
-    if kept.startswith("I;16"):
+    # Pillow before 10 decodes a 16-bit grey PNG as "I": PNG has no 32-bit grey.
+    if kept.startswith("I;16") or (kept == "I" and getattr(image, "format", None) == "PNG"):
         return np.asarray(image).astype(np.uint16)
     if kept not in _KEPT_MODES:
         image = image.convert(_converted_mode(image))
