@@ -126,10 +126,29 @@ class SharedImage:
     def publish(
         self, image: ImageLike, timeout: float | None = None, *, mode: str | None = None
     ) -> int:
-        """Copy a frame in; returns its generation.
+        """Copy a frame in.
 
-        `image`: an ndarray, a PIL image, a path (an image file or ``.npy``) or
-        encoded image bytes; `mode` (a Pillow mode) converts it first.
+        Parameters
+        ----------
+        image
+            An ndarray of 2 to 4 dimensions and any numeric dtype, a PIL
+            image, a path (an image file, or ``.npy``) or encoded image bytes.
+            Images keep their decoded mode (16-bit stays uint16).
+        timeout
+            Seconds the whole call may take; None waits as long as it must.
+        mode
+            A Pillow mode to convert to first, e.g. ``"RGBA"``.
+
+        Returns
+        -------
+        int
+            The new frame's generation.
+
+        Raises
+        ------
+        InvalidImageError
+            Not an image, or an array no frame can be; the message says what
+            is supported and never contains the payload.
         """
         array = as_frame_array(image, mode)
         for _ in range(_RETRIES):
@@ -202,9 +221,20 @@ class SharedImage:
         return ViewBlock(self)
 
     def to_pil(self) -> Any:
-        """The latest frame as a PIL image: uint8 1 to 4 channels (L, LA, RGB,
-        RGBA), single-channel uint16 (I;16), int32 (I), float32 (F) and bool
-        (1); InvalidImageError naming shape and dtype otherwise."""
+        """The latest frame as a PIL image.
+
+        Returns
+        -------
+        PIL.Image.Image
+            ``L``, ``LA``, ``RGB`` or ``RGBA`` for uint8 frames; ``I;16``,
+            ``I``, ``F`` and ``1`` for single-channel uint16, int32, float32
+            and bool frames.
+
+        Raises
+        ------
+        InvalidImageError
+            For any other frame, naming its shape and dtype.
+        """
         return array_to_pil(self.read())
 
     def info(self) -> FrameInfo:
