@@ -29,7 +29,7 @@ from workers_cli import (
 signals = pytest.mark.skipif(not POSIX_SIGNALS, reason="sends POSIX signals to the command")
 needs_shm_dir = pytest.mark.skipif(not HAS_SHM_DIR, reason="looks at /dev/shm without attaching")
 
-COMMANDS = ("put", "get", "info", "ls", "rm", "gc", "viewer", "demo", "bench")
+COMMANDS = ("put", "get", "info", "watch", "ls", "rm", "gc", "viewer", "demo", "bench")
 
 
 def held_put(key: str, path: Path = SAMPLE_PATH) -> tuple[subprocess.Popen[str], Lines]:

@@ -101,21 +101,11 @@ def test_a_missing_file_is_file_not_found(image, tmp_path) -> None:
 BAD_ARRAYS = {
     "1-d": np.zeros(16, np.uint8),
     "0-d": np.array(3, np.uint8),
-    "4-d": np.zeros((2, 4, 4, 3), np.uint8),
     "5-d": np.zeros((1, 1, 4, 4, 3), np.uint8),
     "0-rows": np.zeros((0, 4), np.uint8),
     "0-cols": np.zeros((4, 0, 3), np.uint8),
     "0-channels": np.zeros((4, 4, 0), np.uint8),
-    "2-channels": np.zeros((4, 4, 2), np.uint8),
-    "5-channels": np.zeros((4, 4, 5), np.uint16),
-    "int8": np.zeros((4, 4), np.int8),
-    "int16": np.zeros((4, 4), np.int16),
-    "int32": np.zeros((4, 4, 3), np.int32),
-    "uint32": np.zeros((4, 4), np.uint32),
-    "int64": np.zeros((4, 4), np.int64),
-    "float16": np.zeros((4, 4), np.float16),
-    "float64": np.zeros((4, 4, 4), np.float64),
-    "bool": np.zeros((4, 4), bool),
+    "channels-first": np.zeros((3, 48, 64), np.uint8),
     "complex": np.zeros((4, 4), np.complex64),
     "object": np.zeros((4, 4), object),
     "str": np.zeros((4, 4), "U1"),
@@ -132,8 +122,8 @@ def test_unsupported_arrays(image, name: str) -> None:
 
 @pytest.mark.parametrize(
     ("shape", "dtype"),
-    [((4,), np.uint8), ((2, 2, 2, 3), np.uint8), ((0, 4), np.uint8), ((4, 4, 2), np.uint8),
-     ((4, 4), np.float64), ((4, 4), np.int32), ((-1, 4), np.uint8)],
+    [((4,), np.uint8), ((2, 2, 2, 3, 1), np.uint8), ((0, 4), np.uint8), ((3, 48, 64), np.uint8),
+     ((4, 4), np.complex64), ((4, 4), object), ((-1, 4), np.uint8), ((4.0, 4), np.uint8)],
 )
 def test_unsupported_loans(image, shape: tuple, dtype) -> None:
     with pytest.raises(InvalidImageError), image.loan(shape, dtype):
@@ -153,7 +143,7 @@ def test_bad_input_leaves_the_previous_frame_current(image, tmp_path) -> None:
     frame = np.full((8, 8, 3), 9, np.uint8)
     image.publish(frame)
     (tmp_path / "bad.png").write_bytes(b"nope")
-    for bad in [np.zeros((8, 8, 2), np.uint8), tmp_path / "bad.png", None]:
+    for bad in [np.zeros((8, 8), np.complex64), tmp_path / "bad.png", None]:
         with pytest.raises(InvalidImageError):
             image.publish(bad)
     assert image.info().generation == 1

@@ -1,12 +1,14 @@
 """The Tk viewer: its pixel helpers, and real windows on Xvfb driven with xdotool."""
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from shmimage import SharedImage
+from shmimage.render import fit_size, to_ppm, to_rgba8
 from shmimage.sample import SAMPLE_PATH
 from shmimage.viewer import (
     ATTACH_FAILED_TEXT,
@@ -18,10 +20,7 @@ from shmimage.viewer import (
     QT_TEXT,
     SELECT_TEXT,
     TITLE,
-    fit_size,
     image_filetypes,
-    to_ppm,
-    to_rgba8,
 )
 from workers_cli import (
     Events,
@@ -55,8 +54,14 @@ LEFT, RIGHT = "+40+60", "+500+60"
     (np.full((2, 3, 1), 9, np.uint8), [9, 9, 9, 255]),
     (np.full((2, 3, 3), (1, 2, 3), np.uint8), [1, 2, 3, 255]),
     (np.full((2, 3, 4), (1, 2, 3, 4), np.uint8), [1, 2, 3, 4]),
-    (np.full((2, 3), 0x1234, np.uint16), [0x12, 0x12, 0x12, 255]),
-    (np.full((2, 3, 3), (0.0, 0.5, 2.0), np.float32), [0, 128, 255, 255]),
+    (np.full((2, 3), 0x1234, np.uint16), [0x12, 0x12, 0x12, 255]),  # one value: dtype's range
+    (np.full((2, 3, 3), (0.0, 0.5, 1.0), np.float32), [0, 128, 255, 255]),
+    (np.full((2, 3, 3), (0.0, 0.5, 2.0), np.float32), [0, 64, 255, 255]),  # stretched
+    (np.full((2, 3), True), [255, 255, 255, 255]),
+    (np.full((2, 3, 2), (40, 200), np.uint8), [40, 40, 40, 200]),
+    (np.full((2, 3, 4), (0, 1000, 2000, 65535), np.uint16), [0, 128, 255, 255]),
+    (np.full((5, 2, 3, 3), 9, np.uint8), [9, 9, 9, 255]),  # a batch shows its first frame
+    (np.full((2, 3, 6), (1, 2, 3, 4, 5, 6), np.uint8), [1, 2, 3, 255]),
 ])
 def test_to_rgba8_handles_every_frame_kind(frame, expected):
     rgba = to_rgba8(frame)
@@ -68,9 +73,9 @@ def test_to_rgba8_refuses_what_it_cannot_show():
     from shmimage import InvalidImageError
 
     with pytest.raises(InvalidImageError):
-        to_rgba8(np.zeros((2, 3), np.int64))
+        to_rgba8(np.zeros((2, 3), np.complex64))
     with pytest.raises(InvalidImageError):
-        to_rgba8(np.zeros((2, 3, 2), np.uint8))
+        to_rgba8(np.zeros(5, np.uint8))
 
 
 def test_fit_size_keeps_aspect_and_fills_the_box():
@@ -81,7 +86,7 @@ def test_fit_size_keeps_aspect_and_fills_the_box():
 
 
 def test_to_ppm_is_a_p6_image_of_the_fitted_size():
-    data, size = to_ppm(np.zeros((600, 800, 4), np.uint8))
+    data, size = to_ppm(np.zeros((600, 800, 4), np.uint8), (400, 300))
     assert size == (400, 300)
     assert data.startswith(b"P6 400 300 255\n")
     assert len(data) == len(b"P6 400 300 255\n") + 400 * 300 * 3
@@ -299,3 +304,90 @@ def test_viewer_without_a_display_is_one_line(unique_key):
     result = run_cli("viewer", "--key", unique_key("nodisplay"))
     assert result.returncode == 1
     assert "DISPLAY" in one_line_error(result)
+
+
+# ---- any frame: 16-bit normalised, 4K scaled to fit, a status line -----------------------
+
+def bands(values: list[int], dtype: type, shape: tuple[int, int] = (300, 400)) -> np.ndarray:
+    """Vertical bands of equal width, one per value."""
+    frame = np.empty(shape, dtype)
+    width = shape[1] // len(values)
+    for i, value in enumerate(values):
+        frame[:, i * width:(i + 1) * width] = value
+    return frame
+
+
+def test_a_16_bit_frame_is_shown_normalised_with_a_status_line(display, viewers, unique_key):
+    key = unique_key("viewer-16")
+    with SharedImage(key) as image:
+        image.publish(bands([0, 1000, 2000, 3000], np.uint16))
+        viewer = Viewer(display, key, LEFT, "--live")
+        viewers.append(viewer)
+        shown = viewer.events.event("image", source="live", generation=1)
+        assert shown["dtype"] == "uint16" and shown["shown"] == [400, 300]
+        status = viewer.events.event("info")["text"]
+        assert key[:20] in status and "generation 1" in status and "400x300 uint16" in status
+        # 0..3000 stretched to 0..255: four grey bands, pixel for pixel on screen.
+        grey = bands([0, 85, 170, 255], np.uint8)
+        assert len(wait_for_image(display, np.repeat(grey[..., None], 3, axis=2), 1)) == 1
+        for generation in (2, 3, 4):
+            image.publish(bands([0, 1000, 2000, 3000], np.uint16))
+            viewer.events.event("image", source="live", generation=generation)
+        status = viewer.events.event("info")["text"]
+        assert "generation 4" in status and " fps" in status
+    assert viewer.close() == 0
+
+
+def colour_box(screen: np.ndarray, colour: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the pixels of exactly ``colour`` on the screen."""
+    ys, xs = np.nonzero(np.all(screen == colour, axis=-1))
+    assert ys.size, f"{colour} is nowhere on screen"
+    return int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
+
+
+def test_a_4k_frame_is_scaled_to_fit_a_small_window(display, viewers, unique_key):
+    key = unique_key("viewer-4k")
+    red, green, blue, white = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+    frame = np.empty((2160, 3840, 3), np.uint8)
+    frame[:1080, :1920], frame[:1080, 1920:] = red, green
+    frame[1080:, :1920], frame[1080:, 1920:] = blue, white
+    with SharedImage(key) as image:
+        image.publish(frame)
+        viewer = Viewer(display, key, LEFT, "--live")
+        viewers.append(viewer)
+        shown = viewer.events.event("image", source="live", generation=1)
+        assert (shown["width"], shown["height"]) == (3840, 2160)
+        assert shown["shown"] == [400, 225]
+        assert "3840x2160x3 uint8" in viewer.events.event("info")["text"]
+        geometry = x_run(display, "xdotool", "getwindowgeometry", viewer.window)
+        width, height = (int(n) for n in geometry.split("Geometry:")[1].split()[0].split("x"))
+        assert width < 700 and height < 700, geometry
+        screen = screenshot(display)
+        top, left, bottom, right = colour_box(screen, red)
+        # The whole frame, scaled by 400/3840: each quadrant about 200x112 (edges blur).
+        assert 195 <= right - left <= 201 and 108 <= bottom - top <= 113
+        assert np.all(screen[top + 2:bottom - 2, left + 2:right - 2] == red)
+        g_top, g_left, _, g_right = colour_box(screen, green)
+        assert abs(g_top - top) <= 1 and 0 <= g_left - right <= 3 and g_right - left <= 401
+        b_top, b_left, _, _ = colour_box(screen, blue)
+        assert abs(b_left - left) <= 1 and 0 <= b_top - bottom <= 3
+    assert viewer.close() == 0
+
+
+def test_the_frame_follows_the_window_when_it_is_resized(display, viewers, unique_key):
+    key = unique_key("viewer-resize")
+    with SharedImage(key) as image:
+        image.publish(solid((10, 120, 230), (600, 800)))
+        viewer = Viewer(display, key, LEFT, "--live")
+        viewers.append(viewer)
+        assert viewer.events.event("image", source="live")["shown"] == [400, 300]
+        x_run(display, "xdotool", "windowsize", "--sync", viewer.window, "900", "800")
+
+        def grown(line: str) -> bool:
+            return '"image"' in line and '"shown": [400, 300]' not in line
+
+        event = json.loads(viewer.events.expect(grown))
+        width, height = event["shown"]
+        assert width > 600 and abs(width / height - 4 / 3) < 0.02
+        assert find_image(screenshot(display), solid((10, 120, 230), (height, width))[..., :3])
+    assert viewer.close() == 0

@@ -1,84 +1,115 @@
-"""The ``shmimage`` command: put, get, info, ls, rm, gc, viewer, demo, bench."""
+"""The ``shmimage`` command: put, get, info, watch, ls, rm, gc, viewer, demo, bench.
+
+Every command that takes a key takes it as a positional KEY or as ``--key``.
+Failures print one line on stderr and exit 1; usage errors exit 2 with that
+command's usage; a closed stdout ends the command quietly.
+"""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import math
 import os
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
+from . import __version__
 from .errors import NoFrameError, NotFoundError, SharedMemoryError
+from .interrupts import interrupted_by_signals
+from .render import RateMeter, describe, printable
 
 DEFAULT_KEY = "QSharedMemoryExample"
 PROG = "shmimage"
+POLL_SECONDS = 0.02  # how often `get --wait` and `watch` look for a key to appear
+WATCH_TICK = 0.5
 
 
 class CliError(Exception):
     """A failure the user can act on: printed as one line, exit status 1."""
 
 
+def quoted(key: str) -> str:
+    return f"'{printable(key, 80)}'"
+
+
 # ---- frames <-> files ----------------------------------------------------------------
 
 def read_input(path: str) -> Any:
-    """What ``put`` publishes: a .npy array as is, anything else as an image path."""
+    """What ``put`` publishes: stdin's bytes, a .npy array, or an image path."""
+    if path == "-":
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise CliError("nothing on standard input: pipe in an encoded image (PNG, JPEG, ...)")
+        return data
     source = Path(path)
     if not source.is_file():
-        raise CliError(f"{path}: no such file")
+        raise CliError(f"{printable(path, 200)}: no such file")
     if source.suffix.lower() != ".npy":
         return source
-    import numpy as np
+    from .imageio import load_npy
+
+    return load_npy(str(source))
+
+
+def exact_image(frame: Any) -> Any:
+    """A PIL image holding the frame exactly, or None when Pillow has no such mode."""
+    from .errors import InvalidImageError
+    from .imageio import array_to_pil
 
     try:
-        return np.load(source, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise CliError(f"{path}: not a numpy array file ({exc})") from exc
+        return array_to_pil(frame)
+    except InvalidImageError:
+        return None
 
 
-def frame_to_image(frame: Any) -> Any:
-    """A PIL image of the frame: 16-bit gray stays 16-bit, other non-uint8 frames become 8-bit."""
+def eight_bit_image(frame: Any, alpha: bool = True) -> Any:
+    """The frame as the viewer shows it: 8-bit RGBA (or RGB), normalised."""
     from PIL import Image
 
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[:, :, 0]
-    if frame.dtype != "uint8" and not (frame.dtype == "uint16" and frame.ndim == 2):
-        from .viewer import to_rgba8
+    from .render import to_rgba8
 
-        frame = to_rgba8(frame)
-    return Image.fromarray(frame)
+    rgba = to_rgba8(frame)
+    if not alpha or bool((rgba[..., 3] == 255).all()):
+        rgba = rgba[..., :3]
+    return Image.fromarray(rgba)
 
 
 def write_frame(frame: Any, out: str) -> None:
-    """Save a frame: ``.npy`` keeps shape and dtype, ``-`` is PNG on stdout."""
+    """Save a frame: ``.npy`` keeps shape and dtype, ``-`` is PNG on stdout, and an
+    image format keeps the frame exactly when it can hold it."""
     import numpy as np
 
     if out.lower().endswith(".npy"):
         np.save(out, frame, allow_pickle=False)
         return
-    image = frame_to_image(frame)
     target: Any = sys.stdout.buffer if out == "-" else out
     fmt = "PNG" if out == "-" else None
-    try:
-        image.save(target, format=fmt)
-    except OSError:
-        if image.mode != "RGBA":
-            raise
-        image.convert("RGB").save(target, format=fmt)
-    except (ValueError, KeyError) as exc:
-        raise CliError(f"{out}: unknown image format (use .png, .jpg, .bmp, .tif or .npy)") from exc
+    image = exact_image(frame)
+    for attempt in ([image] if image is not None else []) + ["rgba", "rgb"]:
+        if isinstance(attempt, str):
+            attempt = eight_bit_image(frame, alpha=attempt == "rgba")
+        try:
+            attempt.save(target, format=fmt)
+        except OSError as exc:
+            if exc.errno is not None:  # the file system's word, not the format's
+                raise
+            continue
+        except (ValueError, KeyError) as exc:
+            raise CliError(f"{printable(out, 200)}: unknown image format "
+                           "(use .png, .jpg, .bmp, .tif or .npy)") from exc
+        if attempt is not image:
+            print(f"{PROG}: note: {describe(frame.shape, frame.dtype)} does not fit this "
+                  f"format as it is; wrote it as 8-bit {attempt.mode} (.npy or .tif keep it "
+                  "exact)", file=sys.stderr)
+        return
+    raise CliError(f"{printable(out, 200)}: this format cannot hold the frame")
 
 
 def default_output(key: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key).strip(".")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key[:100]).strip(".")
     return f"{safe or 'frame'}.png"
-
-
-def describe(shape: Any, dtype: Any) -> str:
-    return "x".join(str(n) for n in (shape[1], shape[0], *shape[2:])) + f" {dtype}"
 
 
 # ---- segments ----------------------------------------------------------------------
@@ -122,44 +153,28 @@ def stamp(timestamp_ns: int) -> str:
     return f"{text}.{int(timestamp_ns % 1_000_000_000) // 1_000_000:03d} UTC"
 
 
-# ---- commands ----------------------------------------------------------------------
+# ---- put -----------------------------------------------------------------------------
 
 def cmd_put(args: argparse.Namespace) -> int:
     source = read_input(args.path)
+    what = "standard input" if args.path == "-" else printable(args.path, 200)
     if args.qt:
-        return put_qt(args, source)
+        return put_qt(args, source, what)
     from .image import SharedImage
 
     image = SharedImage(args.key, persistent=args.persist)
     try:
-        generation = image.publish(source)
+        generation = image.publish(source, mode=args.mode)
         info = image.info()
-        print(f"published {args.path} as {describe(info.shape, info.dtype)} under key "
-              f"'{args.key}', generation {generation}", flush=True)
+        print(f"published {what} as {describe(info.shape, info.dtype)} under key "
+              f"{quoted(args.key)}, generation {generation}", flush=True)
         if args.persist:
-            print(f"persistent: stays until `{PROG} rm {args.key}`", flush=True)
+            print(f"persistent: stays until `{PROG} rm KEY`", flush=True)
             return 0
         hold()
         return 0
     finally:
         image.detach()
-
-
-@contextlib.contextmanager
-def interrupted_by_signals() -> Iterator[None]:
-    """SIGTERM and SIGINT both raise KeyboardInterrupt inside the block.
-
-    SIGINT is set explicitly because a shell starts background jobs with it ignored.
-    """
-    def on_signal(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def hold() -> None:
@@ -181,20 +196,26 @@ def qt_image(args: argparse.Namespace) -> Any:
     return QtSharedImage(args.key, backend=args.backend)
 
 
-def put_qt(args: argparse.Namespace, source: Any) -> int:
+def put_qt(args: argparse.Namespace, source: Any, what: str) -> int:
+    import numpy as np
+
+    from .imageio import as_frame_array
+
     if args.persist:
         raise CliError("--persist does not apply to Qt segments")
+    if isinstance(source, np.ndarray):
+        pixels = as_frame_array(source, args.mode) if args.mode else source
+    else:  # a QImage is 8-bit: files and bytes decode as the Qt example does
+        pixels = as_frame_array(source, args.mode or "RGBA")
     with qt_image(args) as target:
-        if isinstance(source, Path):
-            pixels = target.load_from_file(source)
-        else:
-            target.publish(source)
-            pixels = source
-        print(f"published {args.path} as {describe(pixels.shape, pixels.dtype)} in Qt's "
-              f"format under key '{args.key}'", flush=True)
+        target.publish(pixels)
+        print(f"published {what} as {describe(pixels.shape, pixels.dtype)} in Qt's "
+              f"format under key {quoted(args.key)}", flush=True)
         hold()
     return 0
 
+
+# ---- get -----------------------------------------------------------------------------
 
 def cmd_get(args: argparse.Namespace) -> int:
     out = args.output or default_output(args.key)
@@ -202,31 +223,51 @@ def cmd_get(args: argparse.Namespace) -> int:
         with qt_image(args) as source:
             frame = source.read()
     else:
-        frame = read_frame(args.key)
+        frame = read_frame(args.key, args.wait)
     write_frame(frame, out)
     if out != "-":
-        print(f"wrote {out} ({describe(frame.shape, frame.dtype)})")
+        print(f"wrote {printable(out, 200)} ({describe(frame.shape, frame.dtype)})")
     return 0
 
 
-def read_frame(key: str) -> Any:
+def read_frame(key: str, wait: float | None = None) -> Any:
+    """The key's current frame; with ``wait``, waits up to that long for the key
+    to appear and for its first frame."""
     from .image import SharedImage
 
-    try:
-        with SharedImage(key) as source:
-            return source.read()
-    except NotFoundError as exc:
-        raise CliError(f"no shared image under key '{key}'") from exc
-    except NoFrameError as exc:
-        raise CliError(f"nothing published under key '{key}' yet") from exc
+    deadline = time.monotonic() + (wait or 0.0)
+    waited = f" within {wait:g} s" if wait else ""
+    with SharedImage(key) as source:
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return source.read()
+            except NotFoundError as exc:
+                if left <= 0:
+                    raise CliError(f"no shared image under key {quoted(key)}{waited}") from exc
+                time.sleep(min(POLL_SECONDS, left))
+            except NoFrameError as exc:
+                if left <= 0:
+                    raise CliError(f"nothing published under key {quoted(key)}{waited}") from exc
+                wait_quietly(source, left)
 
+
+def wait_quietly(image: Any, timeout: float) -> None:
+    """Wait up to ``timeout`` for a first frame; the caller looks again either way."""
+    try:
+        image.wait(timeout=timeout, after=0)
+    except TimeoutError:
+        pass
+
+
+# ---- info, watch ---------------------------------------------------------------------
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .image import SharedImage
 
     segment = segment_facts(args.key)
     if segment is None:
-        raise CliError(f"no shared image under key '{args.key}'")
+        raise CliError(f"no shared image under key {quoted(args.key)}")
     facts: dict[str, Any] = dict(segment)
     with SharedImage(args.key) as image:
         try:
@@ -241,7 +282,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def print_info(facts: dict[str, Any]) -> None:
-    rows = [["key", facts["key"]], ["native name", facts["native_key"]],
+    rows = [["key", printable(facts["key"], 200)], ["native name", facts["native_key"]],
             ["segment size", human_size(facts["size"])],
             ["attachments", str(facts["attachments"])],
             ["persistent", "yes" if facts["persistent"] else "no"]]
@@ -257,22 +298,87 @@ def print_info(facts: dict[str, Any]) -> None:
         print(f"{name.ljust(width)}  {value}")
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
-    from .memory import list_segments
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .image import SharedImage
 
+    with interrupted_by_signals(), SharedImage(args.key) as image:
+        try:
+            watch(image, args.json)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def current_generation(image: Any) -> int:
+    """The generation to watch from: waits for the key to appear; 0 before a frame."""
+    while True:
+        try:
+            return int(image.info().generation)
+        except NoFrameError:
+            return 0
+        except NotFoundError:
+            time.sleep(POLL_SECONDS)
+
+
+def watch(image: Any, as_json: bool) -> None:
+    """The current frame's line (when there is one), then one line per new frame,
+    until interrupted."""
+    after = current_generation(image)
+    rate = RateMeter()
+    if after:
+        report(image, rate, as_json)
+    while True:
+        try:
+            image.wait(timeout=WATCH_TICK, after=after)
+        except TimeoutError:
+            continue
+        after = report(image, rate, as_json)
+
+
+def report(image: Any, rate: RateMeter, as_json: bool) -> int:
+    """Print the latest frame's line; its generation."""
+    info = image.info()
+    latency_ms = max(0.0, (time.time_ns() - info.timestamp_ns) / 1e6)
+    fps = rate.add(info.generation, info.timestamp_ns / 1e9)
+    print(watch_line(info, fps, latency_ms, as_json), flush=True)
+    return int(info.generation)
+
+
+def watch_line(info: Any, fps: float | None, latency_ms: float, as_json: bool) -> str:
+    if as_json:
+        facts = frame_facts(info)
+        facts.update(fps=None if fps is None else round(fps, 3),
+                     latency_ms=round(latency_ms, 3))
+        return json.dumps(facts)
+    shown_fps = "-" if fps is None or not math.isfinite(fps) else f"{fps:.1f}"
+    return (f"generation {info.generation}  {describe(info.shape, info.dtype)}  "
+            f"{shown_fps} fps  latency {latency_ms:.2f} ms")
+
+
+# ---- ls, rm, gc ----------------------------------------------------------------------
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from .memory import collect_garbage, list_segments
+
+    reclaimed = collect_garbage()  # what ls would otherwise reclaim without a word
     segments = list_segments()
     if args.json:
         rows = [{"key": s.key, "native_key": s.native_key, "size": s.size,
-                 "attachments": s.attachments, "persistent": bool(s.persistent)}
-                for s in segments]
+                 "attachments": s.attachments, "persistent": bool(s.persistent),
+                 "reclaimed": False} for s in segments]
+        rows += [{"key": None, "native_key": name, "size": None, "attachments": 0,
+                  "persistent": False, "reclaimed": True} for name in reclaimed]
         print(json.dumps(rows, indent=2))
-    elif not segments:
-        print("no shmimage segments")
-    else:
+        return 0
+    if segments:
         print_table(["KEY", "NATIVE NAME", "SIZE", "ATTACHED", "PERSISTENT"],
-                    [[s.key if s.key is not None else "-", s.native_key,
+                    [[printable(s.key) if s.key is not None else "-", s.native_key,
                       human_size(s.size), str(s.attachments),
                       "yes" if s.persistent else "no"] for s in segments])
+    elif not reclaimed:
+        print("no shmimage segments")
+    for name in reclaimed:
+        print(f"reclaimed stale {printable(name)} (no process was using it)")
     return 0
 
 
@@ -282,8 +388,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
     try:
         SharedMemory.remove(args.key)
     except NotFoundError as exc:
-        raise CliError(f"no segment under key '{args.key}'") from exc
-    print(f"removed '{args.key}'")
+        raise CliError(f"no segment under key {quoted(args.key)}") from exc
+    print(f"removed {quoted(args.key)}")
     return 0
 
 
@@ -292,11 +398,13 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     removed = collect_garbage()
     for name in removed:
-        print(f"removed stale {name}")
+        print(f"removed stale {printable(name)}")
     if not removed:
         print("no stale segments")
     return 0
 
+
+# ---- viewer, demo, bench -------------------------------------------------------------
 
 def cmd_viewer(args: argparse.Namespace) -> int:
     require_display()
@@ -339,11 +447,28 @@ def cmd_bench(argv: list[str]) -> int:
     return int(bench_main(argv) or 0)
 
 
-# ---- parsing and the entry point --------------------------------------------------------
+# ---- parsing ---------------------------------------------------------------------------
 
-def add_key(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--key", "-k", default=DEFAULT_KEY,
-                        help=f"shared memory key (default: {DEFAULT_KEY})")
+def add_key(parser: argparse.ArgumentParser, default: str | None = DEFAULT_KEY,
+            required: bool = False) -> None:
+    """KEY as an optional positional and as ``--key``, resolved by resolve_key()."""
+    shown = "required" if required else f"default: {default or 'see below'}"
+    parser.add_argument("key", metavar="KEY", nargs="?",
+                        help=f"shared memory key ({shown}); --key is the same")
+    parser.add_argument("--key", "-k", dest="key_option", metavar="KEY", help="the same as KEY")
+    parser.set_defaults(key_default=default, key_required=required)
+
+
+def resolve_key(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    positional, option = args.key, args.key_option
+    if positional is not None and option is not None and positional != option:
+        parser.error("KEY and --key name different keys; give one")
+    key = positional if positional is not None else option
+    if key is None:
+        if args.key_required:
+            parser.error("the following arguments are required: KEY")
+        key = args.key_default
+    args.key = key
 
 
 def add_qt(parser: argparse.ArgumentParser, what: str) -> None:
@@ -353,43 +478,68 @@ def add_qt(parser: argparse.ArgumentParser, what: str) -> None:
                         help="Qt segment flavour with --qt (default: auto)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Share images between processes through named shared memory.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"not a number of seconds >= 0: {text!r}")
+    return value
 
+
+def add_put(commands: Any) -> None:
     put = commands.add_parser("put", help="publish an image (held until Ctrl+C unless --persist)")
-    put.add_argument("path", metavar="PATH", help="an image file Pillow reads, or a .npy array")
+    put.add_argument("path", metavar="PATH",
+                     help="an image file Pillow reads, a .npy array, or - for encoded image "
+                          "bytes on stdin")
     add_key(put)
+    put.add_argument("--mode", metavar="M",
+                     help="convert to this Pillow mode first (L, RGB, RGBA, I;16, F, ...); "
+                          "without it the image keeps its own mode")
     put.add_argument("--persist", action="store_true",
                      help="exit at once and keep the segment until `shmimage rm`")
     add_qt(put, "write")
     put.set_defaults(run=cmd_put)
 
+
+def add_get(commands: Any) -> None:
     get = commands.add_parser("get", help="write the current frame to an image file")
     add_key(get)
     get.add_argument("-o", "--output", metavar="OUT",
-                     help="output file: an image format by extension, .npy, or - for stdout "
-                          "(default: KEY.png)")
+                     help="output file: an image format by extension, .npy, or - for PNG on "
+                          "stdout (default: KEY.png)")
+    get.add_argument("--wait", metavar="SECONDS", type=seconds,
+                     help="wait up to SECONDS for the key to appear and hold a first frame")
     add_qt(get, "read")
     get.set_defaults(run=cmd_get)
 
+
+def add_facts(commands: Any) -> None:
     info = commands.add_parser("info", help="frame and segment facts")
     add_key(info)
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=cmd_info)
+
+    watch_cmd = commands.add_parser(
+        "watch", help="one line per new frame (generation, shape, dtype, fps, latency)")
+    add_key(watch_cmd)
+    watch_cmd.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch_cmd.set_defaults(run=cmd_watch)
 
     ls = commands.add_parser("ls", help="list shmimage segments on this machine")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(run=cmd_ls)
 
     rm = commands.add_parser("rm", help="remove one segment's name")
-    rm.add_argument("key", metavar="KEY")
+    add_key(rm, default=None, required=True)
     rm.set_defaults(run=cmd_rm)
 
     gc = commands.add_parser("gc", help="remove every stale segment")
     gc.set_defaults(run=cmd_gc)
 
+
+def add_windows(commands: Any) -> None:
     viewer = commands.add_parser("viewer", help="the example's dialog (Tk)")
     add_key(viewer)
     viewer.add_argument("--load", metavar="PATH", help="publish this image at start")
@@ -401,44 +551,87 @@ def build_parser() -> argparse.ArgumentParser:
     viewer.set_defaults(run=cmd_viewer)
 
     demo = commands.add_parser("demo", help="the main job: the sample image crosses processes")
+    add_key(demo, default=None)
     demo.add_argument("--headless", action="store_true",
                       help="the two-process check even when a display is available")
-    demo.add_argument("--key", "-k", default=None,
-                      help=f"key to use (default: {DEFAULT_KEY} for the windows, "
-                           "a fresh one for the headless run)")
     demo.add_argument("-o", "--output", metavar="OUT", help="where the headless run writes "
                       "the image it read back (default: in the temp directory)")
     demo.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     demo.set_defaults(run=cmd_demo)
+    demo.epilog = (f"KEY defaults to {DEFAULT_KEY} for the windows and a fresh key for "
+                   "the headless run.")
 
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each command's own parser."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Share images between processes through named shared memory.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_put(commands)
+    add_get(commands)
+    add_facts(commands)
+    add_windows(commands)
     commands.add_parser("bench", add_help=False,
                         help="the benchmark suite: bench [--quick] [--json OUT] [--plot OUT.png]")
-    return parser
+    return parser, dict(commands.choices)
 
 
 def parse(argv: list[str]) -> argparse.Namespace | int:
+    """The parsed command line, or the exit status argparse chose (help, usage errors).
+
+    A command's own parser parses its arguments, so its usage is what an error shows,
+    and positionals may come before or after options.
+    """
+    parser, subparsers = build_parser()
     try:
-        return build_parser().parse_args(argv)
+        if argv and argv[0] in subparsers:
+            sub = subparsers[argv[0]]
+            args = sub.parse_intermixed_args(argv[1:])
+            if hasattr(args, "key_option"):
+                resolve_key(sub, args)
+            return args
+        parser.parse_args(argv)
+        return 2  # not reached: with no command argparse has already exited
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
 
+
+# ---- the entry point -------------------------------------------------------------------
 
 def fail(message: str) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return 1
 
 
-def run_guarded(action: Callable[[], int]) -> int:
-    """Turn every expected failure into one line on stderr and exit status 1."""
+def silence_stdout() -> None:
+    """After a reader closed our stdout: nothing more to say, and nothing at exit."""
     try:
-        return action()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def run_guarded(action: Callable[[], int]) -> int:
+    """Turn every failure into one line on stderr and exit status 1; never a traceback."""
+    try:
+        code = action()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        silence_stdout()
+        return 0
     except CliError as exc:
         return fail(str(exc))
     except (SharedMemoryError, OSError, ValueError) as exc:
-        return fail(str(exc) or type(exc).__name__)
+        return fail(printable(str(exc), 500) or type(exc).__name__)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, saying what it was
+        return fail(f"unexpected {type(exc).__name__}: {printable(str(exc), 500)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -448,4 +641,4 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if isinstance(args, int):
         return args
-    return run_guarded(lambda: args.run(args))
+    return run_guarded(lambda: int(args.run(args)))

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .cli import interrupted_by_signals
 from .errors import SharedMemoryError
+from .interrupts import interrupted_by_signals
 from .sample import SAMPLE_PATH, load_sample
 
 WINDOW_KEY = "QSharedMemoryExample"

@@ -9,8 +9,8 @@ import numpy as np
 
 from . import _shmcore
 from .blocks import LoanBlock, ViewBlock
-from .errors import InvalidImageError, OutOfResourcesError
-from .imageio import as_frame_array, check_frame_spec, load_image_file
+from .errors import OutOfResourcesError
+from .imageio import array_to_pil, as_frame_array, check_frame_spec, load_image_file
 from .memory import SharedMemory, header_key
 
 if TYPE_CHECKING:
@@ -91,9 +91,34 @@ class SharedImage:
 
     # -- writing --
 
-    def publish(self, image: ImageLike, timeout: float | None = None) -> int:
-        """Copy a frame in; returns its generation."""
-        array = as_frame_array(image)
+    def publish(
+        self, image: ImageLike, timeout: float | None = None, *, mode: str | None = None
+    ) -> int:
+        """Copy a frame in.
+
+        Parameters
+        ----------
+        image
+            An ndarray of 2 to 4 dimensions and any numeric dtype, a PIL
+            image, a path (an image file, or ``.npy``) or encoded image bytes.
+            Images keep their decoded mode (16-bit stays uint16).
+        timeout
+            Seconds the whole call may take; None waits as long as it must.
+        mode
+            A Pillow mode to convert to first, e.g. ``"RGBA"``.
+
+        Returns
+        -------
+        int
+            The new frame's generation.
+
+        Raises
+        ------
+        InvalidImageError
+            Not an image, or an array no frame can be; the message says what
+            is supported and never contains the payload.
+        """
+        array = as_frame_array(image, mode)
         generation: int = self._writer(array.nbytes).publish(array, timeout)
         return generation
 
@@ -145,22 +170,31 @@ class SharedImage:
         return ViewBlock(self)
 
     def to_pil(self) -> Any:
-        from PIL import Image
+        """The latest frame as a PIL image.
 
-        frame = self.read()
-        if frame.dtype != np.uint8:
-            raise InvalidImageError(f"a {frame.dtype} frame has no Pillow mode; use read()")
-        if frame.ndim == 3 and frame.shape[2] == 1:
-            frame = frame[:, :, 0]
-        return Image.fromarray(frame)  # L, RGB or RGBA, from the shape
+        Returns
+        -------
+        PIL.Image.Image
+            ``L``, ``LA``, ``RGB`` or ``RGBA`` for uint8 frames; ``I;16``,
+            ``I``, ``F`` and ``1`` for single-channel uint16, int32, float32
+            and bool frames.
+
+        Raises
+        ------
+        InvalidImageError
+            For any other frame, naming its shape and dtype.
+        """
+        return array_to_pil(self.read())
 
     def info(self) -> FrameInfo:
         shape, dtype, generation, timestamp_ns, pid = self._attach().info()
+        # A batch (N, H, W, C) describes each of its frames.
+        frame = shape[1:] if len(shape) == 4 else shape
         return FrameInfo(
             shape=shape,
-            width=shape[1],
-            height=shape[0],
-            channels=shape[2] if len(shape) == 3 else 1,
+            width=frame[1],
+            height=frame[0],
+            channels=frame[2] if len(frame) == 3 else 1,
             dtype=dtype,
             generation=generation,
             timestamp_ns=timestamp_ns,
@@ -219,3 +253,18 @@ class SharedImage:
 
     def __repr__(self) -> str:
         return f"<SharedImage key={self.key!r} native_key={self.native_key!r}>"
+
+    # -- Python's protocols --
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as key and options; the copy attaches on first use."""
+        return (_unpickle, (self.key, {"capacity": self.capacity, "persistent": self.persistent}))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``numpy.asarray(image)`` is ``image.read()``."""
+        frame = self.read()
+        return frame if dtype is None else frame.astype(dtype, copy=False)
+
+
+def _unpickle(key: str, options: dict[str, Any]) -> SharedImage:
+    return SharedImage(key, **options)

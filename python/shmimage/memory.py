@@ -9,7 +9,7 @@ import re
 import sys
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _shmcore
 from .errors import (
@@ -275,6 +275,16 @@ class SharedMemory:
     def __repr__(self) -> str:
         state = f"attached, {self.size} bytes" if self.is_attached else "detached"
         return f"<SharedMemory key={self._key!r} native_key={self._native_key!r} {state}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as its key (or native key); the copy starts detached."""
+        return (_unpickle_memory, (self._key, self._native_key))
+
+
+def _unpickle_memory(key: str | None, native_key: str | None) -> SharedMemory:
+    if key is None and native_key is not None:
+        return SharedMemory(native_key=native_key)
+    return SharedMemory(key)
 
 
 # -- segments on this machine: `shmimage ls` and `shmimage gc` --

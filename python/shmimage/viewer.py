@@ -11,12 +11,14 @@ import queue
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from .errors import InvalidImageError, SharedMemoryError
+from .render import BACKGROUND, RateMeter, describe, printable, to_ppm
 
 TITLE = "SharedMemory Example"
 LOAD_TEXT = "Load Image From File..."
@@ -34,57 +36,13 @@ CREATE_FAILED_TEXT = "Unable to create shared memory segment."
 ATTACH_FAILED_TEXT = "Unable to attach to shared memory segment.\nLoad an image first."
 
 BOX = (400, 300)
-BACKGROUND = (217, 217, 217)
+BORDER = 8  # room around the image inside its box
 LIVE_POLL_MS = 30
+RESIZE_DELAY_MS = 80
 Tracer = Callable[..., None]
 
 
-# ---- pixels -> something Tk can show -------------------------------------------------
-
-def to_rgba8(frame: np.ndarray) -> np.ndarray:
-    """Any frame SharedImage holds (gray, RGB, RGBA; uint8, uint16, float32) as RGBA uint8."""
-    if frame.dtype == np.uint16:
-        frame = (frame >> 8).astype(np.uint8)
-    elif frame.dtype.kind == "f":
-        frame = (np.clip(np.nan_to_num(frame), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    elif frame.dtype != np.uint8:
-        raise InvalidImageError(f"cannot display frames of dtype {frame.dtype}")
-    if frame.ndim == 2:
-        frame = frame[:, :, None]
-    channels = frame.shape[2]
-    if channels == 1:
-        frame = np.repeat(frame, 3, axis=2)
-    if channels in (1, 3):
-        alpha = np.full(frame.shape[:2] + (1,), 255, np.uint8)
-        frame = np.concatenate([frame, alpha], axis=2)
-    if frame.ndim != 3 or frame.shape[2] != 4:
-        raise InvalidImageError(f"cannot display a frame of shape {frame.shape}")
-    return np.ascontiguousarray(frame)
-
-
-def fit_size(width: int, height: int, box: tuple[int, int]) -> tuple[int, int]:
-    """The largest size with the image's aspect ratio that fits in ``box``."""
-    scale = min(box[0] / width, box[1] / height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def to_ppm(frame: np.ndarray, box: tuple[int, int] = BOX) -> tuple[bytes, tuple[int, int]]:
-    """The frame scaled to fit ``box``, over the window's grey, as binary PPM bytes."""
-    from PIL import Image
-
-    rgba = to_rgba8(frame)
-    image = Image.fromarray(rgba)
-    size = fit_size(image.width, image.height, box)
-    if size != image.size:
-        if size[0] < image.width:
-            image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        else:  # enlarging: keep pixels crisp
-            image = image.resize(size, Image.Resampling.NEAREST)
-    flat = Image.new("RGB", image.size, BACKGROUND)
-    flat.paste(image, mask=image.getchannel("A"))
-    header = f"P6 {flat.width} {flat.height} 255\n".encode("ascii")
-    return header + flat.tobytes(), flat.size
-
+# ---- the file dialog ------------------------------------------------------------------
 
 def image_filetypes() -> list[tuple[str, str]]:
     """File dialog filters: every extension Pillow can open, then all files."""
@@ -105,18 +63,29 @@ class Store:
         self.key = key
         self._publisher: Any = None
 
-    def publish_file(self, path: str) -> np.ndarray:
+    def publish_file(self, path: str) -> tuple[np.ndarray, int | None]:
+        """Publish a file as the example does (RGBA); its pixels and generation."""
         from .image import SharedImage
 
         if self._publisher is None:
             self._publisher = SharedImage(self.key)
         pixels: np.ndarray = self._publisher.load_from_file(path)
-        return pixels
+        return pixels, self._publisher.info().generation
 
-    def read_once(self) -> np.ndarray:
+    def read_once(self) -> tuple[np.ndarray, int | None]:
+        """The example's second button; the generation is the one current just after."""
         from .image import SharedImage
 
-        return SharedImage(self.key).load_from_memory()
+        image = SharedImage(self.key)
+        try:
+            pixels = image.load_from_memory()
+            try:
+                generation: int | None = image.info().generation
+            except (SharedMemoryError, OSError):
+                generation = None
+            return pixels, generation
+        finally:
+            image.detach()
 
     def close(self) -> None:
         if self._publisher is not None:
@@ -127,19 +96,19 @@ class Store:
 class QtStore(Store):
     """Speaks Qt's own segment format, so the real Qt example can be on the other side."""
 
-    def publish_file(self, path: str) -> np.ndarray:
+    def publish_file(self, path: str) -> tuple[np.ndarray, int | None]:
         from .qt import QtSharedImage
 
         if self._publisher is None:
             self._publisher = QtSharedImage(self.key)
         pixels: np.ndarray = self._publisher.load_from_file(path)
-        return pixels
+        return pixels, None
 
-    def read_once(self) -> np.ndarray:
+    def read_once(self) -> tuple[np.ndarray, int | None]:
         from .qt import QtSharedImage
 
         with QtSharedImage(self.key) as source:
-            return source.read()
+            return source.read(), None
 
 
 class LiveFeed:
@@ -221,6 +190,10 @@ class Viewer:
         self._feed: LiveFeed | None = None
         self._poll_job: str | None = None
         self._photo: Any = None
+        self._shown: tuple[np.ndarray, str, int | None] | None = None
+        self._box = BOX
+        self._resize_job: str | None = None
+        self._rate = RateMeter()
         self._closed = False
         self._build(qt)
         root.protocol("WM_DELETE_WINDOW", self.close)
@@ -242,9 +215,12 @@ class Viewer:
         outer.pack(fill="both", expand=True)
         self.load_button = ttk.Button(outer, text=LOAD_TEXT, command=self.load_from_file)
         self.load_button.pack(fill="x")
-        box = ttk.Frame(outer, width=BOX[0] + 8, height=BOX[1] + 8)  # room for borders
+        # The box asks for a fixed size, whatever the frame's: frames are
+        # scaled to fit it, and it follows the window when the window is resized.
+        box = ttk.Frame(outer, width=BOX[0] + BORDER, height=BOX[1] + BORDER)
         box.pack_propagate(False)
-        box.pack(pady=6)
+        box.pack(pady=6, fill="both", expand=True)
+        box.bind("<Configure>", self._box_resized, add="+")
         self.label = ttk.Label(box, text=INTRO_TEXT, anchor="center", justify="center",
                                wraplength=BOX[0] - 20)
         self.label.pack(fill="both", expand=True)
@@ -260,6 +236,10 @@ class Viewer:
         self.qt_check = ttk.Checkbutton(options, text=QT_TEXT, variable=self.qt,
                                         command=self._toggle_qt)
         self.qt_check.pack(side="left", padx=(16, 0))
+        # Two lines, there from the start so nothing moves when they fill; width=1:
+        # a long status never widens the window, it is cut instead.
+        self.status = ttk.Label(outer, text="\n", anchor="w", justify="left", width=1)
+        self.status.pack(fill="x", pady=(4, 0))
         if qt:
             self.live_check.state(["disabled"])
         for widget in (self.load_button, self.display_button, self.live_check, self.qt_check):
@@ -291,7 +271,7 @@ class Viewer:
 
     def load_path(self, path: str) -> None:
         try:
-            pixels = self.store.publish_file(str(path))
+            pixels, generation = self.store.publish_file(str(path))
         except InvalidImageError:
             self.set_text(NOT_IMAGE_TEXT)
         except (SharedMemoryError, ImportError):
@@ -299,35 +279,70 @@ class Viewer:
         except OSError:
             self.set_text(NOT_IMAGE_TEXT)
         else:
-            self.show(pixels, source="file")
+            self.show(pixels, source="file", generation=generation)
 
     def load_from_memory(self) -> None:
         try:
-            pixels = self.store.read_once()
+            pixels, generation = self.store.read_once()
         except (SharedMemoryError, OSError, ImportError, ValueError):
             self.set_text(ATTACH_FAILED_TEXT)
         else:
-            self.show(pixels, source="memory")
+            self.show(pixels, source="memory", generation=generation)
 
     # -- showing things --
 
     def set_text(self, text: str) -> None:
         self._photo = None
+        self._shown = None
         self.label.configure(image="", text=text)
+        self.status.configure(text="\n")
         self.trace(event="status", text=text)
 
     def show(self, frame: np.ndarray, *, source: str, generation: int | None = None) -> None:
+        """Draw a frame of any dtype and shape, scaled to fit the box."""
         import tkinter as tk
 
         try:
-            data, shown = to_ppm(frame)
+            data, shown = to_ppm(frame, self._box)
         except InvalidImageError:
             self.set_text(NOT_IMAGE_TEXT)
             return
         self._photo = tk.PhotoImage(master=self.root, data=data, format="ppm")
         self.label.configure(image=self._photo, text="")
-        self.trace(event="image", source=source, width=int(frame.shape[1]),
-                   height=int(frame.shape[0]), shown=list(shown), generation=generation)
+        self._shown = (frame, source, generation)
+        height, width = frame.shape[-3:-1] if frame.ndim == 4 else frame.shape[:2]
+        self.trace(event="image", source=source, width=int(width), height=int(height),
+                   shown=list(shown), generation=generation, dtype=str(frame.dtype))
+        self._describe(frame, source, generation)
+
+    def _describe(self, frame: np.ndarray, source: str, generation: int | None) -> None:
+        """The status line: key, generation, size, dtype and (live) frames per second."""
+        fps = None
+        if source == "live" and generation is not None:
+            fps = self._rate.add(generation, time.monotonic())
+        shown = generation if generation is not None else "-"
+        facts = f"generation {shown}  \u00b7  {describe(frame.shape, frame.dtype)}"
+        if fps is not None:
+            facts += f"  \u00b7  {fps:.1f} fps"
+        text = f"key {printable(self.store.key, 56)}\n{facts}"
+        self.status.configure(text=text)
+        self.trace(event="info", text=text)
+
+    def _box_resized(self, event: Any) -> None:
+        box = (max(1, event.width - BORDER), max(1, event.height - BORDER))
+        if box == self._box:
+            return
+        self._box = box
+        self.label.configure(wraplength=max(40, box[0] - 20))
+        if self._resize_job is not None:
+            self.root.after_cancel(self._resize_job)
+        self._resize_job = self.root.after(RESIZE_DELAY_MS, self._redraw)
+
+    def _redraw(self) -> None:
+        self._resize_job = None
+        if self._shown is not None:
+            frame, source, generation = self._shown
+            self.show(frame, source=source, generation=generation)
 
     # -- live mode --
 
