@@ -147,7 +147,8 @@ def test_bad_access_mode_creates_nothing(unique_key) -> None:
     assert not exists
 
 
-@pytest.mark.parametrize("shape", [(-1, 4), (0, 4), (2,), (2, 2, 2, 2), ("a", "b"), (2, 2, 5)],
+@pytest.mark.parametrize("shape", [(-1, 4), (0, 4), (2,), (2, 2, 2, 2, 2), ("a", "b"), (2.0, 2),
+                                   (3, 480, 640)],
                          ids=repr)
 def test_bad_loan_shapes_leave_the_lock_free(unique_key, shape: Any) -> None:
     with SharedImage(unique_key()) as image:
