@@ -16,7 +16,7 @@ extra_compile_args = [] if sys.platform == "win32" else ["-O2", "-std=gnu11"]
 extensions = [
     Extension(
         "shmimage._shmcore",
-        sources=["src/shmcore/_shmcore.pyx", "src/shmcore/shm_posix.c", "src/shmcore/shm_win32.c"],
+        sources=["src/shmcore/_shmcore.pyx", "src/shmcore/shm_posix.c", "src/shmcore/shm_win32.c", "src/shmcore/admission.c"],
         include_dirs=["src/shmcore"],
         libraries=libraries,
         define_macros=define_macros,
