@@ -47,6 +47,9 @@ class SharedMemory(_shmcore.SegmentHolder):
     between the caller and the mutex.
     """
 
+    # No instance dict: the method lookup of lock() stays the shortest.
+    __slots__ = ("_key", "_native_key")
+
     def __init__(self, key: str | None = None, *, native_key: str | None = None) -> None:
         _check_key(key, "key")
         _check_key(native_key, "native_key")
