@@ -184,6 +184,9 @@ void shmp_forget_admission(void);
  * ones). */
 int shmp_headroom_at(const char *root, const char *dir, shmp_admission *out);
 int shmp_admit_at(const char *root, const char *dir, uint64_t bytes);
+/* Makes shmp_admit read /proc and /sys under `root` (tests only; NULL or ""
+ * for the real ones). Not thread-safe against running admissions. */
+void shmp_admission_root(const char *root);
 /* `value` less max(value / 32, margin_min), at least 0. */
 uint64_t shmp_less_margin(uint64_t value, uint64_t margin_min);
 /* MemAvailable + SwapFree in bytes from /proc/meminfo's text. */
