@@ -123,7 +123,7 @@ class SharedMemory(_shmcore.SegmentHolder):
                 raise SharedMemoryError("already attached")
             name = self._name()
             key = header_key(self._key or name)
-            seg = _shmcore.Segment.build(size, key, persistent)
+            seg = _shmcore.Segment.build(size, key, persistent, None, name)
             seg.link(name)
         except SharedMemoryError as exc:
             self._failed(exc)

@@ -169,14 +169,15 @@ cdef class Segment:
         self.subject = "''"
 
     @staticmethod
-    def build(uint64_t size, bytes key=b"", bint persistent=False, reserve=None):
-        """shmp_build: a new segment, mapped but not yet named (see `link`)."""
+    def build(uint64_t size, bytes key=b"", bint persistent=False, reserve=None, str name=None):
+        """shmp_build: a new segment, mapped but not yet named (see `link`;
+        `name`, the one it will get, is only for messages)."""
         cdef Segment self = Segment.__new__(Segment)
         cdef const char *ckey = key
         cdef size_t klen = min(len(key), SHMP_KEY_MAX)
         cdef uint64_t res = size if reserve is None else min(<uint64_t>reserve, size)
         cdef int rc
-        self.subject = repr(key.decode("utf-8", "replace"))
+        self.subject = subject_of(key.decode("utf-8", "replace"), name)
         if size == 0:
             raise InvalidSizeError(f"create {self.subject}: size must be > 0")
         with nogil:

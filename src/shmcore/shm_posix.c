@@ -321,6 +321,8 @@ static int reserve_in_steps(shmp_seg *s, const job *proto, size_t len, int nthre
         done += step;
     }
     if (rc) release_pages(s, proto->off, done);
+    /* Room that ran out during a step: say how much is left, and where. */
+    if (rc == ENOSPC || rc == ENOMEM) shmp_admit(SHM_DIR, (uint64_t)(len - done + SHMP_ADMIT_STEP));
     return rc;
 }
 
