@@ -309,7 +309,7 @@ static int reserve_in_steps(shmp_seg *s, const job *proto, size_t len, int nthre
     size_t done = 0;
     int rc = 0;
     shmp_forget_admission();
-    while (done < len && !rc) {
+    while (done < len) {
         size_t step = len - done < SHMP_ADMIT_STEP ? len - done : (size_t)SHMP_ADMIT_STEP;
         rc = shmp_admit(SHM_DIR, (uint64_t)(len - done));
         if (rc) break;
@@ -318,11 +318,16 @@ static int reserve_in_steps(shmp_seg *s, const job *proto, size_t len, int nthre
         if (part.src) part.src += done;
         part.off += (off_t)done;
         rc = run_split(&part, step, nthreads);
+        if (rc) {
+            size_t missing = len - done;
+            release_pages(s, proto->off, done + step);
+            /* The room ran out within the step: say how much is left. */
+            if (rc == ENOSPC || rc == ENOMEM) shmp_admit(SHM_DIR, (uint64_t)missing);
+            return rc;
+        }
         done += step;
     }
     if (rc) release_pages(s, proto->off, done);
-    /* Room that ran out during a step: say how much is left, and where. */
-    if (rc == ENOSPC || rc == ENOMEM) shmp_admit(SHM_DIR, (uint64_t)(len - done + SHMP_ADMIT_STEP));
     return rc;
 }
 
