@@ -177,12 +177,51 @@ static inline int shmc_errno_of(DWORD e) {
 static inline int shmc_last_errno(void) { return shmc_errno_of(GetLastError()); }
 #endif
 
-/* ---- calls that exist on Windows only: elsewhere they answer ENOSYS
- * (qt_ipc.h declares them; these stand in for the definitions). ---- */
-#define SHMC_ENOSYS(...) shmc_enosys(0, __VA_ARGS__)
+#endif /* SHM_COMPAT_H */
+
+/* ---- calls that exist on one platform only: on the other they answer
+ * ENOSYS (outputs cleared), so one module builds everywhere. Defined once
+ * qt_ipc.h, which declares the real ones, has been read. ---- */
+#if defined(QT_IPC_H) && !defined(SHMC_PLATFORM_STUBS)
+#define SHMC_PLATFORM_STUBS
 static inline int shmc_enosys(int unused, ...) {
     (void)unused;
     return ENOSYS;
 }
-
+#define SHMC_ENOSYS(...) shmc_enosys(0, __VA_ARGS__)
+#if defined(_WIN32)
+#define qtipc_key_file(path, created) (*(created) = 0, SHMC_ENOSYS(path))
+#define qtipc_ftok(path, proj, key) SHMC_ENOSYS(path, proj, key)
+#define qtipc_unlink(path) SHMC_ENOSYS(path)
+#define qtipc_sysv_shm_get(key, size, create, id) SHMC_ENOSYS(key, size, create, id)
+#define qtipc_sysv_shm_attach(id, ro, addr, size) SHMC_ENOSYS(id, ro, addr, size)
+#define qtipc_sysv_shm_detach(addr) SHMC_ENOSYS(addr)
+#define qtipc_sysv_shm_nattch(id, nattch) SHMC_ENOSYS(id, nattch)
+#define qtipc_sysv_shm_remove(id) SHMC_ENOSYS(id)
+#define qtipc_sysv_sem_get(key, id, created) (*(created) = 0, SHMC_ENOSYS(key, id))
+#define qtipc_sysv_sem_find(key, id) SHMC_ENOSYS(key, id)
+#define qtipc_sysv_sem_op(id, delta, timeout_ns) SHMC_ENOSYS(id, delta, timeout_ns)
+#define qtipc_sysv_sem_remove(id) SHMC_ENOSYS(id)
+#define qtipc_posix_shm_create(name, size, fd) SHMC_ENOSYS(name, size, fd)
+#define qtipc_posix_shm_open(name, ro, fd) SHMC_ENOSYS(name, ro, fd)
+#define qtipc_posix_shm_unlink(name) SHMC_ENOSYS(name)
+#define qtipc_fd_size(fd, size) SHMC_ENOSYS(fd, size)
+#define qtipc_fd_map(fd, size, ro, addr) SHMC_ENOSYS(fd, size, ro, addr)
+#define qtipc_unmap(addr, size) SHMC_ENOSYS(addr, size)
+#define qtipc_fd_close(fd) SHMC_ENOSYS(fd)
+#define qtipc_psem_open(name, create, sem, created) (*(created) = 0, SHMC_ENOSYS(name, create, sem))
+#define qtipc_psem_wait(sem, timeout_ns) SHMC_ENOSYS(sem, timeout_ns)
+#define qtipc_psem_post(sem) SHMC_ENOSYS(sem)
+#define qtipc_psem_close(sem) SHMC_ENOSYS(sem)
+#define qtipc_psem_unlink(name) SHMC_ENOSYS(name)
+#else
+#define qtipc_win_shm_create(name, size, handle) SHMC_ENOSYS(name, size, handle)
+#define qtipc_win_shm_open(name, ro, handle) SHMC_ENOSYS(name, ro, handle)
+#define qtipc_win_map(handle, ro, addr, size) SHMC_ENOSYS(handle, ro, addr, size)
+#define qtipc_win_unmap(addr) SHMC_ENOSYS(addr)
+#define qtipc_win_sem_open(name, handle) SHMC_ENOSYS(name, handle)
+#define qtipc_win_sem_wait(handle, timeout_ns) SHMC_ENOSYS(handle, timeout_ns)
+#define qtipc_win_sem_post(handle) SHMC_ENOSYS(handle)
+#define qtipc_win_close(handle) SHMC_ENOSYS(handle)
+#endif
 #endif
