@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable
 
 import numpy as np
-from shmimage import OutOfResourcesError, SharedImage, SharedMemory
+from shmimage import SharedImage, SharedMemory
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -77,7 +77,6 @@ def beyond_cgroup(limit: int) -> dict:
     # The frame itself fits in the process; a slot for it as well does not.
     big = np.ones((limit * 6 // 10 // (4096 * 4), 4096, 4), np.uint8)
     out["frame_too_big"] = _attempt(lambda: image.publish(big))
-    del big
     out["frame_after"] = _attempt(lambda: image.read())
     image.detach()
     out["fits"] = _attempt(lambda: _create_and_drop("adm-cgroup", 16 * MIB))

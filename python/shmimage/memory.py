@@ -53,7 +53,7 @@ class SharedMemory(_shmcore.SegmentHolder):
     def __init__(self, key: str | None = None, *, native_key: str | None = None) -> None:
         _check_key(key, "key")
         _check_key(native_key, "native_key")
-        self._seg = None
+        self._seg: _shmcore.Segment | None = None
         self._key: str | None = None
         self._native_key: str | None = None
         if native_key is not None:

@@ -236,7 +236,8 @@ cdef class SysVSegment(QtSegment):
         cdef long key
         if self.sem_id >= 0:
             return
-        check_rc(qtipc_key_file(self.sem_file, &made_file), f"creating {os.fsdecode(self.sem_file)!r}")
+        check_rc(qtipc_key_file(self.sem_file, &made_file),
+                 f"creating {os.fsdecode(self.sem_file)!r}")
         self.made_sem_file = self.made_sem_file or made_file
         key = self._key(self.sem_file)
         check_rc(qtipc_sysv_sem_get(key, &self.sem_id, &made_sem), "semget")
@@ -329,7 +330,8 @@ cdef class PosixSegment(QtSegment):
             raise NotAttachedError("find() or create() the segment first")
         check_rc(qtipc_fd_size(self.fd, &self.nbytes), "fstat")
         if self.nbytes:
-            check_rc(qtipc_fd_map(self.fd, self.nbytes, readonly, &self.addr), "mmap", None, None, SharedMemoryError)
+            check_rc(qtipc_fd_map(self.fd, self.nbytes, readonly, &self.addr), "mmap",
+                     None, None, SharedMemoryError)
         self.mapped = True
         self.writable = not readonly
 
@@ -433,7 +435,8 @@ cdef class WindowsSegment(QtSegment):
     def create(self, size_t size) -> None:
         if size == 0:
             raise InvalidSizeError("a Qt segment needs at least one byte")
-        check_rc(qtipc_win_shm_create(self.shm_name, size, &self.handle), "CreateFileMapping", None, None, InvalidSizeError)
+        check_rc(qtipc_win_shm_create(self.shm_name, size, &self.handle), "CreateFileMapping",
+                 None, None, InvalidSizeError)
         try:
             self.map(readonly=False)
         except BaseException:
@@ -445,7 +448,8 @@ cdef class WindowsSegment(QtSegment):
             return
         if self.handle == NULL:
             raise NotAttachedError("find() or create() the segment first")
-        check_rc(qtipc_win_map(self.handle, readonly, &self.addr, &self.nbytes), "MapViewOfFile", None, None, SharedMemoryError)
+        check_rc(qtipc_win_map(self.handle, readonly, &self.addr, &self.nbytes), "MapViewOfFile",
+                 None, None, SharedMemoryError)
         self.mapped = True
         self.writable = not readonly
 
@@ -476,7 +480,8 @@ cdef class WindowsSegment(QtSegment):
         return check_rc(err, "WaitForSingleObject", None, None, SharedMemoryError)
 
     cdef int _release_lock(self) except -1:
-        return check_rc(qtipc_win_sem_post(self.sem), "ReleaseSemaphore", None, None, SharedMemoryError)
+        return check_rc(qtipc_win_sem_post(self.sem), "ReleaseSemaphore",
+                        None, None, SharedMemoryError)
 
     cdef int _close_sem(self):
         if self.sem != NULL:
