@@ -118,6 +118,10 @@ for variant in "-DSHMP_FORCE_PORTABLE" "-U__linux__ -U__gnu_linux__ -Ulinux"; do
         src/shmcore/admission.c -lpthread
 done
 
+step "ls and gc through the portable core (segments outside /dev/shm)"
+pip_install python cython
+python -m pytest -q -p no:cacheprovider tests/test_memory_portable.py
+
 step "mypy --strict"
 mypy --strict --cache-dir "$work/mypy" python/shmimage
 
