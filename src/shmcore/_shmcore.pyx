@@ -26,6 +26,7 @@ cdef extern from "pythread.h":
     unsigned long PyThread_get_thread_ident()
 
 cdef extern from "compat.h":
+    uint32_t shmc_pid()
     int EDEADLK
     int ENOTRECOVERABLE
     int EOWNERDEAD
@@ -151,7 +152,7 @@ cdef class Segment:
     cdef shmp_seg seg
     cdef bint attached
     cdef bint unnamed
-    cdef long pid
+    cdef uint32_t pid
     cdef Py_ssize_t exports
     cdef unsigned long lock_thread
     cdef public bint owner_died
@@ -232,12 +233,12 @@ cdef class Segment:
 
     cdef _attached(self):
         self.attached = True
-        self.pid = os.getpid()
+        self.pid = shmc_pid()
         _live.add(self)
 
     def _leave_at_exit(self):
         """Give up the segment at interpreter exit, keeping the mapping."""
-        if not self.attached or self.pid != os.getpid():
+        if not self.attached or self.pid != shmc_pid():
             return
         if self.lock_thread:
             shmp_unlock(&self.seg)
@@ -261,7 +262,7 @@ cdef class Segment:
             raise BufferError(f"{self.exports} buffer(s) of {self.subject} are still alive")
         if self.waiting:
             raise LockError(f"another thread is waiting on {self.subject}")
-        if self.pid != os.getpid():
+        if self.pid != shmc_pid():
             self.lock_thread = 0  # a forked child only closes what it inherited
         if self.lock_thread:
             if self.lock_thread == PyThread_get_thread_ident():
@@ -295,7 +296,7 @@ cdef class Segment:
             self.discard()
             return
         self.attached = False
-        if self.pid == os.getpid():
+        if self.pid == shmc_pid():
             with nogil:
                 shmp_detach(&self.seg)
         else:
@@ -303,7 +304,7 @@ cdef class Segment:
 
     def __dealloc__(self):
         if self.attached:
-            if self.lock_thread and self.pid == os.getpid():
+            if self.lock_thread and self.pid == shmc_pid():
                 shmp_unlock(&self.seg)
             self._release()
 
@@ -326,7 +327,7 @@ cdef class Segment:
                 LockError(f"{self.subject} is mapped read-only: it cannot take the lock"))
         rc = shmp_lock_try(&self.seg, &died)
         if rc == EBUSY:
-            if self.lock_thread == PyThread_get_thread_ident() and self.pid == os.getpid():
+            if self.lock_thread == PyThread_get_thread_ident() and self.pid == shmc_pid():
                 return self._fail(LockError(
                     f"this thread already holds the lock of {self.subject} (it is not recursive)"))
             if ns == 0:
