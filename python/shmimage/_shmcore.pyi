@@ -86,6 +86,8 @@ class Segment:
 class SegmentHolder:
     _seg: Segment | None
     _errors: ErrorRecord
+    _key: str | None
+    _native_key: str | None
     def lock(self, timeout: float | None = None) -> bool: ...
     def unlock(self) -> None: ...
 

@@ -48,7 +48,7 @@ class SharedMemory(_shmcore.SegmentHolder):
     """
 
     # No instance dict: the method lookup of lock() stays the shortest.
-    __slots__ = ("_key", "_native_key")
+    __slots__ = ()
 
     def __init__(self, key: str | None = None, *, native_key: str | None = None) -> None:
         _check_key(key, "key")
@@ -208,7 +208,7 @@ class SharedMemory(_shmcore.SegmentHolder):
 
     def _subject(self) -> str:
         key, name = self._key, self._native_key
-        return f"{key!r} ({name})" if key else repr(name)
+        return f"{key!r} ({name})" if key and key != name else repr(name)
 
     # -- the lock (lock() and unlock() come from the compiled base) --
 

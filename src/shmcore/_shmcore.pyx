@@ -90,7 +90,9 @@ cdef int check(int rc, str what, str subject=None) except -1:
 
 
 cdef int check_lock(int rc, str what, str subject) except -1:
-    if rc in (EDEADLK, EPERM, ENOTRECOVERABLE, EOWNERDEAD, EBUSY):
+    if rc == EDEADLK:
+        raise LockError(f"this thread already holds the lock of {subject} (it is not recursive)")
+    if rc in (EPERM, ENOTRECOVERABLE, EOWNERDEAD, EBUSY):
         raise LockError(f"{what} {subject}: {os.strerror(rc)}")
     return check(rc, what, subject)
 
@@ -465,6 +467,8 @@ cdef class SegmentHolder:
 
     cdef public Segment _seg
     cdef public ErrorRecord _errors
+    cdef public object _key
+    cdef public object _native_key
     cdef object __weakref__
 
     def __cinit__(self):
@@ -473,20 +477,19 @@ cdef class SegmentHolder:
     def lock(self, timeout=None):
         """Take the segment's process-shared mutex: True when acquired, False
         on timeout; LockError when this thread holds it already."""
-        cdef Segment seg = self._seg
-        if seg is None:
+        if self._seg is None:
             return self._refuse()
-        return seg._lock(timeout) == 1
+        return self._seg._lock(timeout) == 1
 
     def unlock(self):
         """Release the mutex; LockError when this thread does not hold it."""
-        cdef Segment seg = self._seg
-        if seg is None:
+        if self._seg is None:
             return self._refuse()
-        seg._unlock()
+        self._seg._unlock()
 
     cdef _refuse(self):
-        exc = LockError("not attached: attach() or create() first")
+        exc = LockError(f"{subject_of(self._key, self._native_key)} is not attached: "
+                        f"attach() or create() first")
         self._errors.last = exc
         raise exc
 
