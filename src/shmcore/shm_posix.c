@@ -305,13 +305,15 @@ static void release_pages(shmp_seg *s, off_t off, size_t len) {
 /* Runs `proto` (a reservation, or a reservation and copy) over `len` bytes
  * in steps of at most SHMP_ADMIT_STEP, admitting what is still missing
  * before each step; a failure midway releases every step taken. */
-static int reserve_in_steps(shmp_seg *s, const job *proto, size_t len, int nthreads) {
+static int reserve_in_steps(shmp_seg *s, const job *proto, size_t len, int nthreads,
+                            int admitted) {
     size_t done = 0;
     int rc = 0;
-    shmp_forget_admission();
+    if (!admitted) shmp_forget_admission();
     while (done < len) {
         size_t step = len - done < SHMP_ADMIT_STEP ? len - done : (size_t)SHMP_ADMIT_STEP;
-        rc = shmp_admit(SHM_DIR, (uint64_t)(len - done));
+        /* The first step of a build was admitted with the build itself. */
+        if (!admitted || done) rc = shmp_admit(SHM_DIR, (uint64_t)(len - done));
         if (rc) break;
         job part = *proto;
         part.dst += done;
@@ -337,7 +339,7 @@ int shmp_fill(shmp_seg *s, uint64_t offset, const void *src, uint64_t len, int n
     if (offset % 4096) return EINVAL;
     job proto = {fill_part, s->base + offset, (const unsigned char *)src, 0, s->fd,
                  (off_t)offset, 0};
-    return reserve_in_steps(s, &proto, (size_t)len, nthreads);
+    return reserve_in_steps(s, &proto, (size_t)len, nthreads, 0);
 }
 
 void shmp_copy(void *dst, const void *src, size_t len, int nthreads) {
@@ -345,13 +347,18 @@ void shmp_copy(void *dst, const void *src, size_t len, int nthreads) {
     run_split(&proto, len, nthreads);
 }
 
-int shmp_reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads) {
+/* `admitted`: the caller has just admitted the whole, as shmp_build does. */
+static int reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads, int admitted) {
     if (offset > s->map_size || len > s->map_size - offset) return EINVAL;
     if (!s->writable) return EACCES;
     uint64_t start = offset & ~(uint64_t)4095;
     len += offset - start;
     job proto = {populate_part, s->base + start, NULL, 0, s->fd, (off_t)start, 0};
-    return reserve_in_steps(s, &proto, (size_t)len, nthreads);
+    return reserve_in_steps(s, &proto, (size_t)len, nthreads, admitted);
+}
+
+int shmp_reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads) {
+    return reserve(s, offset, len, nthreads, 0);
 }
 
 /* ---- building and publishing a segment ---- */
@@ -416,7 +423,7 @@ int shmp_discard(shmp_seg *s) {
     return 0;
 }
 
-int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent,
+int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve_bytes, int persistent,
                const char *key, size_t key_len) {
     memset(s, 0, sizeof(*s));
     s->fd = -1;
@@ -424,10 +431,10 @@ int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent
     if (data_size > (uint64_t)SSIZE_MAX - SHMP_HEADER_SIZE) return ENOSPC;
     if (key_len > SHMP_KEY_MAX) return ENAMETOOLONG;
     uint64_t total = SHMP_HEADER_SIZE + data_size;
-    if (reserve > data_size) reserve = data_size;
+    if (reserve_bytes > data_size) reserve_bytes = data_size;
     /* Refused before anything exists; shmp_reserve rechecks at each step. */
     shmp_forget_admission();
-    int rc = shmp_admit(SHM_DIR, SHMP_HEADER_SIZE + reserve);
+    int rc = shmp_admit(SHM_DIR, SHMP_HEADER_SIZE + reserve_bytes);
     if (rc) return rc;
     s->fd = open_unnamed(s->tmp, sizeof s->tmp);
     if (s->fd < 0) return errno;
@@ -440,7 +447,7 @@ int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent
     if (!rc) {
         s->map_size = (size_t)total;
         s->writable = 1;
-        rc = shmp_reserve(s, 0, SHMP_HEADER_SIZE + reserve, 2);
+        rc = reserve(s, 0, SHMP_HEADER_SIZE + reserve_bytes, 2, 1);
     }
     if (!rc) {
         shmp_header *h = shmp_hdr(s);
