@@ -326,6 +326,7 @@ int shmp_remove(const char *name) {
 int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
     (void)reclaim; /* nothing to reclaim: the kernel frees unheld sections */
     memset(info, 0, sizeof(*info));
+    info->holders = -1;
     shmp_seg s;
     memset(&s, 0, sizeof s);
     int rc = map_named(&s, name, 0);
