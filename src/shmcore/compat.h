@@ -52,6 +52,7 @@ static inline uint32_t shmc_fetch_or_u32(volatile uint32_t *p, uint32_t bits) {
 static inline uint32_t shmc_add_u32(volatile uint32_t *p, uint32_t delta) {
     return (uint32_t)InterlockedAdd((volatile LONG *)p, (LONG)delta);
 }
+static inline void shmc_fence(void) { MemoryBarrier(); }
 #else
 static inline uint32_t shmc_load_u32(const volatile uint32_t *p) {
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
@@ -77,6 +78,8 @@ static inline uint32_t shmc_fetch_or_u32(volatile uint32_t *p, uint32_t bits) {
 static inline uint32_t shmc_add_u32(volatile uint32_t *p, uint32_t delta) {
     return __atomic_add_fetch(p, delta, __ATOMIC_RELAXED);
 }
+/* A full barrier: every access before it is seen before any after it. */
+static inline void shmc_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 #endif
 
 /* ---- clocks, in nanoseconds ---- */

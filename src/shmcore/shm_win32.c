@@ -88,7 +88,7 @@ static int header_valid(const shmp_header *h, uint64_t mapped) {
 /* A section whose creator is still copying: its header is all zeros, or
  * has the magic but is not ready yet (copy_build writes them in that order). */
 static int header_pending(const shmp_header *h) {
-    if (shmc_load_u32((volatile uint32_t *)&h->state) != SHMP_STATE_BUILDING) return 0;
+    if (shmc_load_u32(&h->state) != SHMP_STATE_BUILDING) return 0;
     uint64_t magic = *(volatile const uint64_t *)&h->magic;
     return magic == 0 || magic == SHMP_MAGIC;
 }
@@ -203,7 +203,7 @@ static void copy_build(unsigned char *dst, const shmp_seg *s) {
            SHMP_HEADER_SIZE - sizeof(uint64_t));
     d->reserved0 = 0;
     d->state = SHMP_STATE_BUILDING;
-    MemoryBarrier();
+    shmc_fence();
     d->magic = SHMP_MAGIC;
     shmc_store_u32(&d->state, SHMP_STATE_READY);
 }
@@ -270,7 +270,7 @@ static int map_named(shmp_seg *s, const char *name, int writable) {
     ULONGLONG start = GetTickCount64();
     while (header_pending(shmp_hdr(s)) && GetTickCount64() - start < READY_WAIT_MS) Sleep(1);
     shmp_header *h = shmp_hdr(s);
-    MemoryBarrier();
+    shmc_fence();
     if (!header_valid(h, mapped)) return SHMP_EINCOMPAT;
     if (shmc_load_u32(&h->flags) & WIN_FLAG_REMOVED) return ENOENT;
     s->map_size = (size_t)h->total_size;
@@ -317,7 +317,7 @@ int shmp_remove(const char *name) {
     if (rc == EACCES) rc = EPERM;
     if (!rc) {
         shmp_header *h = shmp_hdr(&s);
-        InterlockedOr((LONG volatile *)&h->flags, (LONG)(WIN_FLAG_REMOVED | SHMP_FLAG_SUPERSEDED));
+        shmc_fetch_or_u32(&h->flags, WIN_FLAG_REMOVED | SHMP_FLAG_SUPERSEDED);
     }
     unmap_close(&s);
     return rc;
