@@ -258,7 +258,7 @@ def list_segments() -> list[SegmentInfo]:
                 key=facts["key"],
                 native_key=name,
                 size=facts["size"],
-                attachments=facts["attachments"],
+                attachments=_shmcore.attachments(facts),
                 persistent=facts["persistent"],
             )
         )

@@ -518,8 +518,18 @@ def probe(str name, bint reclaim=True):
         "key": info.key[:strlen(info.key)].decode("utf-8", "replace"),
         "dev": info.dev,
         "ino": info.ino,
-        "attachments": max(info.holders, 0),
     }
+
+
+def attachments(dict facts):
+    """How many processes are attached to the segment `probe` described (0
+    where the platform cannot tell)."""
+    cdef shmp_probe_info info
+    memset(&info, 0, sizeof(info))
+    info.stale = facts["stale"]
+    info.dev = facts["dev"]
+    info.ino = facts["ino"]
+    return max(shmp_attachments(&info), 0)
 
 
 include "_frames.pxi"

@@ -84,7 +84,6 @@ typedef struct shmp_probe_info {
     uint64_t dev, ino;
     uint64_t data_size;
     char key[SHMP_KEY_MAX + 1];
-    int holders; /* processes attached (flock holders); -1: cannot tell */
 } shmp_probe_info;
 
 /* Where segments live: the directory of their files ("/dev/shm" on Linux,
@@ -123,6 +122,9 @@ int shmp_remove(const char *name);
 /* Look at a name without attaching; reclaims it when stale and reclaim != 0.
  * ENOENT when there is no such name (or it was just reclaimed). */
 int shmp_probe(const char *name, int reclaim, shmp_probe_info *info);
+/* How many processes are attached to the segment `info` describes (from
+ * the kernel's lock table, read on each call); -1 where it cannot tell. */
+int shmp_attachments(const shmp_probe_info *info);
 
 static inline shmp_header *shmp_hdr(const shmp_seg *s) { return (shmp_header *)s->base; }
 static inline unsigned char *shmp_data(const shmp_seg *s) { return s->base + SHMP_HEADER_SIZE; }

@@ -34,7 +34,6 @@ cdef extern from "shm_platform.h" nogil:
         uint64_t ino
         uint64_t data_size
         char key[256]
-        int holders
 
     ctypedef struct shmp_admission:
         uint64_t asked
@@ -58,6 +57,7 @@ cdef extern from "shm_platform.h" nogil:
     int shmp_close(shmp_seg *s)
     int shmp_remove(const char *name)
     int shmp_probe(const char *name, int reclaim, shmp_probe_info *info)
+    int shmp_attachments(const shmp_probe_info *info)
     shmp_header *shmp_hdr(const shmp_seg *s)
     unsigned char *shmp_data(const shmp_seg *s)
     int shmp_lock_try(shmp_seg *s, int *owner_died)

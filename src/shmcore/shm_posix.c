@@ -539,6 +539,10 @@ static int flocks_on(uint64_t dev, uint64_t ino) {
 #endif
 }
 
+int shmp_attachments(const shmp_probe_info *info) {
+    return info->stale ? 0 : flocks_on(info->dev, info->ino);
+}
+
 /* Does any process hold a flock on a segment this one replaced? Those
  * inodes have no name left, so ask the kernel's lock table. */
 static int predecessors_held(const shmp_header *h) {
@@ -582,7 +586,6 @@ int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
         if (stale && predecessors_held(&h)) stale = 0;
     }
     info->stale = stale;
-    info->holders = stale ? 0 : flocks_on(info->dev, info->ino);
     if (stale && reclaim && info->ours && !info->persistent) {
         if (unlink(path) == 0) info->reclaimed = 1;
     }

@@ -323,10 +323,14 @@ int shmp_remove(const char *name) {
     return rc;
 }
 
+int shmp_attachments(const shmp_probe_info *info) {
+    (void)info;
+    return -1; /* named sections have no holder count to read */
+}
+
 int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
     (void)reclaim; /* nothing to reclaim: the kernel frees unheld sections */
     memset(info, 0, sizeof(*info));
-    info->holders = -1;
     shmp_seg s;
     memset(&s, 0, sizeof s);
     int rc = map_named(&s, name, 0);

@@ -42,9 +42,9 @@ static void test_segment_in_portable_dir(void) {
     CHECK_RC(shmp_probe(name, 0, &info), 0);
     CHECK(info.ours && !info.stale && info.data_size == 1000);
 #if defined(__linux__)
-    CHECK(info.holders == 1); /* from the kernel's lock table */
+    CHECK(shmp_attachments(&info) == 1); /* from the kernel's lock table */
 #else
-    CHECK(info.holders == -1); /* no lock table to read */
+    CHECK(shmp_attachments(&info) == -1); /* no lock table to read */
 #endif
     struct stat st;
     CHECK(stat(DIR_PATH, &st) == 0 && (st.st_mode & 01777) == 01777);
