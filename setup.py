@@ -21,6 +21,7 @@ extensions = [
             "src/shmcore/frames.c",
             "src/shmcore/shm_posix.c",
             "src/shmcore/shm_win32.c",
+            "src/shmcore/admission.c",
         ],
         include_dirs=["src/shmcore"],
         libraries=libraries,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,10 @@ import pytest
 from shmimage import (
     AccessMode,
     AlreadyExistsError,
+    ErrorCode,
     IncompatibleSegmentError,
+    LockError,
+    NotFoundError,
     OutOfResourcesError,
     SharedMemory,
     SharedMemoryError,
@@ -184,3 +188,39 @@ def test_running_out_of_descriptors(procs, unique_key) -> None:
     assert count > 0
     for i in range(count + 1):
         assert not os.path.exists(shm_path(SharedMemory(f"{prefix}-{i}").native_key))
+
+
+# -- messages: the user's key first, the native name second --
+
+
+def test_errors_name_the_key_then_the_native_name(unique_key) -> None:
+    key = unique_key()
+    shm = SharedMemory(key)
+    subject = f"{key!r} ({shm.native_key})"
+    with pytest.raises(NotFoundError) as missing:
+        shm.attach()
+    assert str(missing.value) == f"no segment {subject}"
+    assert shm.error == ErrorCode.NOT_FOUND and shm.error_string == str(missing.value)
+    with pytest.raises(LockError, match=re.escape(subject)):
+        shm.lock()
+    assert shm.error == ErrorCode.LOCK_ERROR
+    with SharedMemory(key) as owner:
+        owner.create(64)
+        with pytest.raises(AlreadyExistsError) as taken:
+            SharedMemory(key).create(64)
+        assert str(taken.value).startswith(f"create {subject}: ")
+        owner.lock()
+        with pytest.raises(LockError, match=re.escape(subject)) as again:
+            owner.lock()
+        # Noted where the owner keeps its Qt-style error state.
+        assert owner.error == ErrorCode.LOCK_ERROR and owner.error_string == str(again.value)
+        owner.unlock()
+    with pytest.raises(NotFoundError, match=re.escape(f"no segment {subject}")):
+        SharedMemory.remove(key)
+
+
+def test_native_key_only_is_named_once(unique_key) -> None:
+    name = unique_key.native()
+    with pytest.raises(NotFoundError) as missing:
+        SharedMemory(native_key=name).attach()
+    assert str(missing.value) == f"no segment {name!r}"

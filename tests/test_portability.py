@@ -13,11 +13,11 @@ import sys
 from types import ModuleType
 
 import pytest
-from shmimage import memory
+from shmimage import _shmcore
 from shmimage.memory import SharedMemory, native_key_for
 
 # shm_platform.h's SHMP_NAME_MAX: the longest native name the C layer takes.
-NAME_MAX = 64
+NAME_MAX = _shmcore.NAME_MAX
 KEYS = ["one", "QSharedMemoryExample", "Noël", "Nol", "日本語のキー", "o/e", "a\\b", "a" * 1000]
 
 
@@ -39,10 +39,16 @@ def test_windows_native_keys_are_distinct(on_windows: None) -> None:
     assert len({native_key_for(k) for k in KEYS}) == len(KEYS)
 
 
-def test_windows_native_key_is_accepted(on_windows: None) -> None:
-    memory._check_native_key(native_key_for("QSharedMemoryExample"))
-    with pytest.raises(ValueError):
-        memory._check_native_key("Local\\" + "x" * NAME_MAX)
+def test_native_names_are_checked_by_the_core() -> None:
+    # Windows's own rule is shm_win32.c's, tested by tests/c/test_win32.c.
+    if sys.platform == "win32":
+        pytest.skip("POSIX names only")
+    assert NAME_MAX == 64
+    _shmcore.check_name(native_key_for("QSharedMemoryExample"))
+    _shmcore.check_name("/" + "x" * (NAME_MAX - 1))
+    for bad in ("/" + "x" * NAME_MAX, "no-slash", "/a/b", "/", "/..", "/a\0b"):
+        with pytest.raises(ValueError):
+            _shmcore.check_name(bad)
 
 
 @pytest.mark.parametrize("key", KEYS)

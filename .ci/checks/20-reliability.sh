@@ -32,6 +32,7 @@ install_tools() {
 
 c_tests() {
     local src=(tests/c/test_platform.c src/shmcore/shm_posix.c)
+    src+=(src/shmcore/admission.c)
     local flags=(-std=gnu11 -g -O1 -Wall -Wextra -Isrc/shmcore -fno-omit-frame-pointer)
     say "C platform tests under AddressSanitizer + UndefinedBehaviorSanitizer"
     clang "${flags[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all \
@@ -42,7 +43,7 @@ c_tests() {
     clang "${flags[@]}" -fsanitize=thread "${src[@]}" -o "$work/test_platform_tsan" -lpthread
     # Without ASLR: TSan's fixed shadow layout clashes with high mmap entropy.
     TSAN_OPTIONS=halt_on_error=1 setarch "$(uname -m)" -R "$work/test_platform_tsan" threads
-    local frames=(tests/c/test_frames.c src/shmcore/frames.c src/shmcore/shm_posix.c)
+    local frames=(tests/c/test_frames.c src/shmcore/frames.c src/shmcore/shm_posix.c src/shmcore/admission.c)
     say "C frame protocol tests under AddressSanitizer + UndefinedBehaviorSanitizer"
     clang "${flags[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all \
         "${frames[@]}" -o "$work/test_frames_asan" -lpthread
@@ -51,12 +52,18 @@ c_tests() {
     say "C frame protocol tests under ThreadSanitizer (writer and readers as threads, one mapping)"
     clang "${flags[@]}" -fsanitize=thread "${frames[@]}" -o "$work/test_frames_tsan" -lpthread
     TSAN_OPTIONS=halt_on_error=1 setarch "$(uname -m)" -R "$work/test_frames_tsan" threads
+    say "C memory admission tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+    clang "${flags[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all \
+        tests/c/test_admission.c src/shmcore/shm_posix.c src/shmcore/admission.c \
+        -o "$work/test_admission_asan" -lpthread
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+        "$work/test_admission_asan"
 }
 
 fuzz() {
     say "libFuzzer: segment header validation and attach, ${fuzz_seconds} s"
     clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc/shmcore \
-        tests/fuzz/fuzz_header.c -o "$work/fuzz_header" -lpthread
+        tests/fuzz/fuzz_header.c src/shmcore/admission.c -o "$work/fuzz_header" -lpthread
     mkdir -p "$work/corpus"
     "$work/fuzz_header" -max_total_time="$fuzz_seconds" -max_len=16384 -print_final_stats=1 \
         -artifact_prefix="$work/" "$work/corpus" tests/fuzz/corpus 2>"$work/fuzz.log" || {
@@ -66,7 +73,7 @@ fuzz() {
     grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' "$work/fuzz.log"
     say "libFuzzer: frame-store layout (head, registry, slot table, slots), ${fuzz_seconds} s"
     clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc/shmcore tests/fuzz/fuzz_frames.c \
-        src/shmcore/frames.c src/shmcore/shm_posix.c -o "$work/fuzz_frames" -lpthread
+        src/shmcore/frames.c src/shmcore/shm_posix.c src/shmcore/admission.c -o "$work/fuzz_frames" -lpthread
     mkdir -p "$work/corpus_frames"
     "$work/fuzz_frames" -max_total_time="$fuzz_seconds" -max_len=65536 -print_final_stats=1 \
         -artifact_prefix="$work/" "$work/corpus_frames" tests/fuzz/corpus_frames \

@@ -85,7 +85,9 @@ mingw=(x86_64-w64-mingw32-gcc -std=gnu11 -O2 -Wall -Wextra -Wshadow -Werror
     -DWIN32_LEAN_AND_MEAN -DUNICODE -D_UNICODE -Isrc/shmcore)
 # The POSIX file must compile to nothing there (setup.py builds both everywhere).
 "${mingw[@]}" -c src/shmcore/shm_posix.c -o "$work/shm_posix.o"
-"${mingw[@]}" -Wpedantic -o "$work/test_win32.exe" tests/c/test_win32.c src/shmcore/shm_win32.c
+"${mingw[@]}" -c src/shmcore/qt_ipc.c -o "$work/qt_ipc.o"
+"${mingw[@]}" -Wpedantic -o "$work/test_win32.exe" tests/c/test_win32.c src/shmcore/shm_win32.c \
+    src/shmcore/admission.c
 # Every function shm_platform.h declares must link from the Windows layer.
 {
     echo '#include "shm_platform.h"'
@@ -94,7 +96,8 @@ mingw=(x86_64-w64-mingw32-gcc -std=gnu11 -O2 -Wall -Wextra -Wshadow -Werror
         sed -E 's/^(int|void) /    (void *)/; s/\($/,/'
     echo '    0}; return all[0] == 0; }'
 } >"$work/api.c"
-"${mingw[@]}" -Wno-pedantic -o "$work/api.exe" "$work/api.c" src/shmcore/shm_win32.c
+"${mingw[@]}" -Wno-pedantic -o "$work/api.exe" "$work/api.c" src/shmcore/shm_win32.c \
+    src/shmcore/admission.c
 wine=$(command -v wine64 || command -v /usr/lib/wine/wine64 || command -v wine)
 # The Windows C runtime ends lines with CR LF.
 (cd "$work" && "$wine" test_win32.exe) | tr -d '\r' | tee "$work/wine.log"
@@ -107,11 +110,17 @@ for variant in "-DSHMP_FORCE_PORTABLE" "-U__linux__ -U__gnu_linux__ -Ulinux"; do
     echo "variant: $variant"
     # shellcheck disable=SC2086 # the variant is several flags
     gcc -std=gnu11 -O2 -Wall -Wextra -Werror $variant -Isrc/shmcore \
-        -o "$work/test_portable" tests/c/test_portable.c src/shmcore/shm_posix.c -lpthread
+        -o "$work/test_portable" tests/c/test_portable.c src/shmcore/shm_posix.c \
+        src/shmcore/admission.c -lpthread
     "$work/test_portable"
     # shellcheck disable=SC2086
-    gcc -std=gnu11 $variant -Isrc/shmcore -o "$work/api" "$work/api.c" src/shmcore/shm_posix.c -lpthread
+    gcc -std=gnu11 $variant -Isrc/shmcore -o "$work/api" "$work/api.c" src/shmcore/shm_posix.c \
+        src/shmcore/admission.c -lpthread
 done
+
+step "ls and gc through the portable core (segments outside /dev/shm)"
+pip_install python cython
+python -m pytest -q -p no:cacheprovider tests/test_memory_portable.py
 
 step "mypy --strict"
 mypy --strict --cache-dir "$work/mypy" python/shmimage

@@ -7,7 +7,6 @@ _Path: TypeAlias = str | os.PathLike[str]
 
 QT_FTOK_PROJECT: int
 
-def error_for(err: int, what: str, einval: type[Exception] = ...) -> Exception: ...
 
 class QtSegment:
     @property

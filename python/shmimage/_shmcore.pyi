@@ -1,6 +1,5 @@
 """Type stub of the compiled core (src/shmcore/_shmcore.pyx and _frames.pxi)."""
 
-from collections.abc import Callable
 from typing import Any, TypedDict, final
 
 import numpy as np
@@ -11,6 +10,9 @@ from shmimage.errors import SharedMemoryError
 
 HEADER_SIZE: int
 KEY_MAX: int
+NAME_MAX: int
+NAME_PREFIX: str
+ADMIT_STEP: int
 MAX_FRAME_BYTES: int
 MAX_DIMS: int
 # frames.h's element type codes: DTYPES[code] (code 0 is no type).
@@ -26,27 +28,39 @@ class ProbeInfo(TypedDict):
     dev: int
     ino: int
 
+class Admission(TypedDict):
+    asked: int
+    available: int
+    what: str
+
 FrameMeta: TypeAlias = tuple[tuple[int, ...], np.dtype[Any], int, int, int]
+
+@final
+class ErrorRecord:
+    last: SharedMemoryError | None
 
 @final
 class Segment:
     owner_died: bool
-    # A weak reference (e.g. weakref.WeakMethod) to the error callback.
-    on_error: Callable[[], Callable[[SharedMemoryError], object] | None] | None
+    errors: ErrorRecord | None
+    @property
+    def subject(self) -> str: ...
     @staticmethod
     def build(
-        size: int, key: bytes = b"", persistent: bool = False, reserve: int | None = None
+        size: int,
+        key: bytes = b"",
+        persistent: bool = False,
+        reserve: int | None = None,
+        name: str | None = None,
     ) -> Segment: ...
     def link(self, name: str) -> None: ...
     def swap(self, old: Segment) -> None: ...
     def discard(self) -> None: ...
     @staticmethod
-    def attach(name: str, writable: bool = True) -> Segment: ...
+    def attach(name: str, writable: bool = True, key: str | None = None) -> Segment: ...
     def detach(self) -> bool: ...
     def lock(self, timeout: float | None = None) -> bool: ...
     def unlock(self) -> None: ...
-    @property
-    def lock_held(self) -> bool: ...
     @property
     def is_attached(self) -> bool: ...
     @property
@@ -68,8 +82,22 @@ class Segment:
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
-def remove(name: str) -> None: ...
+class SegmentHolder:
+    _seg: Segment | None
+    _errors: ErrorRecord
+    _key: str | None
+    _native_key: str | None
+    def lock(self, timeout: float | None = None) -> bool: ...
+    def unlock(self) -> None: ...
+
+def remove(name: str, key: str | None = None) -> None: ...
+def segment_dir() -> str | None: ...
+def segment_names(temporary: bool = False) -> list[str]: ...
+def native_name(key: str) -> str: ...
+def check_name(name: str) -> None: ...
+def last_admission() -> Admission | None: ...
 def probe(name: str, reclaim: bool = True) -> ProbeInfo: ...
+def attachments(facts: ProbeInfo) -> int: ...
 def segment_size(
     capacity: int, slots: int = 2, max_slots: int = 2, history: int = 1
 ) -> int: ...

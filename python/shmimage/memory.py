@@ -3,11 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import os
-import re
-import sys
-import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +12,6 @@ from .errors import (
     ErrorCode,
     InvalidKeyError,
     InvalidSizeError,
-    LockError,
     NotAttachedError,
     OutOfResourcesError,
     SharedMemoryError,
@@ -26,21 +20,12 @@ from .errors import (
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-_PREFIX = "shmi_"
 _MAX_SIZE = (1 << 63) - (1 << 20)
-_SHM_DIR = "/dev/shm"
 
 
 def native_key_for(key: str) -> str:
     """The OS name for a user key: deterministic, at most 30 characters."""
-    try:
-        digest = hashlib.sha1(key.encode("utf-8")).hexdigest()
-    except UnicodeEncodeError as exc:
-        raise InvalidKeyError(f"key {key!r} cannot be encoded as UTF-8") from exc
-    if sys.platform == "win32":
-        return f"Local\\shmimage_{digest}"
-    readable = re.sub(r"[^A-Za-z0-9]", "", key)[:8]
-    return f"/{_PREFIX}{readable}_{digest[:15]}"
+    return _shmcore.native_name(key)
 
 
 def header_key(key: str) -> bytes:
@@ -55,30 +40,20 @@ def _check_key(key: object, what: str) -> None:
         raise TypeError(f"{what} must be a str or None, not {type(key).__name__}")
 
 
-def _check_native_key(name: str) -> None:
-    if sys.platform == "win32":
-        ok = 0 < len(name) <= 64 and "\0" not in name
-    else:
-        ok = (
-            2 <= len(name) <= 64
-            and name[0] == "/"
-            and "/" not in name[1:]
-            and "\0" not in name
-            and name not in ("/.", "/..")
-        )
-    if not ok:
-        raise InvalidKeyError(f"invalid native key {name!r}")
+class SharedMemory(_shmcore.SegmentHolder):
+    """A named shared memory segment, with QSharedMemory's API.
 
+    `lock` and `unlock` are the compiled base class's: no Python frame
+    between the caller and the mutex.
+    """
 
-class SharedMemory:
-    """A named shared memory segment, with QSharedMemory's API."""
+    # No instance dict: the method lookup of lock() stays the shortest.
+    __slots__ = ()
 
     def __init__(self, key: str | None = None, *, native_key: str | None = None) -> None:
         _check_key(key, "key")
         _check_key(native_key, "native_key")
         self._seg: _shmcore.Segment | None = None
-        self._error = ErrorCode.NO_ERROR
-        self._error_string = ""
         self._key: str | None = None
         self._native_key: str | None = None
         if native_key is not None:
@@ -112,26 +87,23 @@ class SharedMemory:
     def _name(self) -> str:
         if not self._native_key:
             raise InvalidKeyError("no key is set")
-        _check_native_key(self._native_key)
+        _shmcore.check_name(self._native_key)
         return self._native_key
 
     # -- error state, for Qt-style callers --
 
     @property
     def error(self) -> ErrorCode:
-        return self._error
+        exc = self._errors.last
+        return ErrorCode.NO_ERROR if exc is None else exc.code
 
     @property
     def error_string(self) -> str:
-        return self._error_string
+        exc = self._errors.last
+        return "" if exc is None else str(exc)
 
     def _failed(self, exc: SharedMemoryError) -> None:
-        self._error = exc.code
-        self._error_string = str(exc)
-
-    def _ok(self) -> None:
-        self._error = ErrorCode.NO_ERROR
-        self._error_string = ""
+        self._errors.last = exc
 
     # -- lifetime --
 
@@ -151,7 +123,7 @@ class SharedMemory:
                 raise SharedMemoryError("already attached")
             name = self._name()
             key = header_key(self._key or name)
-            seg = _shmcore.Segment.build(size, key, persistent)
+            seg = _shmcore.Segment.build(size, key, persistent, None, name)
             seg.link(name)
         except SharedMemoryError as exc:
             self._failed(exc)
@@ -160,9 +132,8 @@ class SharedMemory:
             seg = self._reopen_read_only(seg, name)
         self._adopt(seg)
 
-    @staticmethod
-    def _reopen_read_only(seg: _shmcore.Segment, name: str) -> _shmcore.Segment:
-        ro = _shmcore.Segment.attach(name, False)
+    def _reopen_read_only(self, seg: _shmcore.Segment, name: str) -> _shmcore.Segment:
+        ro = _shmcore.Segment.attach(name, False, self._key)
         seg.detach()
         return ro
 
@@ -171,7 +142,8 @@ class SharedMemory:
         try:
             if self._seg is not None:
                 raise SharedMemoryError("already attached")
-            seg = _shmcore.Segment.attach(self._name(), AccessMode(mode) == AccessMode.READ_WRITE)
+            writable = AccessMode(mode) == AccessMode.READ_WRITE
+            seg = _shmcore.Segment.attach(self._name(), writable, self._key)
         except SharedMemoryError as exc:
             self._failed(exc)
             raise
@@ -179,12 +151,8 @@ class SharedMemory:
 
     def _adopt(self, seg: _shmcore.Segment) -> None:
         self._seg = seg
-        self._ok()
-        # The lock is the hot path: while attached, lock/unlock are the
-        # compiled segment's own methods, with no Python frame in between.
-        seg.on_error = weakref.WeakMethod(self._failed)
-        self.lock = seg.lock  # type: ignore[method-assign]
-        self.unlock = seg.unlock  # type: ignore[method-assign]
+        self._errors.last = None
+        seg.errors = self._errors
 
     def detach(self) -> bool:
         """False when not attached; BufferError while views of `data` live."""
@@ -193,10 +161,7 @@ class SharedMemory:
             return False
         if not seg.detach():
             return False  # another thread detached it meanwhile
-        seg.on_error = None
         self._seg = None
-        self.__dict__.pop("lock", None)
-        self.__dict__.pop("unlock", None)
         return True
 
     @staticmethod
@@ -205,7 +170,7 @@ class SharedMemory:
         _check_key(key, "key")
         if not key:
             raise InvalidKeyError("no key given")
-        _shmcore.remove(native_key_for(key))
+        _shmcore.remove(native_key_for(key), key)
 
     def __enter__(self) -> Self:
         return self
@@ -236,27 +201,16 @@ class SharedMemory:
 
     def _attached(self) -> _shmcore.Segment:
         if self._seg is None:
-            exc = NotAttachedError("not attached")
+            exc = NotAttachedError(f"{self._subject()} is not attached")
             self._failed(exc)
             raise exc
         return self._seg
 
-    # -- the lock --
+    def _subject(self) -> str:
+        key, name = self._key, self._native_key
+        return f"{key!r} ({name})" if key and key != name else repr(name)
 
-    def lock(self, timeout: float | None = None) -> bool:
-        """Take the segment's process-shared mutex; False on timeout.
-
-        (While attached, the instance's own `lock` is the segment's.)
-        """
-        exc = LockError("not attached")
-        self._failed(exc)
-        raise exc
-
-    def unlock(self) -> None:
-        """Release the mutex; LockError when this thread does not hold it."""
-        exc = LockError("not attached")
-        self._failed(exc)
-        raise exc
+    # -- the lock (lock() and unlock() come from the compiled base) --
 
     @property
     def owner_died(self) -> bool:
@@ -266,7 +220,7 @@ class SharedMemory:
     @contextlib.contextmanager
     def locked(self, timeout: float | None = None) -> Iterator[SharedMemory]:
         if not self.lock(timeout):
-            raise TimeoutError(f"could not lock {self._native_key!r} within {timeout} s")
+            raise TimeoutError(f"could not lock {self._subject()} within {timeout} s")
         try:
             yield self
         finally:
@@ -299,47 +253,12 @@ class SegmentInfo:
     persistent: bool
 
 
-def _flock_holders() -> dict[tuple[int, int], int]:
-    """(dev, inode) -> number of flock holders, from /proc/locks."""
-    counts: dict[tuple[int, int], int] = {}
-    try:
-        with open("/proc/locks") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return counts
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 6 or parts[1] != "FLOCK" or parts[0].endswith("->"):
-            continue
-        try:
-            major, minor, ino = parts[5].split(":")
-            dev = os.makedev(int(major, 16), int(minor, 16))
-            key = (dev, int(ino))
-        except ValueError:
-            continue
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-def _names(temporary: bool = False) -> list[str]:
-    """Names in the shm directory; `temporary` adds the names a grower that
-    died between link() and rename() can leave behind."""
-    try:
-        entries = os.listdir(_SHM_DIR)
-    except OSError:
-        return []
-    return sorted(
-        n for n in entries if not n.startswith(".") or (temporary and n.startswith(".shmimage-"))
-    )
-
-
 def list_segments() -> list[SegmentInfo]:
     """shmimage's segments on this machine; stale ones are reclaimed on the way."""
-    holders = _flock_holders()
     found = []
-    for entry in _names():
+    for name in _shmcore.segment_names():
         try:
-            facts = _shmcore.probe("/" + entry, True)
+            facts = _shmcore.probe(name, True)
         except (SharedMemoryError, OSError):
             continue
         if not facts["ours"] or facts["reclaimed"]:
@@ -347,9 +266,9 @@ def list_segments() -> list[SegmentInfo]:
         found.append(
             SegmentInfo(
                 key=facts["key"],
-                native_key="/" + entry,
+                native_key=name,
                 size=facts["size"],
-                attachments=holders.get((facts["dev"], facts["ino"]), 0),
+                attachments=_shmcore.attachments(facts),
                 persistent=facts["persistent"],
             )
         )
@@ -359,10 +278,10 @@ def list_segments() -> list[SegmentInfo]:
 def collect_garbage() -> list[str]:
     """Remove every stale shmimage segment; their native names."""
     removed = []
-    for entry in _names(temporary=True):
+    for name in _shmcore.segment_names(temporary=True):
         try:
-            if _shmcore.probe("/" + entry, True)["reclaimed"]:
-                removed.append("/" + entry)
+            if _shmcore.probe(name, True)["reclaimed"]:
+                removed.append(name)
         except (SharedMemoryError, OSError):
             continue
     return removed

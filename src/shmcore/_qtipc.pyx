@@ -10,17 +10,17 @@ import errno
 import os
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
+
+from _errors cimport check_rc, timeout_ns
 
 from shmimage.errors import (
     AlreadyExistsError,
-    InvalidKeyError,
     InvalidSizeError,
     LockError,
     NotAttachedError,
     NotFoundError,
-    OutOfResourcesError,
-    PermissionDeniedError,
     SharedMemoryError,
 )
 
@@ -35,7 +35,7 @@ cdef extern from "qt_ipc.h" nogil:
     int qtipc_sysv_shm_remove(int id)
     int qtipc_sysv_sem_get(long key, int *id, int *created)
     int qtipc_sysv_sem_find(long key, int *id)
-    int qtipc_sysv_sem_op(int id, int delta, double timeout)
+    int qtipc_sysv_sem_op(int id, int delta, int64_t timeout_ns)
     int qtipc_sysv_sem_remove(int id)
     int qtipc_posix_shm_create(const char *name, size_t size, int *fd)
     int qtipc_posix_shm_open(const char *name, int readonly, int *fd)
@@ -45,7 +45,7 @@ cdef extern from "qt_ipc.h" nogil:
     int qtipc_unmap(void *addr, size_t size)
     int qtipc_fd_close(int fd)
     int qtipc_psem_open(const char *name, int create, void **sem, int *created)
-    int qtipc_psem_wait(void *sem, double timeout)
+    int qtipc_psem_wait(void *sem, int64_t timeout_ns)
     int qtipc_psem_post(void *sem)
     int qtipc_psem_close(void *sem)
     int qtipc_psem_unlink(const char *name)
@@ -54,49 +54,15 @@ cdef extern from "qt_ipc.h" nogil:
     int qtipc_win_map(void *handle, int readonly, void **addr, size_t *size)
     int qtipc_win_unmap(void *addr)
     int qtipc_win_sem_open(const char *name, void **handle)
-    int qtipc_win_sem_wait(void *handle, double timeout)
+    int qtipc_win_sem_wait(void *handle, int64_t timeout_ns)
     int qtipc_win_sem_post(void *handle)
     int qtipc_win_close(void *handle)
 
 # Qt's QNativeIpcKey::Type::SystemV, the project id Qt passes to ftok().
 QT_FTOK_PROJECT = ord("Q")
 
-_BY_ERRNO = {
-    errno.EEXIST: AlreadyExistsError,
-    errno.ENOENT: NotFoundError,
-    errno.EIDRM: NotFoundError,
-    errno.EACCES: PermissionDeniedError,
-    errno.EPERM: PermissionDeniedError,
-    errno.ENOSPC: OutOfResourcesError,
-    errno.ENOMEM: OutOfResourcesError,
-    errno.EMFILE: OutOfResourcesError,
-    errno.ENFILE: OutOfResourcesError,
-    errno.ENAMETOOLONG: InvalidKeyError,
-    errno.EINVAL: InvalidKeyError,
-    errno.ETIMEDOUT: TimeoutError,
-}
-
-
-def error_for(int err, str what, einval=InvalidKeyError):
-    """The shmimage exception for errno value `err` raised by `what`."""
-    cls = einval if err == errno.EINVAL else _BY_ERRNO.get(err, SharedMemoryError)
-    exc = cls(f"{what}: {os.strerror(err)}")
-    exc.errno = err
-    return exc
-
-
-cdef int check(int err, str what, einval=InvalidKeyError) except -1:
-    if err != 0:
-        raise error_for(err, what, einval)
-    return 0
-
-
-cdef double wait_seconds(timeout) except? -2:
-    if timeout is None:
-        return -1.0
-    if timeout < 0:
-        raise ValueError("timeout must be >= 0 or None")
-    return <double>timeout
+cdef str seconds(int64_t ns):
+    return f"{ns / 1e9:g} s"
 
 
 cdef class QtSegment:
@@ -145,7 +111,7 @@ cdef class QtSegment:
                 memcpy(dst, src, n)
             memset(dst + n, 0, self.nbytes - n)
 
-    cdef int _acquire(self, double timeout) except -1:
+    cdef int _acquire(self, int64_t timeout) except -1:
         raise NotImplementedError
 
     cdef int _release_lock(self) except -1:
@@ -164,7 +130,7 @@ cdef class QtSegment:
         """Take Qt's semaphore; TimeoutError when `timeout` seconds pass."""
         if self.locked:
             raise LockError("the Qt lock is already held by this object")
-        self._acquire(wait_seconds(timeout))
+        self._acquire(timeout_ns(timeout))
         self.locked = True
 
     def unlock(self) -> None:
@@ -193,32 +159,32 @@ cdef class SysVSegment(QtSegment):
 
     def __dealloc__(self):
         if self.locked:
-            qtipc_sysv_sem_op(self.sem_id, 1, -1.0)
+            qtipc_sysv_sem_op(self.sem_id, 1, -1)
         self._unmap()
         self._close_sem()
 
     cdef long _key(self, bytes path) except? -1:
         cdef long key = 0
-        check(qtipc_ftok(path, QT_FTOK_PROJECT, &key), f"ftok({os.fsdecode(path)!r})")
+        check_rc(qtipc_ftok(path, QT_FTOK_PROJECT, &key), f"ftok({os.fsdecode(path)!r})")
         return key
 
     def find(self) -> None:
         """Look the segment up; NotFoundError when there is none."""
         cdef long key = self._key(self.shm_file)
-        check(qtipc_sysv_shm_get(key, 0, 0, &self.shm_id), "shmget")
+        check_rc(qtipc_sysv_shm_get(key, 0, 0, &self.shm_id), "shmget")
 
     def create(self, size_t size) -> None:
         """Make the key file and a new segment of `size` bytes, mapped writable."""
         cdef int made = 0
         cdef long key
-        check(qtipc_key_file(self.shm_file, &made), f"creating {os.fsdecode(self.shm_file)!r}")
+        check_rc(qtipc_key_file(self.shm_file, &made), f"creating {os.fsdecode(self.shm_file)!r}")
         self.made_shm_file = made
         try:
             key = self._key(self.shm_file)
             err = qtipc_sysv_shm_get(key, size, 1, &self.shm_id)
             if err == errno.EEXIST and self._reclaim(key):
                 err = qtipc_sysv_shm_get(key, size, 1, &self.shm_id)
-            check(err, "shmget", einval=InvalidSizeError)
+            check_rc(err, "shmget", None, None, InvalidSizeError)
         except BaseException:
             if self.made_shm_file:
                 qtipc_unlink(self.shm_file)
@@ -241,7 +207,7 @@ cdef class SysVSegment(QtSegment):
         err = qtipc_sysv_shm_attach(self.shm_id, readonly, &self.addr, &self.nbytes)
         if err in (errno.EIDRM, errno.EINVAL):
             raise NotFoundError("the Qt segment was removed while attaching")
-        check(err, "shmat")
+        check_rc(err, "shmat")
         self.mapped = True
         self.writable = not readonly
 
@@ -261,7 +227,7 @@ cdef class SysVSegment(QtSegment):
 
     def release(self) -> None:
         """Unmap (removing the segment when this was the last attachment)."""
-        check(self._unmap(), "shmdt")
+        check_rc(self._unmap(), "shmdt")
 
     def open_lock(self, bint create=False) -> None:
         """Open (or make) Qt's semaphore for this segment."""
@@ -270,16 +236,17 @@ cdef class SysVSegment(QtSegment):
         cdef long key
         if self.sem_id >= 0:
             return
-        check(qtipc_key_file(self.sem_file, &made_file), f"creating {os.fsdecode(self.sem_file)!r}")
+        check_rc(qtipc_key_file(self.sem_file, &made_file),
+                 f"creating {os.fsdecode(self.sem_file)!r}")
         self.made_sem_file = self.made_sem_file or made_file
         key = self._key(self.sem_file)
-        check(qtipc_sysv_sem_get(key, &self.sem_id, &made_sem), "semget")
+        check_rc(qtipc_sysv_sem_get(key, &self.sem_id, &made_sem), "semget")
         if made_sem:
             # Qt: a new semaphore means any key file there is a leftover; remove it later.
             self.made_sem = True
             self.made_sem_file = True
 
-    cdef int _acquire(self, double timeout) except -1:
+    cdef int _acquire(self, int64_t timeout) except -1:
         cdef int err
         cdef int _attempt
         for _attempt in range(8):
@@ -294,14 +261,14 @@ cdef class SysVSegment(QtSegment):
         if err == errno.ETIMEDOUT:
             raise TimeoutError(
                 f"Qt's semaphore for {os.fsdecode(self.sem_file)!r} was not released "
-                f"within {timeout:g} s")
-        return check(err, "semop", einval=SharedMemoryError)
+                f"within {seconds(timeout)}")
+        return check_rc(err, "semop", None, None, SharedMemoryError)
 
     cdef int _release_lock(self) except -1:
-        err = qtipc_sysv_sem_op(self.sem_id, 1, -1.0)
+        err = qtipc_sysv_sem_op(self.sem_id, 1, -1)
         if err in (errno.EIDRM, errno.EINVAL):
             return 0  # removed meanwhile: a new one starts unlocked
-        return check(err, "semop", einval=SharedMemoryError)
+        return check_rc(err, "semop", None, None, SharedMemoryError)
 
     cdef int _close_sem(self):
         if self.made_sem and self.sem_id >= 0:
@@ -341,13 +308,13 @@ cdef class PosixSegment(QtSegment):
     def find(self) -> None:
         """Open the segment read-only; NotFoundError when there is none."""
         if self.fd < 0:
-            check(qtipc_posix_shm_open(self.shm_name, 1, &self.fd), "shm_open")
+            check_rc(qtipc_posix_shm_open(self.shm_name, 1, &self.fd), "shm_open")
 
     def create(self, size_t size) -> None:
         """Make a new segment of `size` bytes (reserved now), mapped writable."""
         if size == 0:
             raise InvalidSizeError("a Qt segment needs at least one byte")
-        check(qtipc_posix_shm_create(self.shm_name, size, &self.fd), "shm_open")
+        check_rc(qtipc_posix_shm_create(self.shm_name, size, &self.fd), "shm_open")
         self.made_shm = True
         try:
             self.map(readonly=False)
@@ -361,10 +328,10 @@ cdef class PosixSegment(QtSegment):
             return
         if self.fd < 0:
             raise NotAttachedError("find() or create() the segment first")
-        check(qtipc_fd_size(self.fd, &self.nbytes), "fstat")
+        check_rc(qtipc_fd_size(self.fd, &self.nbytes), "fstat")
         if self.nbytes:
-            check(qtipc_fd_map(self.fd, self.nbytes, readonly, &self.addr), "mmap",
-                  einval=SharedMemoryError)
+            check_rc(qtipc_fd_map(self.fd, self.nbytes, readonly, &self.addr), "mmap",
+                     None, None, SharedMemoryError)
         self.mapped = True
         self.writable = not readonly
 
@@ -384,14 +351,14 @@ cdef class PosixSegment(QtSegment):
         return err
 
     def release(self) -> None:
-        check(self._unmap(), "munmap", einval=SharedMemoryError)
+        check_rc(self._unmap(), "munmap", None, None, SharedMemoryError)
 
     def open_lock(self, bint create=False) -> None:
         """Open Qt's named semaphore; `create` remakes it as Qt's create() does."""
         cdef int made = 0
         if self.sem != NULL:
             return
-        check(qtipc_psem_open(self.sem_name, create, &self.sem, &made), "sem_open")
+        check_rc(qtipc_psem_open(self.sem_name, create, &self.sem, &made), "sem_open")
         self.made_sem = made
         self.sem_file_id = self._sem_file_id()
 
@@ -414,7 +381,7 @@ cdef class PosixSegment(QtSegment):
             self.open_lock()
         return 0
 
-    cdef int _acquire(self, double timeout) except -1:
+    cdef int _acquire(self, int64_t timeout) except -1:
         cdef int err
         self._follow_name()
         if self.sem == NULL:
@@ -424,11 +391,11 @@ cdef class PosixSegment(QtSegment):
         if err == errno.ETIMEDOUT:
             raise TimeoutError(
                 f"Qt's semaphore {os.fsdecode(self.sem_name)!r} was not released within "
-                f"{timeout:g} s (POSIX semaphores stay taken when their holder dies)")
-        return check(err, "sem_wait", einval=SharedMemoryError)
+                f"{seconds(timeout)} (POSIX semaphores stay taken when their holder dies)")
+        return check_rc(err, "sem_wait", None, None, SharedMemoryError)
 
     cdef int _release_lock(self) except -1:
-        return check(qtipc_psem_post(self.sem), "sem_post", einval=SharedMemoryError)
+        return check_rc(qtipc_psem_post(self.sem), "sem_post", None, None, SharedMemoryError)
 
     cdef int _close_sem(self):
         if self.sem != NULL:
@@ -463,13 +430,13 @@ cdef class WindowsSegment(QtSegment):
 
     def find(self) -> None:
         if self.handle == NULL:
-            check(qtipc_win_shm_open(self.shm_name, 1, &self.handle), "OpenFileMapping")
+            check_rc(qtipc_win_shm_open(self.shm_name, 1, &self.handle), "OpenFileMapping")
 
     def create(self, size_t size) -> None:
         if size == 0:
             raise InvalidSizeError("a Qt segment needs at least one byte")
-        check(qtipc_win_shm_create(self.shm_name, size, &self.handle), "CreateFileMapping",
-              einval=InvalidSizeError)
+        check_rc(qtipc_win_shm_create(self.shm_name, size, &self.handle), "CreateFileMapping",
+                 None, None, InvalidSizeError)
         try:
             self.map(readonly=False)
         except BaseException:
@@ -481,8 +448,8 @@ cdef class WindowsSegment(QtSegment):
             return
         if self.handle == NULL:
             raise NotAttachedError("find() or create() the segment first")
-        check(qtipc_win_map(self.handle, readonly, &self.addr, &self.nbytes), "MapViewOfFile",
-              einval=SharedMemoryError)
+        check_rc(qtipc_win_map(self.handle, readonly, &self.addr, &self.nbytes), "MapViewOfFile",
+                 None, None, SharedMemoryError)
         self.mapped = True
         self.writable = not readonly
 
@@ -498,22 +465,23 @@ cdef class WindowsSegment(QtSegment):
         return err
 
     def release(self) -> None:
-        check(self._unmap(), "UnmapViewOfFile", einval=SharedMemoryError)
+        check_rc(self._unmap(), "UnmapViewOfFile", None, None, SharedMemoryError)
 
     def open_lock(self, bint create=False) -> None:
         if self.sem == NULL:
-            check(qtipc_win_sem_open(self.sem_name, &self.sem), "CreateSemaphore")
+            check_rc(qtipc_win_sem_open(self.sem_name, &self.sem), "CreateSemaphore")
 
-    cdef int _acquire(self, double timeout) except -1:
+    cdef int _acquire(self, int64_t timeout) except -1:
         cdef int err
         if self.sem == NULL:
             self.open_lock()
         with nogil:
             err = qtipc_win_sem_wait(self.sem, timeout)
-        return check(err, "WaitForSingleObject", einval=SharedMemoryError)
+        return check_rc(err, "WaitForSingleObject", None, None, SharedMemoryError)
 
     cdef int _release_lock(self) except -1:
-        return check(qtipc_win_sem_post(self.sem), "ReleaseSemaphore", einval=SharedMemoryError)
+        return check_rc(qtipc_win_sem_post(self.sem), "ReleaseSemaphore",
+                        None, None, SharedMemoryError)
 
     cdef int _close_sem(self):
         if self.sem != NULL:
@@ -529,7 +497,7 @@ def remove_posix(shm_name: str, sem_name: str) -> bool:
     err = qtipc_posix_shm_unlink(os.fsencode(shm_name))
     if err == errno.ENOENT:
         return False
-    check(err, "shm_unlink")
+    check_rc(err, "shm_unlink")
     return True
 
 
@@ -544,11 +512,11 @@ def remove_sysv(shm_file: str, sem_file: str) -> bool:
     path = os.fsencode(shm_file)
     if qtipc_ftok(path, QT_FTOK_PROJECT, &key) == 0:
         if qtipc_sysv_shm_get(key, 0, 0, &sid) == 0:
-            check(qtipc_sysv_shm_nattch(sid, &nattch), "shmctl")
+            check_rc(qtipc_sysv_shm_nattch(sid, &nattch), "shmctl")
             if nattch:
                 raise AlreadyExistsError(
                     f"{nattch} process(es) are attached to the Qt segment")
-            check(qtipc_sysv_shm_remove(sid), "shmctl", einval=SharedMemoryError)
+            check_rc(qtipc_sysv_shm_remove(sid), "shmctl", None, None, SharedMemoryError)
             removed = True
         qtipc_unlink(path)
     path = os.fsencode(sem_file)

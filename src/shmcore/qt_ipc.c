@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* semtimedop */
 #endif
 
+#include "compat.h"
 #include "qt_ipc.h"
 
 #include <errno.h>
@@ -28,24 +29,14 @@
 
 /* ---- time ------------------------------------------------------------- */
 
-static double now_seconds(clockid_t clock)
+/* A span of nanoseconds as a timespec (at least 0). */
+static struct timespec span(int64_t ns)
 {
     struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static struct timespec to_timespec(double seconds)
-{
-    struct timespec ts;
-    if (seconds < 0)
-        seconds = 0;
-    ts.tv_sec = (time_t)seconds;
-    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec += 1;
-        ts.tv_nsec -= 1000000000L;
-    }
+    if (ns < 0)
+        ns = 0;
+    ts.tv_sec = (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
     return ts;
 }
 
@@ -183,24 +174,24 @@ int qtipc_sysv_sem_find(long key, int *id)
     return 0;
 }
 
-int qtipc_sysv_sem_op(int id, int delta, double timeout)
+int qtipc_sysv_sem_op(int id, int delta, int64_t timeout_ns)
 {
     struct sembuf op;
-    double deadline = now_seconds(CLOCK_MONOTONIC) + timeout;
+    int64_t deadline = shmc_monotonic_ns() + timeout_ns;
     int r;
     op.sem_num = 0;
     op.sem_op = (short)delta;
     op.sem_flg = SEM_UNDO;
-    if (timeout < 0 || delta >= 0) {
+    if (timeout_ns < 0 || delta >= 0) {
         do {
             r = semop(id, &op, 1);
         } while (r != 0 && errno == EINTR);
         return r == 0 ? 0 : errno;
     }
     for (;;) {
-        double left = deadline - now_seconds(CLOCK_MONOTONIC);
+        int64_t left = deadline - shmc_monotonic_ns();
 #if defined(__linux__)
-        struct timespec ts = to_timespec(left);
+        struct timespec ts = span(left);
         r = semtimedop(id, &op, 1, &ts);
 #else
         op.sem_flg = SEM_UNDO | IPC_NOWAIT;
@@ -336,11 +327,11 @@ int qtipc_psem_open(const char *name, int create, void **sem, int *created)
     return EAGAIN;
 }
 
-int qtipc_psem_wait(void *sem, double timeout)
+int qtipc_psem_wait(void *sem, int64_t timeout_ns)
 {
     sem_t *s = (sem_t *)sem;
     int r;
-    if (timeout < 0) {
+    if (timeout_ns < 0) {
         do {
             r = sem_wait(s);
         } while (r != 0 && errno == EINTR);
@@ -348,13 +339,13 @@ int qtipc_psem_wait(void *sem, double timeout)
     }
 #if defined(__APPLE__)
     {
-        double deadline = now_seconds(CLOCK_MONOTONIC) + timeout;
+        int64_t deadline = shmc_monotonic_ns() + timeout_ns;
         for (;;) {
             if (sem_trywait(s) == 0)
                 return 0;
             if (errno != EAGAIN && errno != EINTR)
                 return errno;
-            if (now_seconds(CLOCK_MONOTONIC) >= deadline)
+            if (shmc_monotonic_ns() >= deadline)
                 return ETIMEDOUT;
             sleep_briefly();
         }
@@ -366,7 +357,14 @@ int qtipc_psem_wait(void *sem, double timeout)
 #else
         clockid_t clock = CLOCK_REALTIME;
 #endif
-        struct timespec deadline = to_timespec(now_seconds(clock) + timeout);
+        struct timespec deadline;
+        clock_gettime(clock, &deadline);
+        deadline.tv_sec += (time_t)(timeout_ns / 1000000000);
+        deadline.tv_nsec += (long)(timeout_ns % 1000000000);
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec += 1;
+            deadline.tv_nsec -= 1000000000L;
+        }
         do {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
             r = sem_clockwait(s, clock, &deadline);
@@ -394,83 +392,9 @@ int qtipc_psem_unlink(const char *name)
     return sem_unlink(name) == 0 ? 0 : errno;
 }
 
-/* ---- Windows: not here ------------------------------------------------ */
-
-int qtipc_win_shm_create(const char *name, size_t size, void **handle)
-{
-    (void)name; (void)size; (void)handle;
-    return ENOSYS;
-}
-
-int qtipc_win_shm_open(const char *name, int readonly, void **handle)
-{
-    (void)name; (void)readonly; (void)handle;
-    return ENOSYS;
-}
-
-int qtipc_win_map(void *handle, int readonly, void **addr, size_t *size)
-{
-    (void)handle; (void)readonly; (void)addr; (void)size;
-    return ENOSYS;
-}
-
-int qtipc_win_unmap(void *addr)
-{
-    (void)addr;
-    return ENOSYS;
-}
-
-int qtipc_win_sem_open(const char *name, void **handle)
-{
-    (void)name; (void)handle;
-    return ENOSYS;
-}
-
-int qtipc_win_sem_wait(void *handle, double timeout)
-{
-    (void)handle; (void)timeout;
-    return ENOSYS;
-}
-
-int qtipc_win_sem_post(void *handle)
-{
-    (void)handle;
-    return ENOSYS;
-}
-
-int qtipc_win_close(void *handle)
-{
-    (void)handle;
-    return ENOSYS;
-}
-
 #else /* _WIN32 */
 
 /* ---- Windows ---------------------------------------------------------- */
-
-static int errno_of(DWORD error)
-{
-    switch (error) {
-    case ERROR_ALREADY_EXISTS:
-        return EEXIST;
-    case ERROR_FILE_NOT_FOUND:
-    case ERROR_PATH_NOT_FOUND:
-        return ENOENT;
-    case ERROR_ACCESS_DENIED:
-        return EACCES;
-    case ERROR_NOT_ENOUGH_MEMORY:
-    case ERROR_OUTOFMEMORY:
-    case ERROR_NO_SYSTEM_RESOURCES:
-    case ERROR_COMMITMENT_LIMIT:
-        return ENOMEM;
-    case ERROR_INVALID_NAME:
-    case ERROR_FILENAME_EXCED_RANGE:
-    case ERROR_INVALID_PARAMETER:
-        return EINVAL;
-    default:
-        return EIO;
-    }
-}
 
 static int widen(const char *utf8, wchar_t **out)
 {
@@ -500,7 +424,7 @@ int qtipc_win_shm_create(const char *name, size_t size, void **handle)
     error = GetLastError();
     free(w);
     if (h == NULL)
-        return errno_of(error);
+        return shmc_errno_of(error);
     if (error == ERROR_ALREADY_EXISTS) {
         CloseHandle(h);
         return EEXIST;
@@ -521,7 +445,7 @@ int qtipc_win_shm_open(const char *name, int readonly, void **handle)
     error = GetLastError();
     free(w);
     if (h == NULL)
-        return errno_of(error);
+        return shmc_errno_of(error);
     *handle = h;
     return 0;
 }
@@ -532,7 +456,7 @@ int qtipc_win_map(void *handle, int readonly, void **addr, size_t *size)
     void *p = MapViewOfFile((HANDLE)handle, readonly ? FILE_MAP_READ : FILE_MAP_ALL_ACCESS,
                             0, 0, 0);
     if (p == NULL)
-        return errno_of(GetLastError());
+        return shmc_errno_of(GetLastError());
     if (VirtualQuery(p, &info, sizeof(info)) == 0) {
         UnmapViewOfFile(p);
         return EIO;
@@ -544,7 +468,7 @@ int qtipc_win_map(void *handle, int readonly, void **addr, size_t *size)
 
 int qtipc_win_unmap(void *addr)
 {
-    return UnmapViewOfFile(addr) ? 0 : errno_of(GetLastError());
+    return UnmapViewOfFile(addr) ? 0 : shmc_errno_of(GetLastError());
 }
 
 int qtipc_win_sem_open(const char *name, void **handle)
@@ -559,69 +483,35 @@ int qtipc_win_sem_open(const char *name, void **handle)
     error = GetLastError();
     free(w);
     if (h == NULL)
-        return errno_of(error);
+        return shmc_errno_of(error);
     *handle = h;
     return 0;
 }
 
-int qtipc_win_sem_wait(void *handle, double timeout)
+int qtipc_win_sem_wait(void *handle, int64_t timeout_ns)
 {
     DWORD ms = INFINITE;
     DWORD r;
-    if (timeout >= 0)
-        ms = timeout * 1000.0 >= (double)(INFINITE - 1) ? INFINITE - 1
-                                                        : (DWORD)(timeout * 1000.0 + 0.5);
+    if (timeout_ns >= 0) {
+        int64_t rounded = (timeout_ns + 500000) / 1000000;
+        ms = rounded >= (int64_t)(INFINITE - 1) ? INFINITE - 1 : (DWORD)rounded;
+    }
     r = WaitForSingleObjectEx((HANDLE)handle, ms, FALSE);
     if (r == WAIT_OBJECT_0)
         return 0;
     if (r == WAIT_TIMEOUT)
         return ETIMEDOUT;
-    return errno_of(GetLastError());
+    return shmc_errno_of(GetLastError());
 }
 
 int qtipc_win_sem_post(void *handle)
 {
-    return ReleaseSemaphore((HANDLE)handle, 1, NULL) ? 0 : errno_of(GetLastError());
+    return ReleaseSemaphore((HANDLE)handle, 1, NULL) ? 0 : shmc_errno_of(GetLastError());
 }
 
 int qtipc_win_close(void *handle)
 {
-    return CloseHandle((HANDLE)handle) ? 0 : errno_of(GetLastError());
+    return CloseHandle((HANDLE)handle) ? 0 : shmc_errno_of(GetLastError());
 }
-
-/* ---- System V and POSIX: not here ------------------------------------- */
-
-int qtipc_key_file(const char *path, int *created) { (void)path; *created = 0; return ENOSYS; }
-int qtipc_ftok(const char *path, int proj, long *key) { (void)path; (void)proj; (void)key; return ENOSYS; }
-int qtipc_unlink(const char *path) { (void)path; return ENOSYS; }
-int qtipc_sysv_shm_get(long key, size_t size, int create, int *id)
-{ (void)key; (void)size; (void)create; (void)id; return ENOSYS; }
-int qtipc_sysv_shm_attach(int id, int readonly, void **addr, size_t *size)
-{ (void)id; (void)readonly; (void)addr; (void)size; return ENOSYS; }
-int qtipc_sysv_shm_detach(const void *addr) { (void)addr; return ENOSYS; }
-int qtipc_sysv_shm_nattch(int id, unsigned long *nattch) { (void)id; (void)nattch; return ENOSYS; }
-int qtipc_sysv_shm_remove(int id) { (void)id; return ENOSYS; }
-int qtipc_sysv_sem_get(long key, int *id, int *created)
-{ (void)key; (void)id; *created = 0; return ENOSYS; }
-int qtipc_sysv_sem_find(long key, int *id) { (void)key; (void)id; return ENOSYS; }
-int qtipc_sysv_sem_op(int id, int delta, double timeout)
-{ (void)id; (void)delta; (void)timeout; return ENOSYS; }
-int qtipc_sysv_sem_remove(int id) { (void)id; return ENOSYS; }
-int qtipc_posix_shm_create(const char *name, size_t size, int *fd)
-{ (void)name; (void)size; (void)fd; return ENOSYS; }
-int qtipc_posix_shm_open(const char *name, int readonly, int *fd)
-{ (void)name; (void)readonly; (void)fd; return ENOSYS; }
-int qtipc_posix_shm_unlink(const char *name) { (void)name; return ENOSYS; }
-int qtipc_fd_size(int fd, size_t *size) { (void)fd; (void)size; return ENOSYS; }
-int qtipc_fd_map(int fd, size_t size, int readonly, void **addr)
-{ (void)fd; (void)size; (void)readonly; (void)addr; return ENOSYS; }
-int qtipc_unmap(void *addr, size_t size) { (void)addr; (void)size; return ENOSYS; }
-int qtipc_fd_close(int fd) { (void)fd; return ENOSYS; }
-int qtipc_psem_open(const char *name, int create, void **sem, int *created)
-{ (void)name; (void)create; (void)sem; *created = 0; return ENOSYS; }
-int qtipc_psem_wait(void *sem, double timeout) { (void)sem; (void)timeout; return ENOSYS; }
-int qtipc_psem_post(void *sem) { (void)sem; return ENOSYS; }
-int qtipc_psem_close(void *sem) { (void)sem; return ENOSYS; }
-int qtipc_psem_unlink(const char *name) { (void)name; return ENOSYS; }
 
 #endif /* _WIN32 */

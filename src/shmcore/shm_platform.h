@@ -22,7 +22,7 @@
 #define SHMP_VERSION 1u
 #define SHMP_HEADER_SIZE 4096u
 #define SHMP_KEY_MAX 255u
-#define SHMP_NAME_MAX 64u
+#define SHMP_NAME_MAX 64u /* native names: the one definition */
 #define SHMP_MAX_PRED 4
 
 #define SHMP_STATE_BUILDING 0u
@@ -86,6 +86,12 @@ typedef struct shmp_probe_info {
     char key[SHMP_KEY_MAX + 1];
 } shmp_probe_info;
 
+/* Where segments live: the directory of their files ("/dev/shm" on Linux,
+ * a portable directory elsewhere), or NULL where they are not files. */
+const char *shmp_dir(void);
+/* 0 when `name` is a valid native name, else EINVAL or ENAMETOOLONG. */
+int shmp_name_check(const char *name);
+
 /* Segment lifetime. `name` is the native name ("/..." on POSIX,
  * "Local\..." on Windows). */
 /* Errors that are not errno values. */
@@ -116,6 +122,9 @@ int shmp_remove(const char *name);
 /* Look at a name without attaching; reclaims it when stale and reclaim != 0.
  * ENOENT when there is no such name (or it was just reclaimed). */
 int shmp_probe(const char *name, int reclaim, shmp_probe_info *info);
+/* How many processes are attached to the segment `info` describes (from
+ * the kernel's lock table, read on each call); -1 where it cannot tell. */
+int shmp_attachments(const shmp_probe_info *info);
 
 static inline shmp_header *shmp_hdr(const shmp_seg *s) { return (shmp_header *)s->base; }
 static inline unsigned char *shmp_data(const shmp_seg *s) { return s->base + SHMP_HEADER_SIZE; }
@@ -146,6 +155,44 @@ int shmp_reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads);
 /* Reserve mapping bytes [offset, offset+len) and copy `src` into them in
  * one pass (offset page-aligned): the first write into fresh pages. */
 int shmp_fill(shmp_seg *s, uint64_t offset, const void *src, uint64_t len, int nthreads);
+
+/* Memory admission (admission.c). Before reserving, the bytes asked for
+ * are compared with the headroom: the smallest of the segment directory's
+ * free space, every enclosing cgroup's limit less its usage, and
+ * MemAvailable + SwapFree (Windows: the available commit charge), each less
+ * its margin. Reservations go in steps of at most SHMP_ADMIT_STEP, admitted
+ * before each for what is still missing. */
+#define SHMP_ADMIT_STEP ((uint64_t)64 << 20)
+
+#define SHMP_BOUND_NONE 0
+#define SHMP_BOUND_FREE_SPACE 1 /* refused with ENOSPC */
+#define SHMP_BOUND_CGROUP 2     /* refused with ENOMEM */
+#define SHMP_BOUND_MEMORY 3     /* refused with ENOMEM */
+
+typedef struct shmp_admission {
+    uint64_t asked;     /* bytes still to reserve when refused */
+    uint64_t available; /* the headroom, margin taken off */
+    int bound;          /* SHMP_BOUND_*: which limit it is */
+    char what[192];     /* that limit in words: "MemAvailable" */
+} shmp_admission;
+
+/* 0, or ENOSPC/ENOMEM when `bytes` exceed the headroom for segments in
+ * `dir`; the refusal is kept for shmp_last_admission (per thread). */
+int shmp_admit(const char *dir, uint64_t bytes);
+/* The calling thread's last refusal (bound SHMP_BOUND_NONE when none). */
+void shmp_last_admission(shmp_admission *out);
+void shmp_forget_admission(void);
+/* The parts, for tests: `root` prefixes /proc and /sys ("" for the real
+ * ones). */
+int shmp_headroom_at(const char *root, const char *dir, shmp_admission *out);
+int shmp_admit_at(const char *root, const char *dir, uint64_t bytes);
+/* Makes shmp_admit read /proc and /sys under `root` (tests only; NULL or ""
+ * for the real ones). Not thread-safe against running admissions. */
+void shmp_admission_root(const char *root);
+/* `value` less max(value / 32, margin_min), at least 0. */
+uint64_t shmp_less_margin(uint64_t value, uint64_t margin_min);
+/* MemAvailable + SwapFree in bytes from /proc/meminfo's text. */
+int shmp_parse_meminfo(const char *text, uint64_t *available, int *with_swap);
 
 /* A short sleep (about half a millisecond) for bounded retry loops. */
 void shmp_nap(void);

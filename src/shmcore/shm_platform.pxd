@@ -5,6 +5,8 @@ cdef extern from "shm_platform.h" nogil:
     enum:
         SHMP_HEADER_SIZE
         SHMP_KEY_MAX
+        SHMP_NAME_MAX
+        SHMP_BOUND_NONE
         SHMP_EINCOMPAT
         SHMP_FLAG_PERSISTENT
         SHMP_FLAG_SUPERSEDED
@@ -33,6 +35,17 @@ cdef extern from "shm_platform.h" nogil:
         uint64_t data_size
         char key[256]
 
+    ctypedef struct shmp_admission:
+        uint64_t asked
+        uint64_t available
+        int bound
+        char what[192]
+
+    const uint64_t SHMP_ADMIT_STEP
+
+    const char *shmp_dir()
+    int shmp_name_check(const char *name)
+    void shmp_last_admission(shmp_admission *out)
     int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent,
                    const char *key, size_t key_len)
     int shmp_link(shmp_seg *s, const char *name)
@@ -44,6 +57,7 @@ cdef extern from "shm_platform.h" nogil:
     int shmp_close(shmp_seg *s)
     int shmp_remove(const char *name)
     int shmp_probe(const char *name, int reclaim, shmp_probe_info *info)
+    int shmp_attachments(const shmp_probe_info *info)
     shmp_header *shmp_hdr(const shmp_seg *s)
     unsigned char *shmp_data(const shmp_seg *s)
     int shmp_lock_try(shmp_seg *s, int *owner_died)

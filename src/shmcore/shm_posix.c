@@ -10,6 +10,7 @@
  */
 #if !defined(_WIN32)
 #define _GNU_SOURCE
+#include "compat.h"
 #include "shm_platform.h"
 
 #include <errno.h>
@@ -103,7 +104,7 @@ static int word_wake(uint32_t *word) {
 /* No kernel wait on a word: short naps until it changes. */
 static int word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
     int64_t waited = 0;
-    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
+    while (shmc_load_u32(word) == expected) {
         if (timeout_ns >= 0 && waited >= timeout_ns) return ETIMEDOUT;
         struct timespec nap = {0, 200000};
         nanosleep(&nap, NULL);
@@ -151,22 +152,21 @@ _Static_assert(offsetof(shmp_header, key) == 56, "header layout");
 /* Below this a second thread costs more to start than it saves. */
 #define PARALLEL_MIN (16u << 20)
 
-/* getpid() is a system call in current glibc: cache it, per fork. */
-static uint32_t cached_pid;
-static void forget_pid(void) { cached_pid = 0; }
-static uint32_t my_pid(void) {
-    if (!cached_pid) {
-        static int registered;
-        if (!registered) registered = pthread_atfork(NULL, NULL, forget_pid) == 0;
-        cached_pid = (uint32_t)getpid();
-    }
-    return cached_pid;
+#define my_pid shmc_pid
+
+const char *shmp_dir(void) { return SHM_DIR; }
+
+int shmp_name_check(const char *name) {
+    size_t n = strlen(name);
+    if (n > SHMP_NAME_MAX) return ENAMETOOLONG;
+    if (n < 2 || name[0] != '/' || strchr(name + 1, '/')) return EINVAL;
+    if (strcmp(name, "/.") == 0 || strcmp(name, "/..") == 0) return EINVAL;
+    return 0;
 }
 
 static int shm_path(char *out, size_t cap, const char *name) {
-    size_t n = strlen(name);
-    if (n < 2 || n > SHMP_NAME_MAX || name[0] != '/' || strchr(name + 1, '/'))
-        return EINVAL;
+    int rc = shmp_name_check(name);
+    if (rc) return rc;
     snprintf(out, cap, "%s%s", SHM_DIR, name);
     return 0;
 }
@@ -290,13 +290,56 @@ static int fill_part(job *j) {
     return 0;
 }
 
+/* Gives back the pages of [off, off + len) (what a failed reservation of
+ * this call took): the file keeps its size, the range reads as zeros. */
+static void release_pages(shmp_seg *s, off_t off, size_t len) {
+#if defined(__linux__) && defined(FALLOC_FL_PUNCH_HOLE)
+    if (len && fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len) == 0)
+        return;
+    if (len) madvise(s->base + off, len, MADV_REMOVE);
+#else
+    (void)s, (void)off, (void)len; /* a disk file's blocks go with the file */
+#endif
+}
+
+/* Runs `proto` (a reservation, or a reservation and copy) over `len` bytes
+ * in steps of at most SHMP_ADMIT_STEP, admitting what is still missing
+ * before each step; a failure midway releases every step taken. */
+static int reserve_in_steps(shmp_seg *s, const job *proto, size_t len, int nthreads,
+                            int admitted) {
+    size_t done = 0;
+    int rc = 0;
+    if (!admitted) shmp_forget_admission();
+    while (done < len) {
+        size_t step = len - done < SHMP_ADMIT_STEP ? len - done : (size_t)SHMP_ADMIT_STEP;
+        /* The first step of a build was admitted with the build itself. */
+        if (!admitted || done) rc = shmp_admit(SHM_DIR, (uint64_t)(len - done));
+        if (rc) break;
+        job part = *proto;
+        part.dst += done;
+        if (part.src) part.src += done;
+        part.off += (off_t)done;
+        rc = run_split(&part, step, nthreads);
+        if (rc) {
+            size_t missing = len - done;
+            release_pages(s, proto->off, done + step);
+            /* The room ran out within the step: say how much is left. */
+            if (rc == ENOSPC || rc == ENOMEM) shmp_admit(SHM_DIR, (uint64_t)missing);
+            return rc;
+        }
+        done += step;
+    }
+    if (rc) release_pages(s, proto->off, done);
+    return rc;
+}
+
 int shmp_fill(shmp_seg *s, uint64_t offset, const void *src, uint64_t len, int nthreads) {
     if (offset > s->map_size || len > s->map_size - offset) return EINVAL;
     if (!s->writable) return EACCES;
     if (offset % 4096) return EINVAL;
     job proto = {fill_part, s->base + offset, (const unsigned char *)src, 0, s->fd,
                  (off_t)offset, 0};
-    return run_split(&proto, (size_t)len, nthreads);
+    return reserve_in_steps(s, &proto, (size_t)len, nthreads, 0);
 }
 
 void shmp_copy(void *dst, const void *src, size_t len, int nthreads) {
@@ -304,13 +347,18 @@ void shmp_copy(void *dst, const void *src, size_t len, int nthreads) {
     run_split(&proto, len, nthreads);
 }
 
-int shmp_reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads) {
+/* `admitted`: the caller has just admitted the whole, as shmp_build does. */
+static int reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads, int admitted) {
     if (offset > s->map_size || len > s->map_size - offset) return EINVAL;
     if (!s->writable) return EACCES;
     uint64_t start = offset & ~(uint64_t)4095;
     len += offset - start;
     job proto = {populate_part, s->base + start, NULL, 0, s->fd, (off_t)start, 0};
-    return run_split(&proto, (size_t)len, nthreads);
+    return reserve_in_steps(s, &proto, (size_t)len, nthreads, admitted);
+}
+
+int shmp_reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads) {
+    return reserve(s, offset, len, nthreads, 0);
 }
 
 /* ---- building and publishing a segment ---- */
@@ -375,7 +423,7 @@ int shmp_discard(shmp_seg *s) {
     return 0;
 }
 
-int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent,
+int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve_bytes, int persistent,
                const char *key, size_t key_len) {
     memset(s, 0, sizeof(*s));
     s->fd = -1;
@@ -383,9 +431,13 @@ int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent
     if (data_size > (uint64_t)SSIZE_MAX - SHMP_HEADER_SIZE) return ENOSPC;
     if (key_len > SHMP_KEY_MAX) return ENAMETOOLONG;
     uint64_t total = SHMP_HEADER_SIZE + data_size;
+    if (reserve_bytes > data_size) reserve_bytes = data_size;
+    /* Refused before anything exists; shmp_reserve rechecks at each step. */
+    shmp_forget_admission();
+    int rc = shmp_admit(SHM_DIR, SHMP_HEADER_SIZE + reserve_bytes);
+    if (rc) return rc;
     s->fd = open_unnamed(s->tmp, sizeof s->tmp);
     if (s->fd < 0) return errno;
-    int rc = 0;
     if (fchmod(s->fd, 0600) != 0 || ftruncate(s->fd, (off_t)total) != 0) rc = errno;
     if (!rc) {
         void *p = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
@@ -395,8 +447,7 @@ int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent
     if (!rc) {
         s->map_size = (size_t)total;
         s->writable = 1;
-        if (reserve > data_size) reserve = data_size;
-        rc = shmp_reserve(s, 0, SHMP_HEADER_SIZE + reserve, 2);
+        rc = reserve(s, 0, SHMP_HEADER_SIZE + reserve_bytes, 2, 1);
     }
     if (!rc) {
         shmp_header *h = shmp_hdr(s);
@@ -462,33 +513,48 @@ static int lock_alone(const char *path, int *out) {
     return 0;
 }
 
-/* Does any process hold a flock on a segment this one replaced? Those
- * inodes have no name left, so ask the kernel's lock table. */
-static int predecessors_held(const shmp_header *h) {
-    if (!h->pred_ino[0]) return 0;
+/* How many flock()s the kernel's lock table holds on (dev, ino): -1 where
+ * there is no such table to read. */
+static int flocks_on(uint64_t dev, uint64_t ino) {
 #if defined(__linux__)
     FILE *f = fopen("/proc/locks", "re");
-    if (!f) return 1; /* cannot tell: keep it */
+    if (!f) return -1;
     char line[256];
     int held = 0;
-    while (!held && fgets(line, sizeof line, f)) {
+    while (fgets(line, sizeof line, f)) {
         char kind[16];
         unsigned maj, min;
-        unsigned long long ino;
+        unsigned long long i;
         /* "1: FLOCK  ADVISORY  READ  1234 00:1a:5678 0 EOF" ("->" for waiters) */
         const char *p = strchr(line, ':');
         if (!p || strstr(line, "->")) continue;
-        if (sscanf(p + 1, " %15s %*s %*s %*d %x:%x:%llu", kind, &maj, &min, &ino) != 4) continue;
-        if (strcmp(kind, "FLOCK") != 0) continue;
-        for (int i = 0; i < SHMP_MAX_PRED && h->pred_ino[i]; i++) {
-            if (h->pred_ino[i] == ino && h->pred_dev[i] == (uint64_t)makedev(maj, min)) held = 1;
-        }
+        if (sscanf(p + 1, " %15s %*s %*s %*d %x:%x:%llu", kind, &maj, &min, &i) != 4) continue;
+        if (strcmp(kind, "FLOCK") == 0 && i == ino && (uint64_t)makedev(maj, min) == dev) held++;
     }
     fclose(f);
     return held;
 #else
-    return 0;
+    (void)dev, (void)ino;
+    return -1;
 #endif
+}
+
+int shmp_attachments(const shmp_probe_info *info) {
+    return info->stale ? 0 : flocks_on(info->dev, info->ino);
+}
+
+/* Does any process hold a flock on a segment this one replaced? Those
+ * inodes have no name left, so ask the kernel's lock table. */
+static int predecessors_held(const shmp_header *h) {
+    for (int i = 0; i < SHMP_MAX_PRED && h->pred_ino[i]; i++) {
+        int n = flocks_on(h->pred_dev[i], h->pred_ino[i]);
+#if defined(__linux__)
+        if (n != 0) return 1; /* held, or the table unreadable: keep it */
+#else
+        if (n > 0) return 1;
+#endif
+    }
+    return 0;
 }
 
 int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
@@ -582,7 +648,7 @@ int shmp_swap(shmp_seg *s, shmp_seg *old) {
         return rc;
     }
     s->tmp[0] = '\0';
-    __atomic_fetch_or(&shmp_hdr(old)->flags, SHMP_FLAG_SUPERSEDED, __ATOMIC_RELEASE);
+    shmc_fetch_or_u32(&shmp_hdr(old)->flags, SHMP_FLAG_SUPERSEDED);
     named(s, old->name);
     return 0;
 }
@@ -669,7 +735,7 @@ int shmp_leave(shmp_seg *s) {
     if (s->fd >= 0) flock(s->fd, LOCK_UN);
     close_fds(s);
     if (keep) return 0;
-    if (__atomic_load_n(&shmp_hdr(s)->flags, __ATOMIC_ACQUIRE) & SHMP_FLAG_SUPERSEDED) {
+    if (shmc_load_u32(&shmp_hdr(s)->flags) & SHMP_FLAG_SUPERSEDED) {
         /* A larger segment replaced ours under the name; with us gone it
          * may be stale now. */
         shmp_probe_info info;
@@ -721,14 +787,7 @@ int shmp_lock_try(shmp_seg *s, int *owner_died) {
 int shmp_lock_wait(shmp_seg *s, int64_t timeout_ns, int *owner_died) {
     pthread_mutex_t *m = &shmp_hdr(s)->mutex;
     if (timeout_ns < 0) return took_lock(s, pthread_mutex_lock(m), owner_died);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(timeout_ns / 1000000000);
-    ts.tv_nsec += (long)(timeout_ns % 1000000000);
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    struct timespec ts = shmc_realtime_after(timeout_ns);
     return took_lock(s, pthread_mutex_timedlock(m, &ts), owner_died);
 }
 
@@ -751,7 +810,7 @@ int shmp_unlock(shmp_seg *s) {
 static uint32_t thread_token(void) {
     static _Thread_local uint32_t token;
     static uint32_t next;
-    if (!token) token = __atomic_add_fetch(&next, 1, __ATOMIC_RELAXED);
+    if (!token) token = shmc_add_u32(&next, 1);
     return token;
 }
 
@@ -784,35 +843,30 @@ int shmp_lock_try(shmp_seg *s, int *owner_died) {
     shmp_header *h = shmp_hdr(s);
     uint32_t me = my_pid(), seen = 0;
     *owner_died = 0;
-    if (!__atomic_compare_exchange_n(&h->lock_owner_pid, &seen, me, 0, __ATOMIC_ACQUIRE,
-                                     __ATOMIC_RELAXED)) {
-        if (seen == me && __atomic_load_n(&h->reserved0, __ATOMIC_RELAXED) == thread_token())
+    if (!shmc_cas_u32(&h->lock_owner_pid, &seen, me)) {
+        if (seen == me && shmc_load_relaxed_u32(&h->reserved0) == thread_token())
             return EDEADLK;
         if (seen == me || !holder_dead(seen)) return EBUSY;
-        if (!__atomic_compare_exchange_n(&h->lock_owner_pid, &seen, me, 0, __ATOMIC_ACQUIRE,
-                                         __ATOMIC_RELAXED))
-            return EBUSY;
+        if (!shmc_cas_u32(&h->lock_owner_pid, &seen, me)) return EBUSY;
         *owner_died = 1;
     }
-    __atomic_store_n(&h->reserved0, thread_token(), __ATOMIC_RELAXED);
+    shmc_store_relaxed_u32(&h->reserved0, thread_token());
     return 0;
 }
 
 int shmp_lock_wait(shmp_seg *s, int64_t timeout_ns, int *owner_died) {
     uint32_t *word = &shmp_hdr(s)->lock_owner_pid;
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = shmc_monotonic_ns();
     for (;;) {
         int rc = shmp_lock_try(s, owner_died);
         if (rc != EBUSY) return rc;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t spent = (int64_t)(now.tv_sec - t0.tv_sec) * 1000000000 + (now.tv_nsec - t0.tv_nsec);
+        int64_t spent = shmc_monotonic_ns() - t0;
         int64_t slice = LIVENESS_SLICE_NS;
         if (timeout_ns >= 0) {
             if (spent >= timeout_ns) return ETIMEDOUT;
             if (timeout_ns - spent < slice) slice = timeout_ns - spent;
         }
-        uint32_t holder = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        uint32_t holder = shmc_load_u32(word);
         if (holder) {
             rc = word_wait(word, holder, slice);
             if (rc && rc != ETIMEDOUT) return rc;
@@ -822,11 +876,11 @@ int shmp_lock_wait(shmp_seg *s, int64_t timeout_ns, int *owner_died) {
 
 int shmp_unlock(shmp_seg *s) {
     shmp_header *h = shmp_hdr(s);
-    if (__atomic_load_n(&h->lock_owner_pid, __ATOMIC_RELAXED) != my_pid() ||
-        __atomic_load_n(&h->reserved0, __ATOMIC_RELAXED) != thread_token())
+    if (shmc_load_relaxed_u32(&h->lock_owner_pid) != my_pid() ||
+        shmc_load_relaxed_u32(&h->reserved0) != thread_token())
         return EPERM;
-    __atomic_store_n(&h->reserved0, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&h->lock_owner_pid, 0, __ATOMIC_RELEASE);
+    shmc_store_relaxed_u32(&h->reserved0, 0);
+    shmc_store_u32(&h->lock_owner_pid, 0);
     word_wake(&h->lock_owner_pid);
     return 0;
 }

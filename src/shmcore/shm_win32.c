@@ -29,6 +29,7 @@
  * the name stays taken until its last holder is gone.
  */
 #if defined(_WIN32)
+#include "compat.h"
 #include "shm_platform.h"
 
 #include <errno.h>
@@ -48,42 +49,25 @@ typedef char shmp_header_layout[offsetof(shmp_header, key) == 56 ? 1 : -1];
 
 /* ---- errors and names ---- */
 
-static int win_errno(DWORD e) {
-    switch (e) {
-    case ERROR_SUCCESS: return 0;
-    case ERROR_FILE_NOT_FOUND:
-    case ERROR_PATH_NOT_FOUND: return ENOENT;
-    case ERROR_ALREADY_EXISTS:
-    case ERROR_FILE_EXISTS: return EEXIST;
-    case ERROR_ACCESS_DENIED: return EACCES;
-    case ERROR_COMMITMENT_LIMIT:
-    case ERROR_DISK_FULL:
-    case ERROR_NO_SYSTEM_RESOURCES: return ENOSPC;
-    case ERROR_NOT_ENOUGH_MEMORY:
-    case ERROR_OUTOFMEMORY: return ENOMEM;
-    case ERROR_TOO_MANY_OPEN_FILES: return EMFILE;
-    case ERROR_INVALID_NAME:
-    case ERROR_BAD_PATHNAME:
-    case ERROR_INVALID_PARAMETER: return EINVAL;
-    case ERROR_FILENAME_EXCED_RANGE: return ENAMETOOLONG;
-    case ERROR_NOT_OWNER: return EPERM;
-    case ERROR_INVALID_HANDLE: return EBADF;
-    case WAIT_TIMEOUT: return ETIMEDOUT;
-    default: return EIO;
-    }
-}
 
-static int last_errno(void) { return win_errno(GetLastError()); }
 
 /* `name` (UTF-8) followed by the formatted suffix, as a wide string. */
 static int wide_name(wchar_t *out, const char *name, const char *suffix) {
     char buf[WNAME_MAX];
-    size_t n = strlen(name);
-    if (n == 0 || n > SHMP_NAME_MAX) return EINVAL;
+    int rc = shmp_name_check(name);
+    if (rc) return rc;
     if (snprintf(buf, sizeof buf, "%s%s", name, suffix) >= (int)sizeof buf) return ENAMETOOLONG;
     if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, buf, -1, out, WNAME_MAX) == 0)
         return EINVAL;
     return 0;
+}
+
+const char *shmp_dir(void) { return NULL; }
+
+int shmp_name_check(const char *name) {
+    size_t n = strlen(name);
+    if (n == 0) return EINVAL;
+    return n > SHMP_NAME_MAX ? ENAMETOOLONG : 0;
 }
 
 static void close_handle(HANDLE *h) {
@@ -92,17 +76,6 @@ static void close_handle(HANDLE *h) {
 }
 
 /* ---- the header ---- */
-
-static uint32_t load_u32(volatile uint32_t *p) {
-    uint32_t v = *p;
-    MemoryBarrier();
-    return v;
-}
-
-static void store_u32(volatile uint32_t *p, uint32_t v) {
-    MemoryBarrier();
-    *p = v;
-}
 
 static int header_valid(const shmp_header *h, uint64_t mapped) {
     if (h->magic != SHMP_MAGIC || h->version != SHMP_VERSION) return 0;
@@ -115,7 +88,7 @@ static int header_valid(const shmp_header *h, uint64_t mapped) {
 /* A section whose creator is still copying: its header is all zeros, or
  * has the magic but is not ready yet (copy_build writes them in that order). */
 static int header_pending(const shmp_header *h) {
-    if (load_u32((volatile uint32_t *)&h->state) != SHMP_STATE_BUILDING) return 0;
+    if (shmc_load_u32(&h->state) != SHMP_STATE_BUILDING) return 0;
     uint64_t magic = *(volatile const uint64_t *)&h->magic;
     return magic == 0 || magic == SHMP_MAGIC;
 }
@@ -130,7 +103,7 @@ static uint64_t mapped_size(const void *p) {
 static int section_new(HANDLE *out, const wchar_t *wname, uint64_t total) {
     *out = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE | SEC_COMMIT,
                               (DWORD)(total >> 32), (DWORD)(total & 0xffffffffu), wname);
-    if (!*out) return last_errno();
+    if (!*out) return shmc_last_errno();
     if (wname && GetLastError() == ERROR_ALREADY_EXISTS) {
         close_handle(out);
         return EEXIST;
@@ -145,11 +118,11 @@ static int open_sync(shmp_seg *s, const char *name) {
     int rc = wide_name(w, name, "_lock");
     if (rc) return rc;
     s->mutex = CreateMutexW(NULL, FALSE, w);
-    if (!s->mutex) return last_errno();
+    if (!s->mutex) return shmc_last_errno();
     rc = wide_name(w, name, "_wake");
     if (rc) return rc;
     s->event = CreateEventW(NULL, TRUE, FALSE, w);
-    return s->event ? 0 : last_errno();
+    return s->event ? 0 : shmc_last_errno();
 }
 
 static void pins_drop_all(const shmp_seg *s);
@@ -174,11 +147,14 @@ int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent
     if (key_len > SHMP_KEY_MAX) return ENAMETOOLONG;
     if (data_size > (uint64_t)SIZE_MAX - SHMP_HEADER_SIZE) return ENOSPC;
     uint64_t total = SHMP_HEADER_SIZE + data_size;
-    int rc = section_new(&s->map_handle, NULL, total);
+    /* The section is committed whole, here and again when named. */
+    shmp_forget_admission();
+    int rc = shmp_admit(NULL, total);
+    if (!rc) rc = section_new(&s->map_handle, NULL, total);
     if (rc) return rc;
     s->base = (unsigned char *)MapViewOfFile(s->map_handle, FILE_MAP_ALL_ACCESS, 0, 0, (SIZE_T)total);
     if (!s->base) {
-        rc = last_errno();
+        rc = shmc_last_errno();
         unmap_close(s);
         return rc;
     }
@@ -191,7 +167,7 @@ int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent
     h->data_size = data_size;
     h->total_size = total;
     h->state = SHMP_STATE_BUILDING;
-    h->creator_pid = (uint32_t)GetCurrentProcessId();
+    h->creator_pid = (uint32_t)shmc_pid();
     h->key_len = (uint32_t)key_len;
     memcpy(h->key, key, key_len);
     /* Until it is named, reserved0 counts the data pages the caller may have
@@ -227,9 +203,9 @@ static void copy_build(unsigned char *dst, const shmp_seg *s) {
            SHMP_HEADER_SIZE - sizeof(uint64_t));
     d->reserved0 = 0;
     d->state = SHMP_STATE_BUILDING;
-    MemoryBarrier();
+    shmc_fence();
     d->magic = SHMP_MAGIC;
-    store_u32(&d->state, SHMP_STATE_READY);
+    shmc_store_u32(&d->state, SHMP_STATE_READY);
 }
 
 int shmp_link(shmp_seg *s, const char *name) {
@@ -244,7 +220,7 @@ int shmp_link(shmp_seg *s, const char *name) {
     unsigned char *view = NULL;
     if (!rc) {
         view = (unsigned char *)MapViewOfFile(n.map_handle, FILE_MAP_ALL_ACCESS, 0, 0, s->map_size);
-        if (!view) rc = last_errno();
+        if (!view) rc = shmc_last_errno();
     }
     if (rc) {
         unmap_close(&n);
@@ -259,7 +235,7 @@ int shmp_link(shmp_seg *s, const char *name) {
     s->base = (unsigned char *)MapViewOfFileEx(n.map_handle, FILE_MAP_ALL_ACCESS, 0, 0,
                                                s->map_size, at);
     if (!s->base) {
-        rc = last_errno();
+        rc = shmc_last_errno();
         unmap_close(&n);
         s->map_size = 0;
         return rc == EINVAL ? ENOMEM : rc;
@@ -285,18 +261,18 @@ static int map_named(shmp_seg *s, const char *name, int writable) {
     if (rc) return rc;
     DWORD access = FILE_MAP_READ | (writable ? FILE_MAP_WRITE : 0);
     s->map_handle = OpenFileMappingW(access, FALSE, w);
-    if (!s->map_handle) return last_errno();
+    if (!s->map_handle) return shmc_last_errno();
     s->base = (unsigned char *)MapViewOfFile(s->map_handle, access, 0, 0, 0);
-    if (!s->base) return last_errno();
+    if (!s->base) return shmc_last_errno();
     uint64_t mapped = mapped_size(s->base);
     if (mapped < SHMP_HEADER_SIZE) return SHMP_EINCOMPAT;
     s->map_size = (size_t)mapped;
     ULONGLONG start = GetTickCount64();
     while (header_pending(shmp_hdr(s)) && GetTickCount64() - start < READY_WAIT_MS) Sleep(1);
     shmp_header *h = shmp_hdr(s);
-    MemoryBarrier();
+    shmc_fence();
     if (!header_valid(h, mapped)) return SHMP_EINCOMPAT;
-    if (load_u32(&h->flags) & WIN_FLAG_REMOVED) return ENOENT;
+    if (shmc_load_u32(&h->flags) & WIN_FLAG_REMOVED) return ENOENT;
     s->map_size = (size_t)h->total_size;
     return 0;
 }
@@ -341,10 +317,15 @@ int shmp_remove(const char *name) {
     if (rc == EACCES) rc = EPERM;
     if (!rc) {
         shmp_header *h = shmp_hdr(&s);
-        InterlockedOr((LONG volatile *)&h->flags, (LONG)(WIN_FLAG_REMOVED | SHMP_FLAG_SUPERSEDED));
+        shmc_fetch_or_u32(&h->flags, WIN_FLAG_REMOVED | SHMP_FLAG_SUPERSEDED);
     }
     unmap_close(&s);
     return rc;
+}
+
+int shmp_attachments(const shmp_probe_info *info) {
+    (void)info;
+    return -1; /* named sections have no holder count to read */
 }
 
 int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
@@ -372,9 +353,9 @@ int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
 static int took_lock(shmp_seg *s, DWORD r, int *owner_died) {
     *owner_died = 0;
     if (r == WAIT_TIMEOUT) return ETIMEDOUT;
-    if (r == WAIT_FAILED) return last_errno();
+    if (r == WAIT_FAILED) return shmc_last_errno();
     shmp_header *h = shmp_hdr(s);
-    DWORD pid = GetCurrentProcessId(), tid = GetCurrentThreadId();
+    DWORD pid = shmc_pid(), tid = GetCurrentThreadId();
     if (r == WAIT_ABANDONED) {
         *owner_died = 1;
     } else if (h->lock_owner_pid == pid && h->reserved0 == tid) {
@@ -406,7 +387,7 @@ int shmp_lock_wait(shmp_seg *s, int64_t timeout_ns, int *owner_died) {
 
 int shmp_unlock(shmp_seg *s) {
     shmp_header *h = shmp_hdr(s);
-    if (h->lock_owner_pid != GetCurrentProcessId() || h->reserved0 != GetCurrentThreadId())
+    if (h->lock_owner_pid != shmc_pid() || h->reserved0 != GetCurrentThreadId())
         return EPERM;
     uint32_t pid = h->lock_owner_pid, tid = h->reserved0;
     h->lock_owner_pid = 0;
@@ -414,7 +395,7 @@ int shmp_unlock(shmp_seg *s) {
     if (ReleaseMutex(s->mutex)) return 0;
     h->lock_owner_pid = pid;
     h->reserved0 = tid;
-    return last_errno();
+    return shmc_last_errno();
 }
 
 /* ---- wait and wake ---- */
@@ -427,7 +408,7 @@ int shmp_wait(shmp_seg *s, uint32_t *word, uint32_t expected, int64_t timeout_ns
     ULONGLONG limit = timeout_ns < 0 ? 0 : (ULONGLONG)((timeout_ns + 999999) / 1000000);
     for (;;) {
         ResetEvent(s->event);
-        if (load_u32(word) != expected) return 0;
+        if (shmc_load_u32(word) != expected) return 0;
         DWORD slice = WAIT_SLICE_MS;
         if (timeout_ns >= 0) {
             ULONGLONG spent = GetTickCount64() - start;
@@ -435,14 +416,14 @@ int shmp_wait(shmp_seg *s, uint32_t *word, uint32_t expected, int64_t timeout_ns
             if (limit - spent < slice) slice = (DWORD)(limit - spent);
         }
         DWORD r = WaitForSingleObject(s->event, slice);
-        if (r == WAIT_FAILED) return last_errno();
+        if (r == WAIT_FAILED) return shmc_last_errno();
         if (r == WAIT_OBJECT_0) return 0; /* woken: the caller rechecks its word */
     }
 }
 
 int shmp_wake(shmp_seg *s, uint32_t *word) {
     (void)word;
-    return SetEvent(s->event) ? 0 : last_errno();
+    return SetEvent(s->event) ? 0 : shmc_last_errno();
 }
 
 /* ---- per-slot pins ---- */
@@ -483,7 +464,7 @@ static int pin_create(const shmp_seg *s, uint64_t index, unsigned seat, HANDLE *
     int rc = pin_name(w, s, index, seat);
     if (rc) return rc;
     *out = CreateEventW(NULL, TRUE, FALSE, w);
-    if (!*out) return last_errno();
+    if (!*out) return shmc_last_errno();
     if (GetLastError() == ERROR_ALREADY_EXISTS) {
         close_handle(out);
         return EAGAIN;

@@ -35,8 +35,17 @@ static void test_segment_in_portable_dir(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "d");
     shmp_seg a, b;
+    CHECK(strcmp(shmp_dir(), DIR_PATH) == 0); /* what ls and gc are told to list */
     CHECK_RC(make_segment(&a, name, 1000), 0);
     CHECK(exists(name));
+    shmp_probe_info info;
+    CHECK_RC(shmp_probe(name, 0, &info), 0);
+    CHECK(info.ours && !info.stale && info.data_size == 1000);
+#if defined(__linux__)
+    CHECK(shmp_attachments(&info) == 1); /* from the kernel's lock table */
+#else
+    CHECK(shmp_attachments(&info) == -1); /* no lock table to read */
+#endif
     struct stat st;
     CHECK(stat(DIR_PATH, &st) == 0 && (st.st_mode & 01777) == 01777);
     memcpy(shmp_data(&a), "hello", 6);

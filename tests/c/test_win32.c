@@ -9,6 +9,7 @@
  */
 #define CHECK_NAME_PREFIX "Local\\shmimage_test_"
 #include "check.h"
+#include "compat.h"
 
 #define FRM_FORCE_INTERLOCKED 1 /* test the branch MSVC builds use */
 #include "frames.h"
@@ -413,6 +414,42 @@ static void test_pins(void) {
     shmp_detach(&w);
 }
 
+/* Native names: the core's one rule (at most SHMP_NAME_MAX bytes), and the
+ * Windows error table in compat.h. */
+static void test_names_and_errors(void) {
+    char name[SHMP_NAME_MAX + 8];
+    CHECK(shmp_dir() == NULL); /* sections are not files */
+    CHECK_RC(shmp_name_check("Local\\shmimage_0123"), 0);
+    CHECK_RC(shmp_name_check(""), EINVAL);
+    memset(name, 'x', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    CHECK_RC(shmp_name_check(name), ENAMETOOLONG);
+    shmp_seg s;
+    CHECK_RC(shmp_attach(&s, name, 1), ENAMETOOLONG);
+    CHECK(shmc_errno_of(ERROR_COMMITMENT_LIMIT) == ENOMEM);
+    CHECK(shmc_errno_of(ERROR_NOT_ENOUGH_MEMORY) == ENOMEM);
+    CHECK(shmc_errno_of(ERROR_DISK_FULL) == ENOSPC);
+    CHECK(shmc_errno_of(ERROR_FILE_NOT_FOUND) == ENOENT);
+    CHECK(shmc_errno_of(WAIT_TIMEOUT) == ETIMEDOUT);
+}
+
+/* A section larger than the commit charge left is refused before it is
+ * made, saying why. */
+static void test_admission_refuses_beyond_commit(void) {
+    shmp_admission a;
+    CHECK_RC(shmp_headroom_at("", NULL, &a), 0);
+    CHECK(a.bound == SHMP_BOUND_MEMORY);
+    CHECK(strcmp(a.what, "available commit charge") == 0);
+    shmp_seg s;
+    CHECK_RC(shmp_build(&s, a.available + ((uint64_t)1 << 30), 0, 0, "k", 1), ENOMEM);
+    CHECK(s.map_handle == NULL && s.base == NULL);
+    shmp_admission last;
+    shmp_last_admission(&last);
+    CHECK(last.bound == SHMP_BOUND_MEMORY && last.asked > last.available);
+    CHECK_RC(shmp_build(&s, 1 << 20, 0, 0, "k", 1), 0);
+    shmp_discard(&s);
+}
+
 static void test_remove(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "rm");
@@ -500,6 +537,8 @@ static const check_test tests[] = {
     CHECK_TEST(test_abandoned_lock),
     CHECK_TEST(test_wait_wake),
     CHECK_TEST(test_pins),
+    CHECK_TEST(test_names_and_errors),
+    CHECK_TEST(test_admission_refuses_beyond_commit),
     CHECK_TEST(test_remove),
     CHECK_TEST(test_build_keeps_address),
     CHECK_TEST(test_frames_interlocked),
