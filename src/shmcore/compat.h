@@ -108,11 +108,20 @@ static inline uint64_t shmc_wall_ns(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
-/* An absolute CLOCK_REALTIME deadline `timeout_ns` from now (for
- * pthread_mutex_timedlock and sem_timedwait). */
-static inline struct timespec shmc_realtime_after(int64_t timeout_ns) {
+/* glibc 2.30 added waits on a chosen clock; with them, timed waits follow
+ * CLOCK_MONOTONIC and a wall-clock jump neither shortens nor extends them. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
+#define SHMC_HAVE_CLOCKWAIT 1
+#define SHMC_WAIT_CLOCK CLOCK_MONOTONIC
+#else
+#define SHMC_WAIT_CLOCK CLOCK_REALTIME
+#endif
+
+/* An absolute deadline on SHMC_WAIT_CLOCK `timeout_ns` from now (for
+ * pthread_mutex_clocklock/timedlock and sem_clockwait/timedwait). */
+static inline struct timespec shmc_deadline_after(int64_t timeout_ns) {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(SHMC_WAIT_CLOCK, &ts);
     ts.tv_sec += (time_t)(timeout_ns / 1000000000);
     ts.tv_nsec += (long)(timeout_ns % 1000000000);
     if (ts.tv_nsec >= 1000000000) {

@@ -352,22 +352,10 @@ int qtipc_psem_wait(void *sem, int64_t timeout_ns)
     }
 #else
     {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
-        clockid_t clock = CLOCK_MONOTONIC;
-#else
-        clockid_t clock = CLOCK_REALTIME;
-#endif
-        struct timespec deadline;
-        clock_gettime(clock, &deadline);
-        deadline.tv_sec += (time_t)(timeout_ns / 1000000000);
-        deadline.tv_nsec += (long)(timeout_ns % 1000000000);
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec += 1;
-            deadline.tv_nsec -= 1000000000L;
-        }
+        struct timespec deadline = shmc_deadline_after(timeout_ns);
         do {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
-            r = sem_clockwait(s, clock, &deadline);
+#if defined(SHMC_HAVE_CLOCKWAIT)
+            r = sem_clockwait(s, SHMC_WAIT_CLOCK, &deadline);
 #else
             r = sem_timedwait(s, &deadline);
 #endif

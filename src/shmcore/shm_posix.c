@@ -496,13 +496,29 @@ static int link_into_place(shmp_seg *s, const char *path) {
     return e;
 }
 
+/* Opens an existing segment file by name without following a symlink or
+ * blocking on a FIFO planted under the name: anything but a regular file is
+ * SHMP_EINCOMPAT. (O_NONBLOCK changes nothing for regular files.) */
+static int open_segment_file(const char *path, int flags, int *out) {
+    int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return errno == ELOOP ? SHMP_EINCOMPAT : errno;
+    struct stat st;
+    int rc = fstat(fd, &st) != 0 ? errno : S_ISREG(st.st_mode) ? 0 : SHMP_EINCOMPAT;
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
 /* A second descriptor on `path`, exclusively flocked: proves nobody holds
  * the segment. 0 (fd in *out), EWOULDBLOCK when held, ESTALE when the name
  * moved meanwhile, or an errno (ENOENT). */
 static int lock_alone(const char *path, int *out) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return errno;
-    int rc = 0;
+    int fd = -1;
+    int rc = open_segment_file(path, O_RDONLY, &fd);
+    if (rc) return rc;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) rc = errno == EWOULDBLOCK ? EWOULDBLOCK : errno;
     if (!rc) rc = same_inode(fd, path);
     if (rc) {
@@ -565,10 +581,7 @@ int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
     int fd = -1;
     rc = lock_alone(path, &fd);
     int stale = rc == 0;
-    if (rc == EWOULDBLOCK) {
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        rc = fd < 0 ? errno : 0;
-    }
+    if (rc == EWOULDBLOCK) rc = open_segment_file(path, O_RDONLY, &fd);
     if (rc) return rc == ESTALE ? EAGAIN : rc;
     shmp_header h;
     off_t size;
@@ -664,9 +677,11 @@ static int owned_privately(int fd) {
 }
 
 static int attach_once(shmp_seg *s, const char *path, int writable) {
-    s->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
-    if (s->fd < 0) return errno;
-    int rc = 0;
+    int rc = open_segment_file(path, writable ? O_RDWR : O_RDONLY, &s->fd);
+    if (rc) {
+        s->fd = -1;
+        return rc;
+    }
     while (flock(s->fd, LOCK_SH) != 0) {
         if (errno != EINTR) {
             rc = errno;
@@ -787,8 +802,12 @@ int shmp_lock_try(shmp_seg *s, int *owner_died) {
 int shmp_lock_wait(shmp_seg *s, int64_t timeout_ns, int *owner_died) {
     pthread_mutex_t *m = &shmp_hdr(s)->mutex;
     if (timeout_ns < 0) return took_lock(s, pthread_mutex_lock(m), owner_died);
-    struct timespec ts = shmc_realtime_after(timeout_ns);
+    struct timespec ts = shmc_deadline_after(timeout_ns);
+#if defined(SHMC_HAVE_CLOCKWAIT)
+    return took_lock(s, pthread_mutex_clocklock(m, SHMC_WAIT_CLOCK, &ts), owner_died);
+#else
     return took_lock(s, pthread_mutex_timedlock(m, &ts), owner_died);
+#endif
 }
 
 int shmp_unlock(shmp_seg *s) {
