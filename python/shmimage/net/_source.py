@@ -85,7 +85,7 @@ class LatestFrames:
         """Pin the latest frame and learn its generation: the same before and
         after pinning means the pinned frame is that one (generations only grow)."""
         before = self.image.info()
-        block = self.image.view()
+        block: Any = self.image.view()
         pixels = block.__enter__()
         try:
             after = self.image.info()

@@ -119,7 +119,7 @@ def _copy_exact(data: Any, flat: np.ndarray) -> None:
 def _zstd_into(payload: Any, flat: np.ndarray) -> None:
     """Stream into the frame: never more than its size, whatever the payload says."""
     reader = _module("zstd").ZstdDecompressor().stream_reader(payload)
-    view = memoryview(flat)
+    view = flat.data
     done = 0
     while done < flat.nbytes:
         n = reader.readinto(view[done:])

@@ -102,7 +102,7 @@ class Relay:
                 self._image.detach()
 
     def _socket(self, context: zmq.Context[Any]) -> zmq.Socket[Any]:
-        sock = context.socket(zmq.DEALER)
+        sock: zmq.Socket[Any] = context.socket(zmq.DEALER)
         sock.linger = 0
         sock.maxmsgsize = payload_bound(self.max_frame_bytes)  # libzmq allocates before us
         sock.rcvhwm = 2 * self.window + 16
@@ -224,7 +224,7 @@ class Relay:
                 self._recv_pixels(sock, header, out)
 
     def _recv_pixels(self, sock: zmq.Socket[Any], header: FrameHeader, out: np.ndarray) -> None:
-        received = sock.recv_into(out.reshape(-1).view(np.uint8), flags=zmq.NOBLOCK)
+        received = sock.recv_into(out.reshape(-1).view(np.uint8).data, flags=zmq.NOBLOCK)
         if received != header.nbytes or sock.rcvmore:
             raise WireError(f"payload of {received} bytes, header says {header.nbytes}")
 
