@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("zmq", reason="shmimage.net needs pyzmq (the net extra)")
 
-from shmimage import SharedImage  # noqa: E402
-from workers_net import Driven, indexed, relay_child, serve_child, wait_for_value  # noqa: E402
+from shmimage import SharedImage
+from workers_net import Driven, indexed, relay_child, serve_child, wait_for_value
 
 
 def test_relay_resumes_after_the_server_is_killed_and_restarted(procs, unique_key):

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("zmq", reason="shmimage.net needs pyzmq (the net extra)")
 
-from shmimage import SharedImage, SharedMemory  # noqa: E402
-from workers_net import Driven, indexed, relay_child, serve_child, wait_for_value  # noqa: E402
+from shmimage import SharedImage, SharedMemory
+from workers_net import Driven, indexed, relay_child, serve_child, wait_for_value
 
 LOOPBACK = "tcp://127.0.0.1:*"
 

@@ -12,7 +12,7 @@ import zmq
 from ..errors import SharedMemoryError
 from ..image import SharedImage
 from .codecs import decode_into
-from .security import connect_with_curve
+from .security import client_keys, connect_with_curve
 from .server import POLL_MS, SILENCE_SECONDS, discard_rest
 from .stats import Progress, Stats, stop_on_signals
 from .wire import (
@@ -71,6 +71,7 @@ class Relay:
                              "(like tcp://camhost:5560)")
         self.connect, self.key, self.lossless, self.curve = connect, key, lossless, curve
         self.window, self.max_frame_bytes, self.loan_timeout = window, max_frame_bytes, loan_timeout
+        self._keys = client_keys(curve) if curve else None
         self.mode: str | None = None  # what the server granted
         self.last_error: str | None = None
         self.stats = Stats()
@@ -106,8 +107,8 @@ class Relay:
         sock.linger = 0
         sock.maxmsgsize = payload_bound(self.max_frame_bytes)  # libzmq allocates before us
         sock.rcvhwm = 2 * self.window + 16
-        if self.curve:
-            connect_with_curve(sock, self.curve)
+        if self._keys is not None:
+            connect_with_curve(sock, self._keys)
         sock.connect(self.connect)
         return sock
 

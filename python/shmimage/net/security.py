@@ -1,6 +1,7 @@
 """Who may listen where, and CURVE keys in `zmq.auth.create_certificates` layout."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,15 @@ class _AllowedKeys:
         return key in self.keys
 
 
-def serve_with_curve(context: zmq.Context[Any], sock: zmq.Socket[Any],
-                     curve_dir: str) -> ThreadAuthenticator:
-    """CURVE server on ``sock``: ``server.key_secret``, clients from ``*.key``."""
+@dataclass(frozen=True)
+class CurveKeys:
+    public: bytes
+    secret: bytes
+    peers: frozenset[bytes]  # server: the client keys it accepts; client: the server's key
+
+
+def server_keys(curve_dir: str) -> CurveKeys:
+    """``server.key_secret``, and every other public ``*.key`` in the directory."""
     folder = Path(curve_dir)
     public, secret = _pair(folder, "server.key_secret")
     allowed: set[bytes] = set()
@@ -65,20 +72,37 @@ def serve_with_curve(context: zmq.Context[Any], sock: zmq.Socket[Any],
             continue
         if key != public:
             allowed.add(key)
+    return CurveKeys(public, _secret(secret, folder), frozenset(allowed))
+
+
+def client_keys(curve_dir: str) -> CurveKeys:
+    """``client.key_secret``, trusting ``server.key``."""
+    folder = Path(curve_dir)
+    server_public, _ = _pair(folder, "server.key")
+    public, secret = _pair(folder, "client.key_secret")
+    return CurveKeys(public, _secret(secret, folder), frozenset({server_public}))
+
+
+def _secret(secret: bytes | None, folder: Path) -> bytes:
+    if not secret:
+        raise ValueError(f"CURVE: the secret key file in {str(folder)[:200]} holds no secret key")
+    return secret
+
+
+def serve_with_curve(context: zmq.Context[Any], sock: zmq.Socket[Any],
+                     keys: CurveKeys) -> ThreadAuthenticator:
+    """Make ``sock`` a CURVE server that refuses every client key but ``keys.peers``."""
     auth = ThreadAuthenticator(context)
     auth.start()
-    auth.configure_curve_callback(domain="*", credentials_provider=_AllowedKeys(allowed))
-    sock.curve_secretkey = secret
-    sock.curve_publickey = public
+    auth.configure_curve_callback(domain="*", credentials_provider=_AllowedKeys(set(keys.peers)))
+    sock.curve_secretkey = keys.secret
+    sock.curve_publickey = keys.public
     sock.curve_server = True
     return auth
 
 
-def connect_with_curve(sock: zmq.Socket[Any], curve_dir: str) -> None:
-    """CURVE client on ``sock``: ``client.key_secret``, trusting ``server.key``."""
-    folder = Path(curve_dir)
-    server_public, _ = _pair(folder, "server.key")
-    public, secret = _pair(folder, "client.key_secret")
-    sock.curve_secretkey = secret
-    sock.curve_publickey = public
-    sock.curve_serverkey = server_public
+def connect_with_curve(sock: zmq.Socket[Any], keys: CurveKeys) -> None:
+    """Make ``sock`` a CURVE client of the one server key in ``keys.peers``."""
+    sock.curve_secretkey = keys.secret
+    sock.curve_publickey = keys.public
+    sock.curve_serverkey = next(iter(keys.peers))

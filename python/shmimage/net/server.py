@@ -12,7 +12,7 @@ from ..errors import NotAttachedError, SharedMemoryError
 from ..image import SharedImage
 from ._source import FollowLatest, FrameSource, LatestFrames, Pinned
 from .codecs import encode, parse_codec
-from .security import check_bind, serve_with_curve
+from .security import check_bind, serve_with_curve, server_keys
 from .stats import Progress, Stats, stop_on_signals
 from .wire import (
     MAX_CONTROL_BYTES,
@@ -77,6 +77,7 @@ class Server:
         check_bind(bind, curve, insecure)
         self.key, self.bind, self.lossless, self.curve = key, bind, lossless, curve
         self.codec = parse_codec(compress)
+        self._keys = server_keys(curve) if curve else None
         self.max_pins = max_pins
         self.stats = Stats()
         self.endpoint: str | None = None  # the bound endpoint once `ready` is set
@@ -102,8 +103,8 @@ class Server:
             sockets.append(sock)
             sock.linger = 0
             sock.maxmsgsize = MAX_CONTROL_BYTES  # relays only send control messages
-            if self.curve:
-                auth = serve_with_curve(context, sock, self.curve)
+            if self._keys is not None:
+                auth = serve_with_curve(context, sock, self._keys)
             sock.bind(self.bind)
             self.endpoint = sock.get(zmq.LAST_ENDPOINT).decode()
             wake = context.socket(zmq.PAIR)
