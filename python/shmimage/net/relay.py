@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
-from ..errors import SharedMemoryError
+from ..errors import InvalidImageError, SharedMemoryError
 from ..image import SharedImage
 from .codecs import decode_into
 from .security import client_keys, connect_with_curve
@@ -152,7 +152,7 @@ class Relay:
                 raise WireError("oversized header")
             header = parse_frame_header(first.bytes, self.max_frame_bytes)
             self._frame(sock, header)
-        except ValueError as exc:  # WireError, or a shape no local frame can have
+        except WireError as exc:
             self._reject(exc)
         finally:
             discard_rest(sock)
@@ -198,6 +198,8 @@ class Relay:
             return  # no key to publish into yet, or a frame already published
         try:
             self._publish(sock, image, header)
+        except InvalidImageError as exc:  # a shape no frame can have: the peer's fault
+            raise WireError(str(exc)) from exc
         except (TimeoutError, SharedMemoryError) as exc:  # this host's side: full, pinned...
             self.stats.dropped += 1
             self.last_error = str(exc)

@@ -102,7 +102,7 @@ def parse_control(data: bytes) -> dict[str, Any]:
     """A control message's fields, checked: op known, numbers in range."""
     fields = _parse(data, MAX_CONTROL_BYTES)
     op = fields.get("op")
-    if op not in CONTROL_OPS:
+    if not isinstance(op, str) or op not in CONTROL_OPS:
         raise WireError(f"unknown control message {str(op)[:20]!r}")
     if op == "credit":
         _field(fields, "n", 1, 1 << 16)
