@@ -122,25 +122,21 @@ def wait_for_value(image: Any, value: int, timeout: float = TIMEOUT) -> np.ndarr
             raise AssertionError(f"the frame never became {value}")
 
 
-def consume_lockstep(key: str, count: int, timeout: float) -> list[int]:
-    """Namespace consumer: print each new frame's value (after checking every pixel)."""
+def consume_until(key: str, last: int, timeout: float) -> None:
+    """A consumer for the namespace test: prints "frame VALUE PID WRITER_PID" for each
+    new frame (every pixel checked to hold VALUE) until VALUE is ``last``."""
     from shmimage import NoFrameError, NotFoundError, SharedImage
 
-    values: list[int] = []
     deadline = time.monotonic() + timeout
-    after = 0
+    after, value = 0, None
     with SharedImage(key) as image:
-        while len(values) < count and time.monotonic() < deadline:
+        while value != last and time.monotonic() < deadline:
             try:
                 after = image.wait(timeout=0.5, after=after)
                 frame = image.read()
+                writer = image.info().writer_pid
             except (TimeoutError, NotFoundError, NoFrameError):
                 continue
-            value = int(frame.flat[0])
-            if not (frame == value).all():
-                print("torn", value, flush=True)
-                continue
-            if not values or value != values[-1]:
-                values.append(value)
-                print("frame", value, os.getpid(), image.info().writer_pid, flush=True)
-    return values
+            if int(frame.flat[0]) != value and (frame == frame.flat[0]).all():
+                value = int(frame.flat[0])
+                print("frame", value, os.getpid(), writer, flush=True)
