@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 import pytest
 
 pytest.importorskip("zmq", reason="shmimage.net needs pyzmq (the net extra)")
@@ -79,4 +80,30 @@ def test_relay_keeps_trying_until_a_server_appears(procs, unique_key):
         server = Driven(procs, serve_child, src, endpoint, {})
         wait_for_value(reader, 3)
         relay.stop()
+        server.stop()
+
+
+def test_a_stopped_relay_never_holds_up_the_writer_or_the_others(procs, unique_key):
+    # Credits cap what waits for the stopped relay at 2 frames; the server pins at
+    # most one slot and sends the rest from copies, so the writer always has a slot.
+    src, dst_a, dst_b = unique_key("src"), unique_key("a"), unique_key("b")
+    shape = (2160, 3840, 3)  # 2 in flight outgrow the kernel's socket buffers
+    with SharedImage(src) as writer, SharedImage(dst_a) as reader_a, \
+            SharedImage(dst_b) as reader_b:
+        writer.publish(np.zeros(shape, np.uint8))
+        server = Driven(procs, serve_child, src, "tcp://127.0.0.1:*", {})
+        stalled = Driven(procs, relay_child, server.first, dst_a, {})
+        live = Driven(procs, relay_child, server.first, dst_b, {})
+        wait_for_value(reader_a, 0)
+        wait_for_value(reader_b, 0)
+        os.kill(stalled.proc.pid, signal.SIGSTOP)
+        try:
+            for index in range(1, 30):
+                writer.publish(np.full(shape, index, np.uint8), timeout=2.0)
+            assert (wait_for_value(reader_b, 29) == 29).all()
+        finally:
+            os.kill(stalled.proc.pid, signal.SIGCONT)
+        wait_for_value(reader_a, 29)
+        stalled.stop()
+        live.stop()
         server.stop()
