@@ -19,6 +19,7 @@ from ..errors import NoFrameError, NotFoundError, SharedMemoryError
 from ..image import SharedImage
 
 _SANDWICH_TRIES = 8
+_SPARE_COPIES = 4
 
 
 class Pinned:
@@ -50,6 +51,8 @@ class Pinned:
             block, self._block = self._block, None
             if block is not None:
                 block.__exit__(None, None, None)
+            else:
+                self._owner._recycle(self.pixels)
 
 
 class LatestFrames:
@@ -63,13 +66,18 @@ class LatestFrames:
     def __init__(self, key: str, max_pins: int = 1) -> None:
         self.image = SharedImage(key)
         self.max_pins = max_pins
+        self.last_error: str | None = None
         self._live: dict[int, Pinned] = {}  # generation -> frame some send still holds
+        self._spare: list[np.ndarray] = []  # copies no send uses any more, for reuse
 
     def newest(self) -> Pinned | None:
         """The newest frame (acquired: the caller releases it), or None before any."""
         try:
             generation = self.image.info().generation
         except (NotFoundError, NoFrameError):
+            return None
+        except SharedMemoryError as exc:  # e.g. a frame this version cannot read
+            self.last_error = str(exc)
             return None
         live = self._live.get(generation)
         if live is not None:
@@ -97,10 +105,23 @@ class LatestFrames:
             return None
         meta = getattr(after, "meta", None)
         if self.pins() >= self.max_pins:
-            pixels = np.array(pixels)
+            pixels = self._copy(pixels)
             block.__exit__(None, None, None)
             block = None
         return Pinned(self, pixels, block, after.generation, after.timestamp_ns, meta)
+
+    def _copy(self, pixels: np.ndarray) -> np.ndarray:
+        """A private copy, into a buffer an earlier copy left (fresh pages cost more
+        than the copy itself)."""
+        for index, spare in enumerate(self._spare):
+            if spare.shape == pixels.shape and spare.dtype == pixels.dtype:
+                del self._spare[index]
+                np.copyto(spare, pixels)
+                return spare
+        return np.array(pixels)
+
+    def _recycle(self, pixels: np.ndarray) -> None:
+        self._spare = [pixels, *self._spare[:_SPARE_COPIES - 1]]
 
     def pins(self) -> int:
         return sum(1 for frame in self._live.values() if frame.pinned)
@@ -114,6 +135,7 @@ class LatestFrames:
         for frame in list(self._live.values()):
             frame.refs = 1
             frame.release()
+        self._spare = []
         self.image.detach()
 
 
@@ -140,10 +162,13 @@ class FollowLatest:
             return None
         if frame is None:
             return None
-        if self.after is not None and frame.generation <= self.after:
+        if frame.generation == self.after:
             frame.release()
             return None
-        gap = 0 if self.after is None else frame.generation - self.after - 1
+        # Generations only grow within a store: a smaller one is a new store's stream.
+        gap = 0
+        if self.after is not None and frame.generation > self.after:
+            gap = frame.generation - self.after - 1
         self.after = frame.generation
         return gap, frame
 
