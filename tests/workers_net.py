@@ -140,3 +140,11 @@ def consume_until(key: str, last: int, timeout: float) -> None:
             if int(frame.flat[0]) != value and (frame == frame.flat[0]).all():
                 value = int(frame.flat[0])
                 print("frame", value, os.getpid(), writer, flush=True)
+
+
+def blocking(kind: str, results: Any, *args: Any) -> None:
+    """``shmimage.net.serve`` or ``relay`` as a program calls them: returns on a signal."""
+    from shmimage import net
+
+    stats = (net.serve if kind == "serve" else net.relay)(*args)
+    results.put((kind, stats.snapshot()))

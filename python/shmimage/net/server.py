@@ -28,7 +28,8 @@ POLL_MS = 100
 HEARTBEAT_SECONDS = 1.0
 SILENCE_SECONDS = 5.0      # a relay this long silent is dropped
 MAX_RELAYS = 64
-MAX_WINDOW = 16            # credits a relay may hold at once
+MAX_WINDOW = 16            # credits a lossless relay may hold at once
+LOSSY_WINDOW = 2           # frames in flight to a lossy relay: the newest wins
 WATCH_SECONDS = 0.25       # how often the frame watcher looks at the stop flag
 
 
@@ -219,7 +220,7 @@ class Server:
             return
         mode = "lossless" if fields["mode"] == "lossless" and self.lossless else "lossy"
         after = fields.get("after") if mode == "lossless" else None
-        window = min(fields["credit"], MAX_WINDOW)
+        window = min(fields["credit"], MAX_WINDOW if mode == "lossless" else LOSSY_WINDOW)
         if self._frames is None:
             return
         self._peers[ident] = _Peer(mode, window, FollowLatest(self._frames, after), window,
