@@ -162,3 +162,20 @@ def test_clean_stop_leaves_nothing(procs, unique_key):
     while os.path.exists(native) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(native)
+
+
+def test_server_starts_before_the_producer_and_forgets_a_relay_that_says_bye(procs, unique_key):
+    src, dst = unique_key("src"), unique_key("dst")
+    server = Driven(procs, serve_child, src, LOOPBACK, {})
+    relay = Driven(procs, relay_child, server.first, dst, {})
+    relay.wait_for(lambda facts: facts["connected"])
+    with SharedImage(src) as writer, SharedImage(dst) as reader:
+        writer.publish(indexed(4))
+        wait_for_value(reader, 4)
+        writer.publish(indexed(5))
+        wait_for_value(reader, 5)
+        server.wait_for(lambda facts: facts["relays"] == 1)
+        relay.stop()
+        # Sooner than the 5 s a silent relay gets: it said bye.
+        server.wait_for(lambda facts: facts["relays"] == 0, timeout=4.0)
+        server.stop()

@@ -28,6 +28,7 @@ from .wire import (
 )
 
 PING_SECONDS = 1.0
+BYE_LINGER_MS = 200
 HELLO_SECONDS = 0.5   # at most one hello this often, whatever the server says
 MAX_KEY_CHARS = 255
 _LOAN_TAKES_META = "meta" in inspect.signature(SharedImage.loan).parameters
@@ -93,8 +94,8 @@ class Relay:
                 sock = self._socket(context)
                 try:
                     self._session(sock)
-                finally:
-                    sock.close(linger=0)
+                finally:  # a moment for the bye when stopping; nothing else is kept
+                    sock.close(linger=BYE_LINGER_MS if self._stopping.is_set() else 0)
                 if not self._stopping.is_set():
                     self.stats.reconnects += 1
         finally:
@@ -130,6 +131,7 @@ class Relay:
                 _send(sock, encode_control("ping"))
                 next_ping = now + PING_SECONDS
             self._progress.tick()
+        _send(sock, encode_control("bye"))  # the server lets go of this relay's frames now
 
     def _hello(self, sock: zmq.Socket[Any], force: bool = False) -> None:
         now = time.monotonic()

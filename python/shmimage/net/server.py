@@ -203,6 +203,9 @@ class Server:
         peer = self._peers.get(ident)
         if op == "hello":
             self._hello(sock, ident, fields)
+        elif op == "bye":
+            if peer is not None:
+                self._drop(ident)
         elif op not in ("credit", "ping"):
             self.stats.rejected += 1
         elif peer is None:  # a relay this server does not know (it restarted): start over

@@ -25,7 +25,7 @@ MAX_GENERATION = (1 << 63) - 1
 DTYPES = frozenset({"|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8",
                     "<f2", "<f4", "<f8"})
 ENCODINGS = frozenset({"none", "lz4", "zstd", "png", "jpeg"})
-CONTROL_OPS = frozenset({"hello", "credit", "ping", "welcome", "reset"})
+CONTROL_OPS = frozenset({"hello", "credit", "ping", "bye", "welcome", "reset"})
 
 
 class WireError(ValueError):
