@@ -179,3 +179,21 @@ def test_server_starts_before_the_producer_and_forgets_a_relay_that_says_bye(pro
         # Sooner than the 5 s a silent relay gets: it said bye.
         server.wait_for(lambda facts: facts["relays"] == 0, timeout=4.0)
         server.stop()
+
+
+def test_png_keeps_16_bit_grey_and_falls_back_to_raw_for_what_png_cannot_hold(
+        procs, unique_key):
+    src, dst = unique_key("src"), unique_key("dst")
+    grey16 = (np.arange(120 * 160, dtype=np.uint32) * 3 % 65536).astype(np.uint16)
+    cases = [grey16.reshape(120, 160), np.linspace(0, 1, 60, dtype=np.float64).reshape(6, 10)]
+    with SharedImage(src) as writer, SharedImage(dst) as reader:
+        writer.publish(cases[0])
+        server, relay = start_pair(procs, src, dst, lossless=True, server={"compress": "png"})
+        for generation, pixels in enumerate(cases, start=1):
+            if generation > 1:
+                writer.publish(pixels)
+            relay.wait_for(lambda facts, g=generation: facts["last_generation"] == g)
+            got = reader.read()
+            assert got.dtype == pixels.dtype and np.array_equal(got, pixels)
+        assert relay.stop()["rejected"] == 0
+        server.stop()
