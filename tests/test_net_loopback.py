@@ -197,3 +197,23 @@ def test_png_keeps_16_bit_grey_and_falls_back_to_raw_for_what_png_cannot_hold(
             assert got.dtype == pixels.dtype and np.array_equal(got, pixels)
         assert relay.stop()["rejected"] == 0
         server.stop()
+
+
+def test_ipv6_loopback(procs, unique_key):
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    src, dst = unique_key("src"), unique_key("dst")
+    with SharedImage(src) as writer, SharedImage(dst) as reader:
+        writer.publish(indexed(6))
+        server = Driven(procs, serve_child, src, "tcp://[::1]:*", {})
+        relay = Driven(procs, relay_child, server.first, dst, {})
+        wait_for_value(reader, 6)
+        relay.stop()
+        server.stop()

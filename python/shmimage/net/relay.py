@@ -108,6 +108,7 @@ class Relay:
         sock.linger = 0
         sock.maxmsgsize = payload_bound(self.max_frame_bytes)  # libzmq allocates before us
         sock.rcvhwm = 2 * self.window + 16
+        sock.ipv6 = "[" in self.connect
         if self._keys is not None:
             connect_with_curve(sock, self._keys)
         sock.connect(self.connect)

@@ -104,6 +104,7 @@ class Server:
             sockets.append(sock)
             sock.linger = 0
             sock.maxmsgsize = MAX_CONTROL_BYTES  # relays only send control messages
+            sock.ipv6 = "[" in self.bind
             if self._keys is not None:
                 auth = serve_with_curve(context, sock, self._keys)
             sock.bind(self.bind)
