@@ -197,3 +197,32 @@ def test_every_bad_frame_is_a_wire_error():
             rejected_by_header += 1
     assert rejected_by_header >= 20  # the rest pass the header and fail on the payload
     parse_frame_header(frame_header(), 1 << 20)
+
+
+def test_random_bytes_and_json_never_raise_anything_but_wire_error():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from shmimage.net.wire import WireError, parse_control, parse_frame_header
+
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                          | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+                          max_leaves=12)
+    keys = st.sampled_from(["v", "op", "gen", "ts", "shape", "dtype", "enc", "size", "gap",
+                            "meta", "n", "mode", "credit", "after", "key"])
+    messages = (st.binary(max_size=200)
+                | st.dictionaries(keys, values, max_size=10).map(
+                    lambda d: json.dumps({"v": 1, "op": "frame", **d}).encode())
+                | st.dictionaries(keys, values, max_size=6).map(
+                    lambda d: json.dumps({"v": 1, **d}).encode()))
+
+    @settings(max_examples=400, deadline=None)
+    @given(messages)
+    def check(data):
+        for parse in (parse_control, lambda b: parse_frame_header(b, 1 << 20)):
+            try:
+                parse(data)
+            except WireError:
+                pass
+
+    check()

@@ -184,7 +184,12 @@ class Relay:
             if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS:
                 self._reject(WireError("welcome without a usable key"))
                 return
-            self.key, self._image = key, SharedImage(key)
+            try:
+                self._image = SharedImage(key)
+            except (SharedMemoryError, ValueError) as exc:  # a key this host cannot use
+                self._reject(exc)
+                return
+            self.key = key
         self.connected.set()
 
     def _reject(self, exc: Exception) -> None:
@@ -203,7 +208,7 @@ class Relay:
             self._publish(sock, image, header)
         except InvalidImageError as exc:  # a shape no frame can have: the peer's fault
             raise WireError(str(exc)) from exc
-        except (TimeoutError, SharedMemoryError) as exc:  # this host's side: full, pinned...
+        except (TimeoutError, BufferError, SharedMemoryError) as exc:  # this host: full, pinned
             self.stats.dropped += 1
             self.last_error = str(exc)
             return
