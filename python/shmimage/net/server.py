@@ -223,14 +223,22 @@ class Server:
             self.stats.rejected += 1
             return
         mode = "lossless" if fields["mode"] == "lossless" and self.lossless else "lossy"
-        after = fields.get("after") if mode == "lossless" else None
+        after = fields.get("after")
         window = min(fields["credit"], MAX_WINDOW if mode == "lossless" else LOSSY_WINDOW)
-        if self._frames is None:
+        source = self._source_for(mode, after)
+        if source is None:
             return
-        self._peers[ident] = _Peer(mode, window, FollowLatest(self._frames, after), window,
-                                   time.monotonic())
+        self._peers[ident] = _Peer(mode, window, source, window, time.monotonic())
         self.stats.relays = len(self._peers)
         _send(sock, [ident, encode_control("welcome", mode=mode, key=self.key)])
+
+    def _source_for(self, mode: str, after: int | None) -> FrameSource | None:
+        """Where a relay's frames come from. Both modes follow the latest frame
+        today; a lossless relay resumes after ``after`` and is told of any gap.
+        (A lossless subscription of the store, once it exists, plugs in here.)"""
+        if self._frames is None:
+            return None
+        return FollowLatest(self._frames, after if mode == "lossless" else None)
 
     def _send_all(self, sock: zmq.Socket[Any]) -> None:
         for ident, peer in self._peers.items():
