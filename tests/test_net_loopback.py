@@ -142,6 +142,11 @@ def test_relay_defaults_to_the_served_key(unique_key):
     relay = Relay("tcp://127.0.0.1:9")
     relay._welcome({"mode": "lossy", "key": key})
     assert relay.key == key and relay.connected.is_set()
+    notes = []
+    asked = Relay("tcp://127.0.0.1:9", key, lossless=True, on_notice=notes.append)
+    asked._welcome({"mode": "lossy", "key": key})
+    asked._welcome({"mode": "lossy", "key": key})  # said once, not on every reconnect
+    assert asked.mode == "lossy" and len(notes) == 1 and "--lossless" in notes[0]
     hostile = Relay("tcp://127.0.0.1:9")
     hostile._welcome({"mode": "lossy", "key": "x" * 300})
     assert hostile.key is None and hostile.stats.rejected == 1

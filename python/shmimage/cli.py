@@ -494,7 +494,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_relay(args: argparse.Namespace) -> int:
     net = net_module()
     relay = net.Relay(args.address, args.key, lossless=args.lossless, curve=args.curve_dir,
-                      on_progress=progress_printer(args.progress))
+                      on_progress=progress_printer(args.progress),
+                      on_notice=lambda text: print(f"{PROG}: note: {text}", file=sys.stderr,
+                                                   flush=True))
     into = quoted(args.key) if args.key is not None else "the served key"
     print(f"relaying {printable(args.address, 200)} into {into}; Ctrl+C stops", flush=True)
     return run_net(relay, f"cannot connect to {printable(args.address, 200)}")

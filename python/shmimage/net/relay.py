@@ -57,12 +57,15 @@ class Relay:
         Seconds to wait for a free local slot before a frame is dropped.
     on_progress
         Called about once a second with a status line (fps, MB/s, dropped).
+    on_notice
+        Called with a sentence when the server grants less than was asked.
     """
 
     def __init__(self, connect: str, key: str | None = None, *, lossless: bool = False,
                  curve: str | None = None, window: int = 2,
                  max_frame_bytes: int = MAX_FRAME_BYTES, loan_timeout: float = 1.0,
-                 on_progress: Callable[[str], None] | None = None) -> None:
+                 on_progress: Callable[[str], None] | None = None,
+                 on_notice: Callable[[str], None] | None = None) -> None:
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
         if not 1 <= window <= 16:
@@ -81,6 +84,7 @@ class Relay:
         self._progress = Progress(self.stats, on_progress)
         self._image: SharedImage | None = SharedImage(key) if key is not None else None
         self._last_hello = 0.0
+        self._on_notice = on_notice
 
     def stop(self) -> None:
         """End `run()` within a moment; safe from any thread or a signal handler."""
@@ -178,6 +182,10 @@ class Relay:
             self._reject(WireError(f"unexpected {op!r} from the server"))
 
     def _welcome(self, fields: dict[str, Any]) -> None:
+        downgraded = self.lossless and fields["mode"] != "lossless"
+        if downgraded and self.mode != fields["mode"] and self._on_notice is not None:
+            self._on_notice("the server sends the newest frame only: start it with "
+                            "--lossless (lossless=True) for every frame")
         self.mode = fields["mode"]
         key = fields.get("key")
         if self._image is None:
