@@ -2,6 +2,7 @@
 
     python scripts/bench_net.py [--seconds 10] [--shape 1080x1920x3] [--compress lz4 ...]
 
+Also imagezmq's ImageSender/ImageHub (REQ/REP) where it is installed.
 The producer fills a loaned frame (one row changes per frame); the relay side
 counts what it publishes and a consumer views. Raw pyzmq streams the same
 bytes with the same in-flight window (2 frames, credits over ROUTER/DEALER)
@@ -140,6 +141,42 @@ def raw_receiver(port: int, shape: tuple[int, ...], stop: Any, result: Any,
     context.term()
 
 
+def imagezmq_sender(port: int, shape: tuple[int, ...], stop: Any) -> None:
+    import imagezmq
+
+    sender = imagezmq.ImageSender(connect_to=f"tcp://127.0.0.1:{port}")
+    frame = np.zeros(shape, np.uint8)
+    index = 0
+    while not stop.is_set():
+        frame[index % shape[0]] = index % 256
+        sender.send_image("bench", frame)
+        index += 1
+    sender.close()
+
+
+def imagezmq_hub(port: int, stop: Any, result: Any, seconds: float) -> None:
+    import imagezmq
+
+    hub = imagezmq.ImageHub(open_port=f"tcp://127.0.0.1:{port}")
+    count, start, nbytes = -5, 0.0, 0
+    while count < 0 or time.monotonic() - start < seconds:
+        _, image = hub.recv_image()
+        hub.send_reply(b"OK")
+        nbytes = image.nbytes
+        count += 1
+        if count == 0:
+            start = time.monotonic()
+    elapsed = time.monotonic() - start
+    result.put({"fps": count / elapsed, "MBps": count * nbytes / elapsed / 1e6})
+    stop.set()
+    deadline = time.monotonic() + 1.0  # answer the sender's last request, then go
+    while time.monotonic() < deadline:
+        if hub.zmq_socket.poll(100):
+            hub.recv_image()
+            hub.send_reply(b"OK")
+    hub.close()
+
+
 def free_port() -> int:
     import socket
 
@@ -172,12 +209,16 @@ def run_shmimage(shape: tuple[int, ...], seconds: float, lossless: bool,
     return facts
 
 
-def run_raw(shape: tuple[int, ...], seconds: float) -> dict[str, Any]:
+def run_raw(shape: tuple[int, ...], seconds: float, imagezmq: bool = False) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     stop, result = ctx.Event(), ctx.Queue()
     port = free_port()
-    procs = [ctx.Process(target=raw_sender, args=(port, shape, stop)),
-             ctx.Process(target=raw_receiver, args=(port, shape, stop, result, seconds))]
+    if imagezmq:
+        procs = [ctx.Process(target=imagezmq_hub, args=(port, stop, result, seconds)),
+                 ctx.Process(target=imagezmq_sender, args=(port, shape, stop))]
+    else:
+        procs = [ctx.Process(target=raw_sender, args=(port, shape, stop)),
+                 ctx.Process(target=raw_receiver, args=(port, shape, stop, result, seconds))]
     for proc in procs:
         proc.start()
     try:
@@ -209,6 +250,12 @@ def main() -> None:
         ("shmimage lossy", lambda: run_shmimage(shape, args.seconds, False, None, "gradient")),
         ("shmimage lossless", lambda: run_shmimage(shape, args.seconds, True, None, "gradient")),
     ]
+    try:
+        import imagezmq  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        runs.append(("imagezmq REQ/REP", lambda: run_raw(shape, args.seconds, imagezmq=True)))
     for codec in args.compress:
         runs.append((f"shmimage lossy {codec}",
                      lambda c=codec: run_shmimage(shape, args.seconds, False, c, "gradient")))

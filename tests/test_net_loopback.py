@@ -222,3 +222,25 @@ def test_ipv6_loopback(procs, unique_key):
         wait_for_value(reader, 6)
         relay.stop()
         server.stop()
+
+
+def test_a_frame_that_cannot_be_pinned_now_is_retried_not_fatal(unique_key, monkeypatch):
+    from shmimage.net._source import FollowLatest, LatestFrames
+
+    key = unique_key("src")
+    with SharedImage(key) as writer:
+        writer.publish(indexed(1))
+        frames = LatestFrames(key)
+        source = FollowLatest(frames, None)
+
+        def busy():
+            raise TimeoutError("could not pin the latest frame")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(frames.image, "view", busy)
+            assert source.take() is None
+        assert "could not pin" in frames.last_error
+        gap, frame = source.take()
+        assert gap == 0 and frame.generation == 1 and (frame.pixels == 1).all()
+        frame.release()
+        frames.close()

@@ -83,7 +83,11 @@ class LatestFrames:
         if live is not None:
             return live.acquire()
         for _ in range(_SANDWICH_TRIES):
-            frame = self._pin_newest()
+            try:
+                frame = self._pin_newest()
+            except (TimeoutError, SharedMemoryError) as exc:  # a writer too fast to pin
+                self.last_error = str(exc)                    # now: the next wake-up retries
+                return None
             if frame is not None:
                 self._live[frame.generation] = frame
                 return frame.acquire()
