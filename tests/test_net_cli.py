@@ -95,3 +95,20 @@ def test_a_port_in_use_is_one_line(unique_key):
                          f"tcp://127.0.0.1:{busy.getsockname()[1]}")
     assert result.returncode == 1
     assert "cannot serve" in one_line_error(result)
+
+
+def test_relaying_into_the_served_segment_itself_is_refused(unique_key):
+    # One host, one /dev/shm, no --key: the relay would feed the server its own frames.
+    key = unique_key("loop")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with SharedImage(key) as writer:
+        writer.publish(indexed(1))
+        server = start_cli("serve", key, "--bind", address)
+        try:
+            Lines(server.stdout).expect(lambda line: line.startswith("serving"))
+            result = run_cli("relay", address)
+            assert result.returncode == 1
+            assert "--key" in one_line_error(result)
+            assert writer.info().generation == 1  # nothing was written back
+        finally:
+            assert stop(server) == 0

@@ -12,7 +12,7 @@ import zmq
 from ..errors import InvalidImageError, SharedMemoryError
 from ..image import SharedImage
 from .codecs import decode_into
-from .security import client_keys, connect_with_curve
+from .security import client_keys, connect_with_curve, segment_identity
 from .server import POLL_MS, SILENCE_SECONDS, discard_rest
 from .stats import Progress, Stats, stop_on_signals
 from .wire import (
@@ -32,6 +32,10 @@ BYE_LINGER_MS = 200
 HELLO_SECONDS = 0.5   # at most one hello this often, whatever the server says
 MAX_KEY_CHARS = 255
 _LOAN_TAKES_META = "meta" in inspect.signature(SharedImage.loan).parameters
+
+
+class LoopError(ValueError):
+    """The relay would publish into the segment it is served from."""
 
 
 class Relay:
@@ -198,6 +202,11 @@ class Relay:
                 self._reject(exc)
                 return
             self.key = key
+        served = fields.get("segment")
+        if served is not None and served == segment_identity(self._image.native_key):
+            raise LoopError(f"relaying into {self._image.key!r} would write into the very "
+                            "segment being served (same host, same /dev/shm): give --key "
+                            "another key")
         self.connected.set()
 
     def _reject(self, exc: Exception) -> None:

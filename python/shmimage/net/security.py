@@ -1,6 +1,7 @@
 """Who may listen where, and CURVE keys in `zmq.auth.create_certificates` layout."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,19 @@ def is_local(address: str) -> bool:
         return True
     host = rest.rsplit(":", 1)[0] if transport == "tcp" else None
     return host in LOCAL_HOSTS
+
+
+SHM_DIR = "/dev/shm"
+
+
+def segment_identity(native_key: str) -> list[int] | None:
+    """(device, inode) of a segment's file where /dev/shm shows it, else None: what
+    tells a relay it is about to publish into the very segment it is served from."""
+    try:
+        facts = os.stat(os.path.join(SHM_DIR, native_key.lstrip("/")))
+    except (OSError, ValueError):
+        return None
+    return [facts.st_dev, facts.st_ino]
 
 
 def check_bind(address: str, curve_dir: str | None, insecure: bool) -> None:

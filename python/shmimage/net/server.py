@@ -12,7 +12,7 @@ from ..errors import NotAttachedError, SharedMemoryError
 from ..image import SharedImage
 from ._source import FollowLatest, FrameSource, LatestFrames, Pinned
 from .codecs import encode, parse_codec
-from .security import check_bind, serve_with_curve, server_keys
+from .security import check_bind, segment_identity, serve_with_curve, server_keys
 from .stats import Progress, Stats, stop_on_signals
 from .wire import (
     MAX_CONTROL_BYTES,
@@ -77,6 +77,7 @@ class Server:
             raise TypeError(f"key must be a str, not {type(key).__name__}")
         check_bind(bind, curve, insecure)
         self.key, self.bind, self.lossless, self.curve = key, bind, lossless, curve
+        self._native_key = SharedImage(key).native_key
         self.codec = parse_codec(compress)
         self._keys = server_keys(curve) if curve else None
         self.max_pins = max_pins
@@ -230,7 +231,8 @@ class Server:
             return
         self._peers[ident] = _Peer(mode, window, source, window, time.monotonic())
         self.stats.relays = len(self._peers)
-        _send(sock, [ident, encode_control("welcome", mode=mode, key=self.key)])
+        _send(sock, [ident, encode_control("welcome", mode=mode, key=self.key,
+                                           segment=segment_identity(self._native_key))])
 
     def _source_for(self, mode: str, after: int | None) -> FrameSource | None:
         """Where a relay's frames come from. Both modes follow the latest frame
