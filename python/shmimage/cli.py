@@ -1,4 +1,5 @@
-"""The ``shmimage`` command: put, get, info, watch, ls, rm, gc, viewer, demo, bench.
+"""The ``shmimage`` command: put, get, info, watch, ls, rm, gc, viewer, demo, serve, relay,
+bench.
 
 Every command that takes a key takes it as a positional KEY or as ``--key``.
 Failures print one line on stderr and exit 1; usage errors exit 2 with that
@@ -447,6 +448,60 @@ def cmd_bench(argv: list[str]) -> int:
     return int(bench_main(argv) or 0)
 
 
+# ---- serve, relay ----------------------------------------------------------------------
+
+def net_module() -> Any:
+    """shmimage.net, imported only by the commands that need pyzmq."""
+    try:
+        from . import net
+    except ImportError as exc:
+        raise CliError(str(exc)) from exc
+    return net
+
+
+def progress_printer(enabled: bool) -> Callable[[str], None] | None:
+    return (lambda line: print(line, flush=True)) if enabled else None
+
+
+def run_net(runner: Any, what: str) -> int:
+    """Run a Server or Relay until Ctrl+C/SIGTERM; a ZeroMQ failure is one line."""
+    import zmq
+
+    from .net.stats import stop_on_signals
+
+    try:
+        with stop_on_signals(runner.stop):
+            runner.run()
+    except zmq.ZMQError as exc:
+        raise CliError(f"{what}: {exc}") from exc
+    stats = runner.stats
+    print(f"stopped: {stats.frames} frames, {human_size(stats.bytes)}, dropped {stats.dropped}, "
+          f"rejected {stats.rejected}", flush=True)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    net = net_module()
+    server = net.Server(args.key, args.bind, lossless=args.lossless, compress=args.compress,
+                        curve=args.curve_dir, insecure=args.insecure,
+                        on_progress=progress_printer(args.progress))
+    mode = "lossless" if args.lossless else "lossy"
+    print(f"serving {quoted(args.key)} on {printable(args.bind, 200)} ({mode}, "
+          f"{'CURVE' if args.curve_dir else 'no encryption'}); Ctrl+C stops", flush=True)
+    return run_net(server, f"cannot serve on {printable(args.bind, 200)}")
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    net = net_module()
+    relay = net.Relay(args.address, args.key, lossless=args.lossless, curve=args.curve_dir,
+                      on_progress=progress_printer(args.progress),
+                      on_notice=lambda text: print(f"{PROG}: note: {text}", file=sys.stderr,
+                                                   flush=True))
+    into = quoted(args.key) if args.key is not None else "the served key"
+    print(f"relaying {printable(args.address, 200)} into {into}; Ctrl+C stops", flush=True)
+    return run_net(relay, f"cannot connect to {printable(args.address, 200)}")
+
+
 # ---- parsing ---------------------------------------------------------------------------
 
 def add_key(parser: argparse.ArgumentParser, default: str | None = DEFAULT_KEY,
@@ -562,6 +617,40 @@ def add_windows(commands: Any) -> None:
                    "the headless run.")
 
 
+def add_net(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="serve a key to other hosts over ZeroMQ "
+                                "(needs shmimage[net])")
+    add_key(serve)
+    serve.add_argument("--bind", metavar="ADDR", default="tcp://127.0.0.1:5560",
+                       help="ZeroMQ endpoint to listen on (default: tcp://127.0.0.1:5560); "
+                            "another host's address needs --curve-dir or --insecure")
+    serve.add_argument("--compress", metavar="C", default="none",
+                       help="none (default), lz4, zstd, png or jpeg[:Q]")
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow a non-local --bind without CURVE: anyone there sees the frames")
+    add_net_common(serve, "server.key_secret, and accept every other *.key in it")
+    serve.set_defaults(run=cmd_serve)
+
+    relay = commands.add_parser("relay", help="republish a served key on this host "
+                                "(needs shmimage[net])")
+    relay.add_argument("address", metavar="ADDR", help="the server, e.g. tcp://camhost:5560")
+    relay.add_argument("--key", "-k", metavar="K",
+                       help="local key to publish into (default: the served key)")
+    add_net_common(relay, "client.key_secret and trust server.key")
+    relay.set_defaults(run=cmd_relay)
+
+
+def add_net_common(parser: argparse.ArgumentParser, curve_use: str) -> None:
+    parser.add_argument("--lossless", action="store_true",
+                        help="every frame in order, resuming after a reconnect "
+                             "(default: the newest frame wins)")
+    parser.add_argument("--curve-dir", metavar="DIR",
+                        help=f"CURVE encryption and authentication: use {curve_use} "
+                             "(zmq.auth.create_certificates layout)")
+    parser.add_argument("--progress", action="store_true",
+                        help="print one status line a second (fps, MB/s, dropped)")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and each command's own parser."""
     parser = argparse.ArgumentParser(
@@ -572,6 +661,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_get(commands)
     add_facts(commands)
     add_windows(commands)
+    add_net(commands)
     commands.add_parser("bench", add_help=False,
                         help="the benchmark suite: bench [--quick] [--json OUT] [--plot OUT.png]")
     return parser, dict(commands.choices)
