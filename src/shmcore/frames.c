@@ -23,6 +23,7 @@ typedef char frm_slot_fits_8_bits[FRM_MAX_TABLE < 255 ? 1 : -1]; /* latest: slot
 
 #define FOLLOW_MAX 64   /* replacements followed in one call before refusing */
 #define PIN_TRIES 10000 /* races with writers lost in a row before giving up */
+#define OWN_GRACE_NS 20000000LL /* see claim_locked */
 
 /* ---- atomics, clocks, pid ---- */
 
@@ -951,8 +952,9 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
     frm_store *cur;
     int rc = lock_fitting(st, fw, nbytes, meta_len, deadline, &cur);
     if (rc) return rc;
-    int64_t start = frm_now_ns();
-    for (int turn = 0;; turn++) {
+    int64_t start = frm_now_ns(), looked = start;
+    int own = 0; /* looks in a row that found only this process's pins */
+    for (;;) {
         int err;
         int slot = find_slot(cur, &err);
         if (slot >= 0) {
@@ -963,8 +965,15 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
             out->pixels = out->meta + cur->meta_capacity;
             return 0;
         }
+        /* Other threads' pins come and go: blame this process only when
+         * two looks 10 ms apart, after 20 ms, find nothing but its pins. */
+        int64_t now = frm_now_ns();
+        if (!err && now - start >= OWN_GRACE_NS && now - looked >= OWN_GRACE_NS / 2) {
+            looked = now;
+            own = only_own_pins(cur) ? own + 1 : 0;
+        }
         if (err) rc = err;
-        else if (turn == 0 && only_own_pins(cur)) rc = FRM_EOWNPINS;
+        else if (own >= 2) rc = FRM_EOWNPINS;
         else if (past(deadline)) rc = FRM_EPINNED;
         else if (frm_now_ns() - start >= FRM_SLICE_NS) rc = EINTR;
         if (rc) {

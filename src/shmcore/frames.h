@@ -73,7 +73,8 @@
 #define FRM_ENOFRAME 0x10101 /* nothing published yet */
 #define FRM_ETORN 0x10102    /* the writer died mid-publish, no complete frame */
 #define FRM_EPINNED 0x10103  /* timed out: every slot up to max_slots is kept or pinned */
-#define FRM_EOWNPINS 0x10104 /* every pin that blocks a claim is this process's own */
+#define FRM_EOWNPINS 0x10104 /* every pin that blocks a claim is this process's own
+                              * (seen twice, 10 ms apart, within 40 ms) */
 #ifndef ESTALE
 #define ESTALE 116 /* the store was replaced and the call may not follow */
 #endif
@@ -279,7 +280,10 @@ void frm_get_options(const frm_store *st, frm_options *o);
 
 /* Takes the mutex and an exclusive free slot for a frame of `nbytes` pixels
  * and `meta_len` metadata bytes; grows the store first when it does not
- * fit, follows a replaced store. The slot's pages are reserved. */
+ * fit (shrinks it after FRM_SHRINK_AFTER small frames), follows a replaced
+ * store. The slot's pages are reserved. When every slot up to max_slots is
+ * kept or pinned it waits: FRM_EPINNED at the deadline, FRM_EOWNPINS as
+ * soon as the pins are all this process's own (waiting cannot end). */
 int frm_claim(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
               int64_t deadline, frm_claim_t *out);
 /* Publishes a claimed slot; *generation is its generation. Unlocks. */
