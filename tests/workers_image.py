@@ -18,11 +18,12 @@ from shmimage import NoFrameError, SharedImage, SharedMemory, SharedMemoryError
 WAIT = 30.0  # upper bound for any wait
 HOLD = 120.0  # how long a child that should be killed lives if nobody kills it
 
-# frames.h (layout 2): the control block starts the data area; its table_slots
-# count is the uint32 at byte 28; the slot table begins at byte 5120 (after
-# the 1 KiB head and the 4 KiB subscriber registry), 128 bytes per slot, with
+# frames.h (layout 3): the control block starts the data area; its table_slots
+# count is the uint32 at byte 28; the slot table begins at byte 7168 (after
+# the 1 KiB head, the 4 KiB subscriber registry and the 2 KiB pinner
+# registry), 128 bytes per slot, with
 # the slot state as their first uint32.
-TABLE_SLOTS_AT, SLOTS_AT, SLOT_SIZE, STATE_WRITING = 28, 5120, 128, 1
+TABLE_SLOTS_AT, SLOTS_AT, SLOT_SIZE, STATE_WRITING = 28, 7168, 128, 1
 
 # Errors a worker sends back to the test instead of dying (TimeoutError is an OSError).
 REPORTED = (SharedMemoryError, OSError, ValueError, AssertionError)
