@@ -274,6 +274,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             facts["frame"] = frame_facts(image.info())
         except NoFrameError:
             facts["frame"] = None
+        status = image.status()
+        facts["store"] = {k: v for k, v in status.items() if k not in ("key", "native_key")}
     if args.json:
         print(json.dumps(facts, indent=2))
     else:
@@ -293,9 +295,23 @@ def print_info(facts: dict[str, Any]) -> None:
         rows += [["frame", describe(frame["shape"], frame["dtype"])],
                  ["generation", str(frame["generation"])],
                  ["published", f"{stamp(frame['timestamp_ns'])} by pid {frame['writer_pid']}"]]
+    rows += store_rows(facts.get("store"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name.ljust(width)}  {value}")
+
+
+def store_rows(store: dict[str, Any] | None) -> list[list[str]]:
+    """The store's status: slots in use, pins per process, subscribers."""
+    if store is None:
+        return []
+    o = store["options"]
+    pins = ", ".join(f"pid {p['pid']}: {p['pins']}" for p in store["pins"]) or "none"
+    subs = ", ".join(f"pid {s['pid']} ({s['mode']})" for s in store["subscribers"]) or "none"
+    return [["slots", f"{store['slots_in_use']} of {store['table_slots']} in use "
+                      f"(slots {o['slots']}, max_slots {o['max_slots']}, history {o['history']})"],
+            ["slot size", human_size(o["slot_capacity"])],
+            ["pins", pins], ["subscribers", subs]]
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
