@@ -167,8 +167,9 @@ def test_reading_a_key_nobody_created(image) -> None:
     for call in (image.read, image.info, image.load_from_memory, image.to_pil):
         with pytest.raises(NotFoundError):
             call()
-    with pytest.raises(NotFoundError):
+    with pytest.raises(TimeoutError):  # wait() waits for the key to appear
         image.wait(timeout=0.1)
+    assert not image.is_attached
 
 
 @pytest.mark.parametrize("key", [None, 5, b"bytes"])

@@ -396,29 +396,39 @@ def loan_and_hold(key: str, shape: tuple, conn: Any, release: Any) -> None:
 
 def block_until_interrupted(key: str, how: str, ready: Any, conn: Any) -> None:
     """Block with no timeout in wait() or in a publish() whose every spare
-    slot is pinned (by views of this process), say ("interrupted", seconds)
-    when SIGINT arrives."""
-    image = SharedImage(key)
-    holder = SharedImage(key)
+    slot is pinned (by views of two other processes), say ("interrupted",
+    seconds) when SIGINT arrives."""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    image = SharedImage(key, slots=2, max_slots=2)
+    release = spawn.Event()
+    pinners = []
     try:
         image.publish(np.zeros((4, 4), np.uint8))
-        with contextlib.ExitStack() as views:
-            if how == "publish":
-                for _ in range(2):  # pin the latest, publish, pin again: both spares
-                    views.enter_context(holder.view())
-                    image.publish(np.zeros((4, 4), np.uint8))
-            started = time.monotonic()
-            ready.set()
-            try:
-                if how == "wait":
-                    image.wait()
-                else:
-                    image.publish(np.zeros((4, 4), np.uint8))
-                conn.send(("returned",))
-            except KeyboardInterrupt:
-                conn.send(("interrupted", time.monotonic() - started))
+        if how == "publish":
+            for _ in range(2):  # pin the latest, publish, pin again: both spares
+                parent_end, child_end = spawn.Pipe(duplex=False)
+                pinners.append(spawn.Process(target=hold_view, args=(key, child_end, release)))
+                pinners[-1].start()
+                if not parent_end.poll(WAIT):
+                    raise TimeoutError("the pinning child never pinned")
+                parent_end.recv()
+                image.publish(np.zeros((4, 4), np.uint8))
+        started = time.monotonic()
+        ready.set()
+        try:
+            if how == "wait":
+                image.wait()
+            else:
+                image.publish(np.zeros((4, 4), np.uint8))
+            conn.send(("returned",))
+        except KeyboardInterrupt:
+            conn.send(("interrupted", time.monotonic() - started))
     finally:
-        holder.detach()
+        release.set()
+        for proc in pinners:
+            proc.join(WAIT)
         image.detach()
 
 
