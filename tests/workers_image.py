@@ -394,26 +394,41 @@ def loan_and_hold(key: str, shape: tuple, conn: Any, release: Any) -> None:
         image.detach()
 
 
+def _pin_twice_forked(key: str) -> tuple[int, int, int]:
+    """A forked child (a daemonic worker cannot spawn) that pins the latest
+    frame each time it reads a byte: (pid, to_child, from_child)."""
+    to_child, from_parent = os.pipe()
+    to_parent, from_child = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(from_parent)  # else it never reads end-of-file
+            os.close(to_parent)
+            holder, kept = SharedImage(key), []
+            while os.read(to_child, 1) == b"p":
+                with holder.view() as pixels:
+                    kept.append(pixels)
+                os.write(from_child, b"k")
+        finally:
+            os._exit(0)
+    os.close(to_child)
+    os.close(from_child)
+    return pid, from_parent, to_parent
+
+
 def block_until_interrupted(key: str, how: str, ready: Any, conn: Any) -> None:
     """Block with no timeout in wait() or in a publish() whose every spare
-    slot is pinned (by views of two other processes), say ("interrupted",
+    slot is pinned (by views of another process), say ("interrupted",
     seconds) when SIGINT arrives."""
-    import multiprocessing
-
-    spawn = multiprocessing.get_context("spawn")
     image = SharedImage(key, slots=2, max_slots=2)
-    release = spawn.Event()
-    pinners = []
+    pinner = None
     try:
         image.publish(np.zeros((4, 4), np.uint8))
         if how == "publish":
+            pinner = _pin_twice_forked(key)
             for _ in range(2):  # pin the latest, publish, pin again: both spares
-                parent_end, child_end = spawn.Pipe(duplex=False)
-                pinners.append(spawn.Process(target=hold_view, args=(key, child_end, release)))
-                pinners[-1].start()
-                if not parent_end.poll(WAIT):
-                    raise TimeoutError("the pinning child never pinned")
-                parent_end.recv()
+                os.write(pinner[1], b"p")
+                os.read(pinner[2], 1)
                 image.publish(np.zeros((4, 4), np.uint8))
         started = time.monotonic()
         ready.set()
@@ -426,9 +441,10 @@ def block_until_interrupted(key: str, how: str, ready: Any, conn: Any) -> None:
         except KeyboardInterrupt:
             conn.send(("interrupted", time.monotonic() - started))
     finally:
-        release.set()
-        for proc in pinners:
-            proc.join(WAIT)
+        if pinner is not None:
+            os.close(pinner[1])  # the child reads end-of-file and exits
+            os.waitpid(pinner[0], 0)
+            os.close(pinner[2])
         image.detach()
 
 
