@@ -83,7 +83,7 @@ class LoanBlock:
         array, self._array = self._array, None
         if store is None or array is None:
             return
-        pin = array.base
+        pin: Any = array.base  # the claim's FramePin
         array.flags.writeable = False
         pin.freeze()
         commit = exc_type is None and not self._cancelled

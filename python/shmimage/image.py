@@ -122,18 +122,15 @@ class SharedImage:
         persistent, rebuild it when an option differs."""
         if self.persistent and not store.segment.persistent:
             store.set_persistent()
-        have = store.options
+        have = cast("dict[str, int]", dict(store.options))
         want = {**have, **self._explicit()}
         if self._asked["max_slots"] is None and want["slots"] > want["max_slots"]:
             want["max_slots"] = want["slots"]
         if all(want[k] == have[k] for k in DEFAULTS):
             return store
         capacity = max(want["capacity"], have["slot_capacity"] if self.capacity is None else 0)
-        return cast(
-            "_shmcore.FrameStore",
-            store.rebuild(capacity, want["slots"], want["max_slots"], want["history"],
-                          want["capacity"]),
-        )
+        return store.rebuild(capacity, want["slots"], want["max_slots"], want["history"],
+                             want["capacity"])
 
     def _writer(self, nbytes: int) -> _shmcore.FrameStore:
         """The store to publish into, created on first use."""
