@@ -262,7 +262,7 @@ HALF_BUILT = {
     "too many slots": [(field("frm.table_slots"), 200)],
     "max_slots beyond the bound": [(field("frm.max_slots"), 200), (field("frm.table_slots"), 201)],
     "no slots": [(field("frm.slots"), 0)],
-    "slots above max_slots": [(field("frm.slots"), 3)],
+    "slots above max_slots": [(field("frm.slots"), 17)],
     "no history": [(field("frm.history"), 0), (field("frm.table_slots"), 2)],
     "history beyond the bound": [(field("frm.history"), 65), (field("frm.table_slots"), 67)],
     "odd slot size": [(field("frm.slot_capacity"), 4095)],

@@ -383,7 +383,7 @@ class SharedImage:
         NotAttachedError
             `detach()` was called meanwhile, from another thread.
         """
-        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
         epoch = self._detaches
         try:
             store = self._attach()
@@ -519,6 +519,16 @@ class SharedImage:
         """``numpy.asarray(image)`` is ``image.read()``."""
         frame = self.read()
         return frame if dtype is None else frame.astype(dtype, copy=False)
+
+
+def _seconds(timeout: float) -> float:
+    """A timeout in seconds, checked as the core checks it."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    t = float(timeout)
+    if t != t or t < 0:
+        raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
+    return t
 
 
 def _left(deadline: float | None) -> float | None:

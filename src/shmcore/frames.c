@@ -1056,12 +1056,15 @@ static int commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation, in
     publish_bytes(slot_at(st, c->slot), &d, sizeof d);
     store32(&slot_at(st, c->slot)->state, FRM_COMPLETE);
     uint64_t word = gen << 8 | (uint64_t)(c->slot + 1);
+    /* The slot's exclusive lock goes before `latest` names it (the mutex
+     * keeps other writers out): a reader that finds it latest can pin it
+     * at once instead of losing races until this writer runs again. */
+    if (keep) keep_pinned(st, c->slot);
+    else release_slot(st, c->slot);
     ctrl->last_generation = gen;
     store64(&ctrl->ring[gen % st->history], word);
     store64(&ctrl->latest, word);
     note_size(st, nbytes);
-    if (keep) keep_pinned(st, c->slot);
-    else release_slot(st, c->slot);
     bump_and_wake(st);
     *generation = gen;
     return shmp_unlock(st->seg);
