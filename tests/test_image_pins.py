@@ -176,3 +176,25 @@ def test_a_sigkilled_pinning_reader_frees_the_waiting_writer(unique_key, procs) 
         writer.join(WAIT)
         assert done == [4]
         assert image.status()["pins"] == []
+
+
+def test_arrays_inherited_through_fork_hold_no_pins_in_the_child(image, procs) -> None:
+    with image.view() as kept:
+        pass
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child drops what it inherited
+        code = 1
+        try:
+            del kept  # must not unpin the parent's slot
+            gc.collect()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    pins = image.status()["pins"]
+    assert [(p["pid"], p["pins"]) for p in pins] == [(os.getpid(), 1)]
+    with SharedImage(image.key) as writer:
+        for generation in range(2, 12):
+            writer.publish(gen_frame(SHAPE, generation))
+    assert frame_generation(kept) == 1
