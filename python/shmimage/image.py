@@ -1,6 +1,7 @@
 """`SharedImage`: frames of raw pixels in one named segment."""
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -526,7 +527,7 @@ def _seconds(timeout: float) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
     t = float(timeout)
-    if t != t or t < 0:
+    if math.isnan(t) or t < 0:
         raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
     return t
 
