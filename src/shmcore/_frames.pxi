@@ -8,6 +8,7 @@
 # Arrays over a slot have a FramePin as their base: it owns one pin of the
 # slot (or the writer's claim) and one export of the segment, so the frame
 # stays true and the mapping stays valid until the last array is gone.
+cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport EINTR
@@ -138,6 +139,7 @@ cdef int spec_meta(frm_spec *spec, bytes meta) except -1:
     return 0
 
 
+@cython.no_gc  # it references its store, never the other way: no cycle to collect
 cdef class FramePin:
     """One pin (or a writer's claim) of a slot, exporting its bytes: the
     base of the arrays over that frame. Dropping the last one unpins."""
