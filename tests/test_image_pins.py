@@ -164,6 +164,7 @@ def test_a_sigkilled_pinning_reader_frees_the_waiting_writer(unique_key, procs) 
         with pytest.raises(TimeoutError) as caught:
             image.publish(gen_frame(SHAPE, 9), timeout=0.3)
         assert f"pid {child.pid} (2 pins)" in str(caught.value)
+        assert str(caught.value).startswith(f"{image.key!r} ({image.native_key})")
         pins = image.status()["pins"]
         assert [(p["pid"], p["pins"]) for p in pins] == [(child.pid, 2)]
         done: list = []

@@ -204,7 +204,10 @@ class SharedImage:
         """
         data = encode_meta(meta)
         array = as_frame_array(image, mode)
-        generation: int = self._writer(array.nbytes).publish(array, timeout, data)
+        try:
+            generation: int = self._writer(array.nbytes).publish(array, timeout, data)
+        except (TimeoutError, BufferError) as exc:
+            raise type(exc)(f"{self._where()}: {exc}") from None
         return generation
 
     def loan(
@@ -258,7 +261,10 @@ class SharedImage:
     ) -> tuple[_shmcore.FrameStore, int, np.ndarray]:
         """A slot to loan, its store and its array (C grows or follows the store)."""
         nbytes = _shmcore.frame_bytes(shape, dtype)
-        return self._writer(nbytes).loan_begin(shape, dtype, timeout, meta_len)
+        try:
+            return self._writer(nbytes).loan_begin(shape, dtype, timeout, meta_len)
+        except (TimeoutError, BufferError) as exc:
+            raise type(exc)(f"{self._where()}: {exc}") from None
 
     def load_from_file(self, path: str | os.PathLike[str]) -> np.ndarray:
         """The example's first button: decode, publish as RGBA, stay attached."""
