@@ -19,6 +19,7 @@ extensions = [
         sources=[
             "src/shmcore/_shmcore.pyx",
             "src/shmcore/frames.c",
+            "src/shmcore/keywatch.c",
             "src/shmcore/shm_posix.c",
             "src/shmcore/shm_win32.c",
             "src/shmcore/admission.c",

@@ -189,7 +189,7 @@ def test_torn_frame_error_is_a_shared_memory_error() -> None:
 def test_killed_readers_release_their_pins(procs, unique_key) -> None:
     key = unique_key()
     shape = (120, 160)
-    with SharedImage(key) as image:
+    with SharedImage(key, slots=2, max_slots=2) as image:  # two readers pin every spare
         image.publish(gen_frame(shape, 1))
         never = ctx.Event()
         readers = []

@@ -167,8 +167,9 @@ def test_reading_a_key_nobody_created(image) -> None:
     for call in (image.read, image.info, image.load_from_memory, image.to_pil):
         with pytest.raises(NotFoundError):
             call()
-    with pytest.raises(NotFoundError):
+    with pytest.raises(TimeoutError):  # wait() waits for the key to appear
         image.wait(timeout=0.1)
+    assert not image.is_attached
 
 
 @pytest.mark.parametrize("key", [None, 5, b"bytes"])
@@ -181,3 +182,12 @@ def test_bad_keys(key) -> None:
 def test_bad_capacity(capacity) -> None:
     with pytest.raises((ValueError, TypeError)):
         SharedImage("shmi-test-capacity", capacity=capacity)
+
+
+def test_errors_name_the_key_then_the_native_name(unique_key) -> None:
+    key = unique_key("named")
+    image = SharedImage(key)
+    for call in (image.read, image.info, image.to_pil):
+        with pytest.raises(NotFoundError) as caught:
+            call()
+        assert str(caught.value).startswith(f"no segment {key!r} ({image.native_key})")

@@ -17,7 +17,6 @@ def store(unique_key):
     created = _shmcore.FrameStore.attach(image.native_key, create=True, key=b"k", capacity=4096)
     yield created
     image.detach()
-    created.forget_arrays()  # the arrays it keeps for reuse hold buffers of the segment
     created.segment.detach()
 
 
@@ -31,26 +30,21 @@ def sample(shape: tuple, dtype: str) -> np.ndarray:
 def test_every_numeric_dtype_and_2_to_4_dims_round_trip(store, shape, dtype) -> None:
     frame = sample(shape, dtype)
     generation = store.publish(frame)
-    pinned, slot, meta = store.pin()
-    try:
-        assert meta[0] == shape and meta[1] == np.dtype(dtype) and meta[2] == generation
-        out = pinned.copy_out(slot, meta[0], meta[1])
-        view = pinned.array(slot, meta[0], meta[1])
-        assert out.dtype == np.dtype(dtype) and np.array_equal(out, frame)
-        assert np.array_equal(view, frame) and not view.flags.writeable
-    finally:
-        pinned.unpin(slot)
+    _, out, meta = store.read()
+    _, view, facts = store.view()
+    assert meta[0] == shape and meta[1] == np.dtype(dtype) and meta[2] == generation
+    assert facts[:3] == meta[:3]
+    assert out.dtype == np.dtype(dtype) and np.array_equal(out, frame)
+    assert np.array_equal(view, frame) and not view.flags.writeable
+    del view  # its pin, and its export of the segment
 
 
 def test_byte_swapped_and_strided_arrays_are_stored_native(store) -> None:
     frame = np.arange(60, dtype=">u4").reshape(5, 12)[:, ::2]
     store.publish(frame)
-    pinned, slot, meta = store.pin()
-    try:
-        assert meta[1] == np.dtype("=u4")
-        assert np.array_equal(pinned.copy_out(slot, meta[0], meta[1]), frame)
-    finally:
-        pinned.unpin(slot)
+    _, out, meta = store.read()
+    assert meta[1] == np.dtype("=u4")
+    assert np.array_equal(out, frame)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((4, 4), np.complex64), np.zeros((4, 4), object),
@@ -59,7 +53,7 @@ def test_what_storage_cannot_hold_is_invalid(store, bad) -> None:
     with pytest.raises(InvalidImageError):
         store.publish(bad)
     with pytest.raises(NoFrameError):
-        store.pin()
+        store.view()
 
 
 def test_store_options_are_in_the_segment(unique_key) -> None:
@@ -68,7 +62,8 @@ def test_store_options_are_in_the_segment(unique_key) -> None:
                                        max_slots=5, history=4)
     try:
         other = _shmcore.FrameStore.attach(image.native_key)
-        assert other.options == {"capacity": 12288, "slots": 3, "max_slots": 5, "history": 4}
+        assert other.options == {"capacity": 0, "slots": 3, "max_slots": 5, "history": 4,
+                                 "slot_capacity": 12288}
         other.segment.detach()
     finally:
         store.segment.detach()

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from shmimage import SharedImage
+from shmimage import NotAttachedError, SharedImage
 from workers_image import (
     WAIT,
     frame_generation,
@@ -38,7 +38,8 @@ def finish(proc) -> None:
 
 @pytest.fixture
 def image(unique_key):
-    with SharedImage(unique_key()) as img:
+    # Two spare slots, no more: the tests below pin them all.
+    with SharedImage(unique_key(), slots=2, max_slots=2) as img:
         img.publish(gen_frame(SHAPE, 1))
         yield img
 
@@ -78,18 +79,22 @@ def test_one_view_never_blocks_the_writer(image: SharedImage) -> None:
         assert frame_generation(view) == 1
 
 
-def test_views_of_every_spare_slot_make_publish_time_out(image: SharedImage) -> None:
+def test_own_views_of_every_spare_slot_make_publish_raise_at_once(image: SharedImage) -> None:
+    """This process pins them all: waiting could never end, BufferError at once."""
     with SharedImage(image.key) as a, SharedImage(image.key) as b, a.view() as first:
         publish_next(image)
         with b.view() as second:
             publish_next(image)  # the last free slot
-            with pytest.raises(TimeoutError):
-                image.publish(gen_frame(SHAPE, 99), timeout=0.3)
-            with pytest.raises(TimeoutError), image.loan(SHAPE, np.float32, timeout=0.3):
+            started = time.monotonic()
+            with pytest.raises(BufferError, match="pins every slot"):
+                image.publish(gen_frame(SHAPE, 99), timeout=30)
+            with pytest.raises(BufferError), image.loan(SHAPE, np.float32, timeout=30):
                 pytest.fail("a slot was loaned although every spare one is pinned")
+            assert time.monotonic() - started < 10
             assert image.info().generation == 3
             assert frame_generation(image.read()) == 3
             assert (frame_generation(first), frame_generation(second)) == (1, 2)
+        del second  # the pin goes with the last reference to the array
         assert publish_next(image, timeout=5) == 4
 
 
@@ -98,9 +103,10 @@ def test_views_from_one_object_pin_too(image: SharedImage) -> None:
         publish_next(image)
         with image.view() as second:
             publish_next(image)
-            with pytest.raises(TimeoutError):
+            with pytest.raises(BufferError):
                 image.publish(gen_frame(SHAPE, 99), timeout=0.3)
             assert (frame_generation(first), frame_generation(second)) == (1, 2)
+        del second
         publish_next(image, timeout=5)
 
 
@@ -196,18 +202,26 @@ def test_reattach_after_detach(image: SharedImage) -> None:
         assert frame_generation(other.read()) == 1  # the next call attaches again
 
 
-def test_a_waiting_publish_goes_ahead_when_a_view_closes(image: SharedImage) -> None:
+def test_a_waiting_publish_goes_ahead_when_a_view_closes(image: SharedImage, procs) -> None:
     results: list = []
-    with SharedImage(image.key) as a, SharedImage(image.key) as b, a.view():
+    release = ctx.Event()
+    with SharedImage(image.key) as a, a.view():
         publish_next(image)
-        with b.view():
-            publish_next(image)
-            thread = threading.Thread(
-                target=lambda: results.append(image.publish(gen_frame(SHAPE, 4), timeout=WAIT))
-            )
-            thread.start()
-        thread.join(WAIT)  # b's view closed: a slot is free again
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        child = procs.start(hold_view, image.key, child_end, release)
+        child_end.close()
+        assert receive(parent_end, "pinned generation") == 2
+        publish_next(image)
+        thread = threading.Thread(
+            target=lambda: results.append(image.publish(gen_frame(SHAPE, 4), timeout=WAIT))
+        )
+        thread.start()
+        time.sleep(0.2)
+        assert thread.is_alive()  # waits for the other process's pin
+        release.set()  # its view closes: a slot is free again
+        thread.join(WAIT)
         assert not thread.is_alive() and results == [4]
+        finish(child)
     assert frame_generation(image.read()) == 4
 
 
@@ -251,8 +265,8 @@ def test_reader_processes_view_one_frame_together(image: SharedImage, procs) -> 
 
 
 def test_detach_while_another_thread_waits_never_crashes(unique_key) -> None:
-    """detach() must not unmap under a thread blocked in wait(): that thread
-    keeps the mapping until it wakes, and then gets the new frame."""
+    """detach() must not unmap under a thread blocked in wait(): it wakes
+    that thread, which raises NotAttachedError."""
     key = unique_key()
     with SharedImage(key) as writer:
         writer.publish(np.zeros((4, 4), np.uint8))
@@ -261,17 +275,20 @@ def test_detach_while_another_thread_waits_never_crashes(unique_key) -> None:
         woke: dict = {}
 
         def wait() -> None:
-            woke["generation"] = reader.wait(timeout=10)
+            try:
+                woke["generation"] = reader.wait(timeout=10)
+            except NotAttachedError:
+                woke["detached"] = True
 
         waiter = threading.Thread(target=wait, daemon=True)
         waiter.start()
         while not reader._store.segment.waiting_count and waiter.is_alive():
             threading.Event().wait(0.01)
         assert reader.detach() is True
-        writer.publish(np.ones((4, 4), np.uint8))
         waiter.join(10)
         assert not waiter.is_alive()
-        assert woke == {"generation": 2}
+        assert woke == {"detached": True}
+        writer.publish(np.ones((4, 4), np.uint8))
 
 
 def test_each_view_is_an_array_of_its_own(image: SharedImage) -> None:
@@ -311,9 +328,14 @@ def test_a_view_block_cannot_be_entered_twice(image: SharedImage) -> None:
 def test_timeout_bounds_the_lock_wait_and_the_slot_wait_together(image: SharedImage, procs) -> None:
     """One deadline for the whole publish: waiting for the lock uses up part
     of it, and what is left is all the wait for a free slot gets."""
-    with SharedImage(image.key) as a, SharedImage(image.key) as b, a.view():
+    release = ctx.Event()
+    with SharedImage(image.key) as a, a.view():
         publish_next(image)
-        with b.view():
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        pinner = procs.start(hold_view, image.key, child_end, release)
+        child_end.close()
+        assert receive(parent_end, "pinned generation") == 2
+        try:
             publish_next(image)  # every spare slot is now pinned
             ready = ctx.Event()
             holder = procs.start(lock_for, image.key, 0.6, ready)
@@ -323,5 +345,8 @@ def test_timeout_bounds_the_lock_wait_and_the_slot_wait_together(image: SharedIm
                 image.publish(gen_frame(SHAPE, 99), timeout=1.0)
             elapsed = time.monotonic() - started
             finish(holder)
+        finally:
+            release.set()
+        finish(pinner)
     # The lock for 0.6 s, then the slots: 1.0 s in all, not 0.6 + 1.0.
     assert 0.9 < elapsed < 1.4, elapsed

@@ -24,7 +24,8 @@ from setuptools import Extension, setup
 out = sys.argv[1]
 ext = Extension("shmimage._shmcore",
                 sources=["src/shmcore/_shmcore.pyx", "src/shmcore/shm_posix.c",
-                         "src/shmcore/admission.c", "src/shmcore/frames.c"],
+                         "src/shmcore/admission.c", "src/shmcore/frames.c",
+                         "src/shmcore/keywatch.c"],
                 include_dirs=["src/shmcore"], libraries=["pthread"],
                 define_macros=[("SHMP_FORCE_PORTABLE", None)],
                 extra_compile_args=["-O1", "-std=gnu11"])

@@ -35,9 +35,10 @@ from workers_reliability import scaled
 pytestmark = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")
 
 HEADER = 4096  # SHMP_HEADER_SIZE
-CTRL = HEADER  # the frame store's head (frames.h, layout 2) starts the data area
+CTRL = HEADER  # the frame store's head (frames.h, layout 3) starts the data area
 SUBS = CTRL + 1024  # the lossless subscriber registry, 64 bytes per entry
-SLOTS = CTRL + 1024 + 64 * 64  # the slot table
+PINNERS = CTRL + 1024 + 64 * 64  # the pinner registry, 32 bytes per entry
+SLOTS = PINNERS + 64 * 32  # the slot table
 SLOT_STRIDE = 128  # sizeof(frm_slot)
 
 # (name, offset in the file, struct format) of every field a reader relies on.
@@ -55,6 +56,9 @@ FIELDS = [
     ("frm.ring0", CTRL + 512, "<Q"), ("frm.ring1", CTRL + 520, "<Q"),
     ("sub0.state", SUBS, "<I"), ("sub0.next_generation", SUBS + 16, "<Q"),
     ("sub0.flags", SUBS + 24, "<I"),
+    ("pin0.pid", PINNERS, "<I"), ("pin0.pins", PINNERS + 4, "<I"),
+    ("pin0.slots", PINNERS + 8, "<Q"), ("frm.min_capacity", CTRL + 96, "<Q"),
+    ("frm.small_run", CTRL + 104, "<I"),
 ] + [
     (f"slot{i}.{name}", SLOTS + SLOT_STRIDE * i + off, fmt)
     for i in range(3)
@@ -210,7 +214,7 @@ def assert_survives(key: str, raw: bytes) -> None:
 values = st.one_of(st.sampled_from(INTERESTING), st.integers(0, 2**64 - 1))
 changes = st.lists(st.tuples(st.integers(0, len(FIELDS) - 1), values), min_size=1, max_size=4)
 sizes = st.one_of(st.none(), st.sampled_from([0, 1, 55, 4095, 4096, 4097, 5000, 8191, 8192,
-                                               5120 + HEADER, 8192 + HEADER]),
+                                               7168 + HEADER, 8192 + HEADER]),
                   st.integers(0, 300000))
 
 
@@ -242,7 +246,8 @@ def field(name: str) -> int:
     return [f[0] for f in FIELDS].index(name)
 
 
-V1_MAGIC = 0x314D5246494D4853  # "SHMIFRM1": the frame layout before this one
+V1_MAGIC = 0x314D5246494D4853  # "SHMIFRM1": an earlier frame layout
+V2_MAGIC = 0x324D5246494D4853  # "SHMIFRM2": the frame layout before this one
 
 HALF_BUILT = {
     "building": [(field("state"), 0)],
@@ -252,11 +257,12 @@ HALF_BUILT = {
     "sizes disagree": [(field("total_size"), 4096)],
     "no frame magic": [(field("frm.magic"), 0)],
     "frame layout 1": [(field("frm.magic"), V1_MAGIC), (field("frm.version"), 1)],
-    "frame layout 3": [(field("frm.version"), 3)],
+    "frame layout 2": [(field("frm.magic"), V2_MAGIC), (field("frm.version"), 2)],
+    "frame layout 4": [(field("frm.version"), 4)],
     "too many slots": [(field("frm.table_slots"), 200)],
     "max_slots beyond the bound": [(field("frm.max_slots"), 200), (field("frm.table_slots"), 201)],
     "no slots": [(field("frm.slots"), 0)],
-    "slots above max_slots": [(field("frm.slots"), 3)],
+    "slots above max_slots": [(field("frm.slots"), 17)],
     "no history": [(field("frm.history"), 0), (field("frm.table_slots"), 2)],
     "history beyond the bound": [(field("frm.history"), 65), (field("frm.table_slots"), 67)],
     "odd slot size": [(field("frm.slot_capacity"), 4095)],

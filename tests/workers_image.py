@@ -18,11 +18,12 @@ from shmimage import NoFrameError, SharedImage, SharedMemory, SharedMemoryError
 WAIT = 30.0  # upper bound for any wait
 HOLD = 120.0  # how long a child that should be killed lives if nobody kills it
 
-# frames.h (layout 2): the control block starts the data area; its table_slots
-# count is the uint32 at byte 28; the slot table begins at byte 5120 (after
-# the 1 KiB head and the 4 KiB subscriber registry), 128 bytes per slot, with
+# frames.h (layout 3): the control block starts the data area; its table_slots
+# count is the uint32 at byte 28; the slot table begins at byte 7168 (after
+# the 1 KiB head, the 4 KiB subscriber registry and the 2 KiB pinner
+# registry), 128 bytes per slot, with
 # the slot state as their first uint32.
-TABLE_SLOTS_AT, SLOTS_AT, SLOT_SIZE, STATE_WRITING = 28, 5120, 128, 1
+TABLE_SLOTS_AT, SLOTS_AT, SLOT_SIZE, STATE_WRITING = 28, 7168, 128, 1
 
 # Errors a worker sends back to the test instead of dying (TimeoutError is an OSError).
 REPORTED = (SharedMemoryError, OSError, ValueError, AssertionError)
@@ -393,31 +394,57 @@ def loan_and_hold(key: str, shape: tuple, conn: Any, release: Any) -> None:
         image.detach()
 
 
+def _pin_twice_forked(key: str) -> tuple[int, int, int]:
+    """A forked child (a daemonic worker cannot spawn) that pins the latest
+    frame each time it reads a byte: (pid, to_child, from_child)."""
+    to_child, from_parent = os.pipe()
+    to_parent, from_child = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(from_parent)  # else it never reads end-of-file
+            os.close(to_parent)
+            holder, kept = SharedImage(key), []
+            while os.read(to_child, 1) == b"p":
+                with holder.view() as pixels:
+                    kept.append(pixels)
+                os.write(from_child, b"k")
+        finally:
+            os._exit(0)
+    os.close(to_child)
+    os.close(from_child)
+    return pid, from_parent, to_parent
+
+
 def block_until_interrupted(key: str, how: str, ready: Any, conn: Any) -> None:
     """Block with no timeout in wait() or in a publish() whose every spare
-    slot is pinned (by views of this process), say ("interrupted", seconds)
-    when SIGINT arrives."""
-    image = SharedImage(key)
-    holder = SharedImage(key)
+    slot is pinned (by views of another process), say ("interrupted",
+    seconds) when SIGINT arrives."""
+    image = SharedImage(key, slots=2, max_slots=2)
+    pinner = None
     try:
         image.publish(np.zeros((4, 4), np.uint8))
-        with contextlib.ExitStack() as views:
-            if how == "publish":
-                for _ in range(2):  # pin the latest, publish, pin again: both spares
-                    views.enter_context(holder.view())
-                    image.publish(np.zeros((4, 4), np.uint8))
-            started = time.monotonic()
-            ready.set()
-            try:
-                if how == "wait":
-                    image.wait()
-                else:
-                    image.publish(np.zeros((4, 4), np.uint8))
-                conn.send(("returned",))
-            except KeyboardInterrupt:
-                conn.send(("interrupted", time.monotonic() - started))
+        if how == "publish":
+            pinner = _pin_twice_forked(key)
+            for _ in range(2):  # pin the latest, publish, pin again: both spares
+                os.write(pinner[1], b"p")
+                os.read(pinner[2], 1)
+                image.publish(np.zeros((4, 4), np.uint8))
+        started = time.monotonic()
+        ready.set()
+        try:
+            if how == "wait":
+                image.wait()
+            else:
+                image.publish(np.zeros((4, 4), np.uint8))
+            conn.send(("returned",))
+        except KeyboardInterrupt:
+            conn.send(("interrupted", time.monotonic() - started))
     finally:
-        holder.detach()
+        if pinner is not None:
+            os.close(pinner[1])  # the child reads end-of-file and exits
+            os.waitpid(pinner[0], 0)
+            os.close(pinner[2])
         image.detach()
 
 

@@ -86,6 +86,9 @@ mingw=(x86_64-w64-mingw32-gcc -std=gnu11 -O2 -Wall -Wextra -Wshadow -Werror
 # The POSIX file must compile to nothing there (setup.py builds both everywhere).
 "${mingw[@]}" -c src/shmcore/shm_posix.c -o "$work/shm_posix.o"
 "${mingw[@]}" -c src/shmcore/qt_ipc.c -o "$work/qt_ipc.o"
+# The frame protocol and the key watch build for Windows too.
+"${mingw[@]}" -c src/shmcore/frames.c -o "$work/frames.o"
+"${mingw[@]}" -c src/shmcore/keywatch.c -o "$work/keywatch.o"
 "${mingw[@]}" -Wpedantic -o "$work/test_win32.exe" tests/c/test_win32.c src/shmcore/shm_win32.c \
     src/shmcore/admission.c
 # Every function shm_platform.h declares must link from the Windows layer.

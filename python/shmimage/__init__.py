@@ -18,7 +18,7 @@ from .errors import (
     SharedMemoryError,
     TornFrameError,
 )
-from .image import FrameInfo, SharedImage
+from .image import Frame, FrameInfo, SharedImage
 from .memory import SharedMemory
 
 __version__ = "0.1.0"
@@ -27,6 +27,7 @@ __all__ = [
     "AccessMode",
     "AlreadyExistsError",
     "ErrorCode",
+    "Frame",
     "FrameInfo",
     "IncompatibleSegmentError",
     "InvalidImageError",

@@ -33,7 +33,8 @@ class Admission(TypedDict):
     available: int
     what: str
 
-FrameMeta: TypeAlias = tuple[tuple[int, ...], np.dtype[Any], int, int, int]
+# shape, dtype, generation, timestamp_ns, writer_pid, meta bytes (JSON, b"" when none)
+FrameMeta: TypeAlias = tuple[tuple[int, ...], np.dtype[Any], int, int, int, bytes]
 
 @final
 class ErrorRecord:
@@ -108,6 +109,25 @@ class StoreOptions(TypedDict):
     slots: int
     max_slots: int
     history: int
+    slot_capacity: int
+
+@final
+class FramePin:
+    """One pin (or a writer's claim) of a slot: the base of its arrays."""
+
+    @property
+    def is_pinned(self) -> bool: ...
+    def freeze(self) -> None: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+
+@final
+class KeyWatch:
+    def __init__(self, name: str) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+    def cancel(self) -> None: ...
+
+Pinner: TypeAlias = tuple[int, int, list[int]]  # pid, pins, slots
 
 @final
 class FrameStore:
@@ -133,26 +153,49 @@ class FrameStore:
         slots: int = 2,
         max_slots: int = 2,
         history: int = 1,
+        min_capacity: int = 0,
+        user_key: str | None = None,
     ) -> FrameStore: ...
     @property
     def superseded(self) -> bool: ...
     @property
     def generation(self) -> int: ...
-    def publish(self, array: npt.NDArray[Any], timeout: float | None = None) -> int: ...
+    def pinners(self) -> list[Pinner]: ...
+    def subscribers(self) -> list[tuple[int, bool, int]]: ...
+    def slots_in_use(self) -> tuple[int, int]: ...
+    def set_persistent(self) -> None: ...
+    def cancel_waits(self) -> None: ...
+    def rebuild(
+        self,
+        capacity: int,
+        slots: int,
+        max_slots: int,
+        history: int,
+        min_capacity: int,
+        timeout: float | None = None,
+    ) -> FrameStore: ...
+    def publish(
+        self, array: npt.NDArray[Any], timeout: float | None = None, meta: bytes | None = None
+    ) -> int: ...
     def loan_begin(
-        self, shape: tuple[int, ...], dtype: npt.DTypeLike, timeout: float | None = None
+        self,
+        shape: tuple[int, ...],
+        dtype: npt.DTypeLike,
+        timeout: float | None = None,
+        meta_len: int = 0,
     ) -> tuple[FrameStore, int, npt.NDArray[Any]]: ...
     def loan_end(
-        self, slot: int, shape: tuple[int, ...], dtype: npt.DTypeLike, commit: bool
+        self,
+        slot: int,
+        shape: tuple[int, ...],
+        dtype: npt.DTypeLike,
+        commit: bool,
+        meta: bytes | None = None,
+        pin: FramePin | None = None,
     ) -> int: ...
-    def pin(self) -> tuple[FrameStore, int, FrameMeta]: ...
-    def unpin(self, slot: int) -> None: ...
-    def array(
-        self, slot: int, shape: tuple[int, ...], dtype: npt.DTypeLike, writable: bool = False
-    ) -> npt.NDArray[Any]: ...
-    def forget_arrays(self) -> None: ...
-    def copy_out(
-        self, slot: int, shape: tuple[int, ...], dtype: npt.DTypeLike
-    ) -> npt.NDArray[Any]: ...
+    def view(self) -> tuple[FrameStore, npt.NDArray[Any], FrameMeta]: ...
+    def read(
+        self, out: npt.NDArray[Any] | None = None
+    ) -> tuple[FrameStore, npt.NDArray[Any], FrameMeta]: ...
     def info(self) -> FrameMeta: ...
     def wait(self, after: int, timeout: float | None = None) -> int: ...

@@ -1,8 +1,12 @@
-"""The `with` blocks of `SharedImage.view()` and `SharedImage.loan()`.
+"""The `with` blocks of `SharedImage.view()`, `view_frame()` and `loan()`.
 
 Plain classes rather than `contextlib.contextmanager`: a loan()+view() round
 trip costs little more than its wake-up, and a generator-based block cost
 several times what pinning a slot does when its code is cold.
+
+A block holds one reference to its array and drops it at the end; the pin
+belongs to the array's base (a FramePin), so it lasts while the user keeps
+the array, or anything derived from it.
 """
 from __future__ import annotations
 
@@ -10,59 +14,77 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .frameinfo import Frame, frame_info
+
 if TYPE_CHECKING:
-    from . import _shmcore
     from .image import SharedImage
 
 
 class ViewBlock:
-    """Pins the latest frame's slot on entry and unpins it on exit."""
+    """Pins the latest frame while its array (or the Frame) is referenced."""
 
-    __slots__ = ("_image", "_slot", "_store")
+    __slots__ = ("_as_frame", "_held", "_image")
 
-    def __init__(self, image: SharedImage) -> None:
+    def __init__(self, image: SharedImage, as_frame: bool = False) -> None:
         self._image = image
-        self._store: _shmcore.FrameStore | None = None
-        self._slot = -1
+        self._as_frame = as_frame
+        self._held: np.ndarray | None = None
 
-    def __enter__(self) -> np.ndarray:
-        if self._store is not None:
+    def __enter__(self) -> Any:
+        if self._held is not None:
             raise RuntimeError("this view() block is already open")
-        store, slot, meta = self._image._pinned()
-        try:
-            array: np.ndarray = store.array(slot, meta[0], meta[1], False)
-        except BaseException:
-            store.unpin(slot)
-            raise
-        self._store, self._slot = store, slot
+        store, array, facts = self._image._attach().view()
+        self._image._store = store
+        self._held = array
+        if self._as_frame:
+            return Frame(array, frame_info(facts, self._image._where()))
         return array
 
     def __exit__(self, *exc: object) -> None:
-        store, self._store = self._store, None
-        if store is not None:
-            store.unpin(self._slot)
+        self._held = None
 
 
 class LoanBlock:
-    """Claims a slot on entry; publishes it on a clean exit, drops it otherwise."""
+    """Claims a slot on entry; publishes it on a clean exit unless cancelled.
 
-    __slots__ = ("_dtype", "_image", "_shape", "_slot", "_store", "_timeout")
+    After the block the yielded array is read-only; a published one stays a
+    pinned view of its frame while referenced.
+    """
 
-    def __init__(self, image: SharedImage, shape: Any, dtype: Any, timeout: float | None) -> None:
+    __slots__ = ("_array", "_cancelled", "_dtype", "_image", "_meta", "_shape", "_slot",
+                 "_store", "_timeout")
+
+    def __init__(self, image: SharedImage, shape: Any, dtype: Any, timeout: float | None,
+                 meta: bytes | None = None) -> None:
         self._image = image
         self._shape, self._dtype, self._timeout = shape, dtype, timeout
-        self._store: _shmcore.FrameStore | None = None
+        self._meta = meta
+        self._store: Any = None
+        self._array: np.ndarray | None = None
         self._slot = -1
+        self._cancelled = False
 
     def __enter__(self) -> np.ndarray:
         if self._store is not None:
             raise RuntimeError("this loan() block is already open")
         self._shape, self._dtype = self._image._frame_spec(tuple(self._shape), self._dtype)
-        store, slot, array = self._image._claim(self._shape, self._dtype, self._timeout)
-        self._store, self._slot = store, slot
+        meta_len = len(self._meta) if self._meta else 0
+        store, slot, array = self._image._claim(self._shape, self._dtype, self._timeout, meta_len)
+        self._store, self._slot, self._array = store, slot, array
+        self._cancelled = False
         return array
+
+    def cancel(self) -> None:
+        """Publish nothing when the block ends."""
+        self._cancelled = True
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         store, self._store = self._store, None
-        if store is not None:
-            store.loan_end(self._slot, self._shape, self._dtype, exc_type is None)
+        array, self._array = self._array, None
+        if store is None or array is None:
+            return
+        pin: Any = array.base  # the claim's FramePin
+        array.flags.writeable = False
+        pin.freeze()
+        commit = exc_type is None and not self._cancelled
+        store.loan_end(self._slot, self._shape, self._dtype, commit, self._meta, pin)

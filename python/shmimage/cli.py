@@ -116,14 +116,14 @@ def default_output(key: str) -> str:
 # ---- segments ----------------------------------------------------------------------
 
 def segment_facts(key: str) -> dict[str, Any] | None:
-    from .memory import SharedMemory, list_segments
+    from .memory import native_key_for, segment_info
 
-    native = SharedMemory(key).native_key
-    for seg in list_segments():
-        if seg.native_key == native:
-            return {"key": key, "native_key": native, "size": seg.size,
-                    "attachments": seg.attachments, "persistent": bool(seg.persistent)}
-    return None
+    native = native_key_for(key)
+    seg = segment_info(native)
+    if seg is None:
+        return None
+    return {"key": key, "native_key": native, "size": seg.size,
+            "attachments": seg.attachments, "persistent": bool(seg.persistent)}
 
 
 def human_size(size: int) -> str:
@@ -275,6 +275,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             facts["frame"] = frame_facts(image.info())
         except NoFrameError:
             facts["frame"] = None
+        status = image.status()
+        facts["store"] = {k: v for k, v in status.items() if k not in ("key", "native_key")}
     if args.json:
         print(json.dumps(facts, indent=2))
     else:
@@ -294,9 +296,24 @@ def print_info(facts: dict[str, Any]) -> None:
         rows += [["frame", describe(frame["shape"], frame["dtype"])],
                  ["generation", str(frame["generation"])],
                  ["published", f"{stamp(frame['timestamp_ns'])} by pid {frame['writer_pid']}"]]
+    rows += store_rows(facts.get("store"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name.ljust(width)}  {value}")
+
+
+def store_rows(store: dict[str, Any] | None) -> list[list[str]]:
+    """The store's status: slots in use, pins per process, subscribers."""
+    if store is None:
+        return []
+    o = store["options"]
+    pins = ", ".join(f"pid {p['pid']}: {p['pins']}" for p in store["pins"]) or "none"
+    subs = ", ".join(f"pid {s['pid']} ({s['mode']})" for s in store["subscribers"]) or "none"
+    slots = (f"{store['slots_in_use']} of {store['table_slots']} in use "
+             f"(slots {o['slots']}, max_slots {o['max_slots']}, history {o['history']})")
+    return [["slots", slots],
+            ["slot size", human_size(o["slot_capacity"])],
+            ["pins", pins], ["subscribers", subs]]
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -1,15 +1,18 @@
 """`SharedImage`: frames of raw pixels in one named segment."""
 from __future__ import annotations
 
-import dataclasses
+import math
 import os
+import threading
+import time
 from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 
 from . import _shmcore
 from .blocks import LoanBlock, ViewBlock
-from .errors import OutOfResourcesError
+from .errors import NotAttachedError, NotFoundError, OutOfResourcesError
+from .frameinfo import Frame, FrameInfo, encode_meta, frame_info
 from .imageio import array_to_pil, as_frame_array, check_frame_spec, load_image_file
 from .memory import SharedMemory, header_key
 
@@ -18,17 +21,10 @@ if TYPE_CHECKING:
 
 ImageLike = Union[np.ndarray, "os.PathLike[str]", str, Any]
 
+__all__ = ["Frame", "FrameInfo", "SharedImage"]
 
-@dataclasses.dataclass(frozen=True)
-class FrameInfo:
-    shape: tuple[int, ...]
-    width: int
-    height: int
-    channels: int
-    dtype: np.dtype
-    generation: int
-    timestamp_ns: int
-    writer_pid: int
+# Store options when creating: capacity 0 is the first frame's size.
+DEFAULTS = {"capacity": 0, "slots": 3, "max_slots": 16, "history": 1}
 
 
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
@@ -38,29 +34,74 @@ def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
         return False
 
 
+def _option(name: str, value: int | None, low: int) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an int >= {low} or None, not {value!r}")
+    return value
+
+
 class SharedImage:
-    """The latest frame of an image stream, shared under a key."""
+    """The latest frames of an image stream, shared under a key.
+
+    Parameters
+    ----------
+    key
+        The user's key; the segment is ``SharedMemory(key).native_key``.
+    capacity
+        Pixel bytes of one slot, a lower bound (frames larger grow the store,
+        and it never shrinks below this). None: the existing store's, or the
+        first frame's size when creating.
+    slots
+        Spare slots for writing and pinning at first (at least 2). None: the
+        existing store's, or 3.
+    max_slots
+        Spare slots the store may take when readers pin the others. None:
+        the existing store's, or 16.
+    history
+        Complete frames kept (1: the latest only). None: the existing
+        store's, or 1.
+    persistent
+        Keep the segment after the last process leaves (also marks an
+        existing segment).
+
+    Notes
+    -----
+    Only an explicit option that differs from the existing store's rebuilds
+    the store, under the same name, carrying every kept frame.
+    """
 
     def __init__(
         self,
         key: str = "QSharedMemoryExample",
         *,
         capacity: int | None = None,
+        slots: int | None = None,
+        max_slots: int | None = None,
+        history: int | None = None,
         persistent: bool = False,
     ) -> None:
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
-        if capacity is not None and (
-            not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0
-        ):
-            raise ValueError(f"capacity must be a positive int, not {capacity!r}")
         self._memory = SharedMemory(key)
         self.key = key
         self.native_key = self._memory._name()
-        self.capacity = capacity
+        self.capacity = _option("capacity", capacity, 1)
+        self._asked = {
+            "slots": _option("slots", slots, 2),
+            "max_slots": _option("max_slots", max_slots, 2),
+            "history": _option("history", history, 1),
+        }
         self.persistent = persistent
         self._store: _shmcore.FrameStore | None = None
         self._last_spec: tuple[tuple[int, ...], Any, tuple[tuple[int, ...], np.dtype[Any]]] | None = None
+        self._waits: set[Any] = set()  # stores and key watches wait() sleeps on
+        self._detaches = 0
+        self._mu = threading.Lock()
+
+    def _where(self) -> str:
+        return f"{self.key!r} ({self.native_key})"
 
     # -- attaching --
 
@@ -68,10 +109,29 @@ class SharedImage:
         """The store to read from (C follows one that was replaced)."""
         store = self._store
         if store is None:
-            store = self._store = _shmcore.FrameStore.attach(self.native_key)
+            store = self._store = self._settle(_shmcore.FrameStore.attach(self.native_key, user_key=self.key))
         elif store.successor is not None:
             store = self._store = store.live
         return store
+
+    def _explicit(self) -> dict[str, int]:
+        asked = dict(self._asked, capacity=self.capacity)
+        return {k: v for k, v in asked.items() if v is not None}
+
+    def _settle(self, store: _shmcore.FrameStore) -> _shmcore.FrameStore:
+        """Apply this object's explicit options to a store it found: mark it
+        persistent, rebuild it when an option differs."""
+        if self.persistent and not store.segment.persistent:
+            store.set_persistent()
+        have = cast("dict[str, int]", dict(store.options))
+        want = {**have, **self._explicit()}
+        if self._asked["max_slots"] is None and want["slots"] > want["max_slots"]:
+            want["max_slots"] = want["slots"]
+        if all(want[k] == have[k] for k in DEFAULTS):
+            return store
+        capacity = max(want["capacity"], have["slot_capacity"] if self.capacity is None else 0)
+        return store.rebuild(capacity, want["slots"], want["max_slots"], want["history"],
+                             want["capacity"])
 
     def _writer(self, nbytes: int) -> _shmcore.FrameStore:
         """The store to publish into, created on first use."""
@@ -80,19 +140,33 @@ class SharedImage:
         capacity = max(self.capacity or 0, nbytes)
         if capacity > _shmcore.MAX_FRAME_BYTES:
             raise OutOfResourcesError(f"a slot of {capacity} bytes is too large")
-        store = self._store = _shmcore.FrameStore.attach(
+        o = {**DEFAULTS, **self._explicit()}
+        if self._asked["max_slots"] is None:
+            o["max_slots"] = max(o["max_slots"], o["slots"])
+        store = _shmcore.FrameStore.attach(
             self.native_key,
             create=True,
+            user_key=self.key,
             key=header_key(self.key),
             persistent=self.persistent,
             capacity=capacity,
+            slots=o["slots"],
+            max_slots=o["max_slots"],
+            history=o["history"],
+            min_capacity=self.capacity or 0,
         )
+        self._store = store = self._settle(store)
         return store
 
     # -- writing --
 
     def publish(
-        self, image: ImageLike, timeout: float | None = None, *, mode: str | None = None
+        self,
+        image: ImageLike,
+        timeout: float | None = None,
+        *,
+        meta: dict[str, Any] | None = None,
+        mode: str | None = None,
     ) -> int:
         """Copy a frame in.
 
@@ -104,6 +178,9 @@ class SharedImage:
             Images keep their decoded mode (16-bit stays uint16).
         timeout
             Seconds the whole call may take; None waits as long as it must.
+        meta
+            A dict of JSON-serialisable values stored with this frame (at
+            most 64 KiB encoded); ``info().meta`` and ``read_frame()`` return it.
         mode
             A Pillow mode to convert to first, e.g. ``"RGBA"``.
 
@@ -117,16 +194,59 @@ class SharedImage:
         InvalidImageError
             Not an image, or an array no frame can be; the message says what
             is supported and never contains the payload.
+        ValueError
+            `meta` is not JSON-serialisable or larger than 64 KiB encoded.
+        TimeoutError
+            Every slot up to ``max_slots`` stayed pinned by other processes
+            past `timeout`; the message names them and their pins.
+        BufferError
+            This process itself pins every slot up to ``max_slots`` (raised
+            at once: waiting could never end).
         """
+        data = encode_meta(meta)
         array = as_frame_array(image, mode)
-        generation: int = self._writer(array.nbytes).publish(array, timeout)
+        try:
+            generation: int = self._writer(array.nbytes).publish(array, timeout, data)
+        except (TimeoutError, BufferError) as exc:
+            raise type(exc)(f"{self._where()}: {exc}") from None
         return generation
 
     def loan(
-        self, shape: tuple[int, ...], dtype: Any = np.uint8, timeout: float | None = None
+        self,
+        shape: tuple[int, ...],
+        dtype: Any = np.uint8,
+        timeout: float | None = None,
+        *,
+        meta: dict[str, Any] | None = None,
     ) -> LoanBlock:
-        """A writable frame inside the segment, published when the block ends."""
-        return LoanBlock(self, shape, dtype, timeout)
+        """A writable frame inside the segment, published when the block ends.
+
+        Parameters
+        ----------
+        shape, dtype
+            The frame's geometry, as for an ndarray given to `publish`.
+        timeout
+            Seconds to wait for a slot; None waits as long as it must.
+        meta
+            A dict stored with the frame, as for `publish`.
+
+        Returns
+        -------
+        LoanBlock
+            A context manager yielding the writable array; leaving the block
+            publishes it, an exception or ``block.cancel()`` publishes
+            nothing. After the block the yielded array is read-only, and a
+            published one stays a pinned view of its frame while referenced
+            (arrays derived from it inside the block stay writable).
+
+        Raises
+        ------
+        ValueError
+            `meta` is not JSON-serialisable or larger than 64 KiB encoded.
+        TimeoutError, BufferError
+            As for `publish`, on entering the block.
+        """
+        return LoanBlock(self, shape, dtype, timeout, encode_meta(meta))
 
     def _frame_spec(self, shape: tuple[int, ...], dtype: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
         """check_frame_spec, remembered for the last shape and dtype asked for."""
@@ -138,11 +258,14 @@ class SharedImage:
         return spec
 
     def _claim(
-        self, shape: tuple[int, ...], dtype: np.dtype[Any], timeout: float | None
+        self, shape: tuple[int, ...], dtype: np.dtype[Any], timeout: float | None, meta_len: int = 0
     ) -> tuple[_shmcore.FrameStore, int, np.ndarray]:
         """A slot to loan, its store and its array (C grows or follows the store)."""
         nbytes = _shmcore.frame_bytes(shape, dtype)
-        return self._writer(nbytes).loan_begin(shape, dtype, timeout)
+        try:
+            return self._writer(nbytes).loan_begin(shape, dtype, timeout, meta_len)
+        except (TimeoutError, BufferError) as exc:
+            raise type(exc)(f"{self._where()}: {exc}") from None
 
     def load_from_file(self, path: str | os.PathLike[str]) -> np.ndarray:
         """The example's first button: decode, publish as RGBA, stay attached."""
@@ -152,22 +275,67 @@ class SharedImage:
 
     # -- reading --
 
-    def _pinned(self) -> tuple[_shmcore.FrameStore, int, _shmcore.FrameMeta]:
-        pinned = self._attach().pin()
-        self._store = pinned[0]
-        return pinned
+    def _read(self, out: np.ndarray | None) -> tuple[np.ndarray, tuple[Any, ...]]:
+        store, array, facts = self._attach().read(out)
+        self._store = store
+        return array, facts
 
-    def read(self) -> np.ndarray:
-        """A private copy of the latest complete frame."""
-        store, slot, meta = self._pinned()
-        try:
-            return store.copy_out(slot, meta[0], meta[1])
-        finally:
-            store.unpin(slot)
+    def read(self, out: np.ndarray | None = None) -> np.ndarray:
+        """A private copy of the latest complete frame, never torn.
+
+        Parameters
+        ----------
+        out
+            An array to copy into (same shape and dtype as the frame,
+            C-contiguous, writable): nothing is allocated.
+
+        Returns
+        -------
+        numpy.ndarray
+            `out` when given, else a new array.
+
+        Raises
+        ------
+        ValueError
+            `out` does not match the frame.
+        NoFrameError, NotFoundError
+            Nothing published yet, or no segment.
+        """
+        return self._read(out)[0]
+
+    def read_frame(self, out: np.ndarray | None = None) -> Frame:
+        """As `read`, with the facts of that same frame.
+
+        Parameters
+        ----------
+        out
+            As for `read`.
+
+        Returns
+        -------
+        Frame
+            ``(pixels, info)``; ``info.generation`` and ``info.meta`` are
+            those of the copied pixels.
+        """
+        pixels, facts = self._read(out)
+        return Frame(pixels, frame_info(facts, self._where()))
 
     def view(self) -> ViewBlock:
-        """A read-only zero-copy array of the latest frame, stable in the block."""
+        """A read-only zero-copy array of the latest frame.
+
+        Returns
+        -------
+        ViewBlock
+            A context manager yielding the array. The array, and every array
+            derived from it, never changes while it is referenced: its slot
+            stays pinned until the last reference is gone (the block's end
+            drops only the block's own reference).
+        """
         return ViewBlock(self)
+
+    def view_frame(self) -> ViewBlock:
+        """As `view`, yielding a `Frame`: the pinned pixels and their facts."""
+        return ViewBlock(self, as_frame=True)
 
     def to_pil(self) -> Any:
         """The latest frame as a PIL image.
@@ -187,27 +355,110 @@ class SharedImage:
         return array_to_pil(self.read())
 
     def info(self) -> FrameInfo:
-        shape, dtype, generation, timestamp_ns, pid = self._attach().info()
-        # A batch (N, H, W, C) describes each of its frames.
-        frame = shape[1:] if len(shape) == 4 else shape
-        return FrameInfo(
-            shape=shape,
-            width=frame[1],
-            height=frame[0],
-            channels=frame[2] if len(frame) == 3 else 1,
-            dtype=dtype,
-            generation=generation,
-            timestamp_ns=timestamp_ns,
-            writer_pid=pid,
-        )
+        """Facts of the latest frame, its meta included.
+
+        Returns
+        -------
+        FrameInfo
+        """
+        store = self._attach()
+        facts = store.info()
+        return frame_info(facts, self._where())
 
     def wait(self, timeout: float | None = None, after: int | None = None) -> int:
-        """Block until a frame newer than `after` (default: the current one)."""
-        store = self._attach()
+        """Block until a frame newer than generation `after` is published.
+
+        Works before the segment exists: it then waits for the key to
+        appear and its first frame. The GIL is released; no CPU is used
+        while waiting.
+
+        Parameters
+        ----------
+        timeout
+            Seconds; None waits as long as it takes.
+        after
+            A generation; None: the current one (0 when there is no segment).
+
+        Returns
+        -------
+        int
+            The generation of the newer frame.
+
+        Raises
+        ------
+        TimeoutError
+            None within `timeout`.
+        NotAttachedError
+            `detach()` was called meanwhile, from another thread.
+        """
+        deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
+        epoch = self._detaches
+        try:
+            store = self._attach()
+        except NotFoundError:
+            store = self._appear(deadline, epoch)
+            after = 0 if after is None else after
         if after is None:
             after = store.generation
-        generation: int = store.wait(after, timeout)
+        with self._mu:
+            if epoch != self._detaches:
+                raise NotAttachedError(f"wait on {self._where()}: detached")
+            self._waits.add(store)
+        try:
+            generation: int = store.wait(after, _left(deadline))
+        finally:
+            with self._mu:
+                self._waits.discard(store)
         return generation
+
+    def _appear(self, deadline: float | None, epoch: int) -> _shmcore.FrameStore:
+        """Attach, waiting for the key to appear when it does not exist."""
+        watch = _shmcore.KeyWatch(self.native_key)
+        with self._mu:
+            self._waits.add(watch)
+        try:
+            while True:
+                if epoch != self._detaches:
+                    raise NotAttachedError(f"wait on {self._where()}: detached")
+                try:
+                    return self._attach()
+                except NotFoundError:
+                    pass
+                left = _left(deadline)
+                if left == 0:
+                    raise TimeoutError(f"no segment {self._where()} within the timeout")
+                watch.wait(0.1 if left is None else min(left, 0.1))
+        finally:
+            with self._mu:
+                self._waits.discard(watch)
+
+    def status(self) -> dict[str, Any]:
+        """The store as it is now.
+
+        Returns
+        -------
+        dict
+            ``key``, ``native_key``, ``options`` (capacity, slots, max_slots,
+            history, slot_capacity), ``slots_in_use`` and ``table_slots``,
+            ``generation``, ``persistent``, ``pins`` (a list of ``{"pid",
+            "pins", "slots"}``, one per pinning handle) and ``subscribers``.
+        """
+        store = self._attach()
+        used, table = store.slots_in_use()
+        return {
+            "key": self.key,
+            "native_key": self.native_key,
+            "options": store.options,
+            "slots_in_use": used,
+            "table_slots": table,
+            "generation": store.generation,
+            "persistent": store.segment.persistent,
+            "pins": [{"pid": p, "pins": n, "slots": s} for p, n, s in store.pinners()],
+            "subscribers": [
+                {"pid": p, "mode": "lossless" if lossless else "lossy", "next": nxt}
+                for p, lossless, nxt in store.subscribers()
+            ],
+        }
 
     def load_from_memory(self) -> np.ndarray:
         """The example's second button: attach, lock, copy, unlock, detach."""
@@ -217,11 +468,8 @@ class SharedImage:
         try:
             store = _shmcore.FrameStore(cast("_shmcore.Segment", memory._seg))
             with memory.locked():
-                pinned, slot, meta = store.pin()
-                try:
-                    return pinned.copy_out(slot, meta[0], meta[1])
-                finally:
-                    pinned.unpin(slot)
+                pixels: np.ndarray = store.read()[1]
+                return pixels
         finally:
             del store
             memory.detach()
@@ -233,12 +481,26 @@ class SharedImage:
         return self._store is not None
 
     def detach(self) -> bool:
-        """Leave; the mapping lives on while arrays from view()/loan() do."""
+        """Leave at once; never raises BufferError.
+
+        Arrays from `view()`/`loan()` still alive keep their pins, the
+        mapping and this process's share in the segment's lifetime until
+        they are freed. A thread blocked in `wait()` wakes with
+        `NotAttachedError`.
+
+        Returns
+        -------
+        bool
+            Whether it was attached.
+        """
+        with self._mu:
+            self._detaches += 1
+            for waiting in self._waits:
+                waiting.cancel() if isinstance(waiting, _shmcore.KeyWatch) else waiting.cancel_waits()
         store, self._store = self._store, None
         if store is None:
             return False
         store = store.live
-        store.forget_arrays()
         # Arrays from view()/loan() or another thread's wait() still use the
         # mapping: it goes when the last of them lets go of the store.
         if not store.segment.export_count and not store.segment.waiting_count:
@@ -258,12 +520,29 @@ class SharedImage:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickles as key and options; the copy attaches on first use."""
-        return (_unpickle, (self.key, {"capacity": self.capacity, "persistent": self.persistent}))
+        options = {"capacity": self.capacity, "persistent": self.persistent, **self._asked}
+        return (_unpickle, (self.key, options))
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         """``numpy.asarray(image)`` is ``image.read()``."""
         frame = self.read()
         return frame if dtype is None else frame.astype(dtype, copy=False)
+
+
+def _seconds(timeout: float) -> float:
+    """A timeout in seconds, checked as the core checks it."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    t = float(timeout)
+    if math.isnan(t) or t < 0:
+        raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
+    return t
+
+
+def _left(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())
 
 
 def _unpickle(key: str, options: dict[str, Any]) -> SharedImage:

@@ -253,26 +253,28 @@ class SegmentInfo:
     persistent: bool
 
 
+def segment_info(native_key: str) -> SegmentInfo | None:
+    """The shmimage segment under one native name, or None when there is none
+    (a stale one is reclaimed on the way)."""
+    try:
+        facts = _shmcore.probe(native_key, True)
+    except (SharedMemoryError, OSError):
+        return None
+    if not facts["ours"] or facts["reclaimed"]:
+        return None
+    return SegmentInfo(
+        key=facts["key"],
+        native_key=native_key,
+        size=facts["size"],
+        attachments=_shmcore.attachments(facts),
+        persistent=facts["persistent"],
+    )
+
+
 def list_segments() -> list[SegmentInfo]:
     """shmimage's segments on this machine; stale ones are reclaimed on the way."""
-    found = []
-    for name in _shmcore.segment_names():
-        try:
-            facts = _shmcore.probe(name, True)
-        except (SharedMemoryError, OSError):
-            continue
-        if not facts["ours"] or facts["reclaimed"]:
-            continue
-        found.append(
-            SegmentInfo(
-                key=facts["key"],
-                native_key=name,
-                size=facts["size"],
-                attachments=_shmcore.attachments(facts),
-                persistent=facts["persistent"],
-            )
-        )
-    return found
+    found = (segment_info(name) for name in _shmcore.segment_names())
+    return [info for info in found if info is not None]
 
 
 def collect_garbage() -> list[str]:

@@ -1,15 +1,27 @@
 # Frames in a segment: a thin wrapper over frames.c (the protocol, its
-# layout and its validation). Included by _shmcore.pyx.
+# layout and its validation) and keywatch.c. Included by _shmcore.pyx.
 #
 # C follows a store that was replaced under its name (grown) by itself: a
 # call that may move gets blank storage for the successor (`_spare`), and
 # when it moved there, the successor is adopted as `self.successor`.
+#
+# Arrays over a slot have a FramePin as their base: it owns one pin of the
+# slot (or the writer's claim) and one export of the segment, so the frame
+# stays true and the mapping stays valid until the last array is gone.
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport EINTR
 from libc.string cimport memcmp, memcpy
 
 import numpy as np
 
+cdef extern from "<errno.h>":
+    int ECANCELED
+
 from shmimage.errors import InvalidImageError, NoFrameError, TornFrameError
+
+_ndarray = np.ndarray
 
 MAX_FRAME_BYTES = FRM_MAX_FRAME_BYTES
 MAX_DIMS = FRM_MAX_DIMS
@@ -51,9 +63,20 @@ def segment_size(uint64_t capacity, int slots=FRM_MIN_SPARES, int max_slots=FRM_
     return size
 
 
-cdef frm_options _options(uint64_t capacity, int slots, int max_slots, int history):
+cdef int _check_options(frm_options *o) except -1:
+    if frm_check_options(o) == EINVAL:
+        raise ValueError(
+            f"store options out of bounds: slots={o.slots} (2 to max_slots), "
+            f"max_slots={o.max_slots} (at most {FRM_MAX_SPARES}), "
+            f"history={o.history} (1 to {FRM_MAX_HISTORY})")
+    return 0
+
+
+cdef frm_options _options(uint64_t capacity, int slots, int max_slots, int history,
+                          uint64_t min_capacity=0):
     cdef frm_options o
     o.capacity = capacity
+    o.min_capacity = min_capacity
     o.slots = slots
     o.max_slots = max_slots
     o.history = history
@@ -67,8 +90,9 @@ cdef int64_t deadline_of(object timeout) except? -2:
     return -1 if ns < 0 else frm_now_ns() + ns
 
 
-cdef int fail(int rc, str what) except -1:
-    """Raise the exception for a frames.c status (0: nothing)."""
+cdef int fail(int rc, str what, str subject=None) except -1:
+    """Raise the exception for a frames.c status (0: nothing); `subject`
+    names the segment (the user's key, then the native name)."""
     if rc == 0:
         return 0
     if rc == ETIMEDOUT:
@@ -82,7 +106,9 @@ cdef int fail(int rc, str what) except -1:
         raise LockError(f"{what}: this thread already holds the segment's lock")
     if rc == ESTALE:
         raise IncompatibleSegmentError(f"{what}: the store was replaced")
-    return check(rc, what)
+    if rc == ECANCELED:
+        raise NotAttachedError(f"{what}: detached")
+    return check(rc, what, subject)
 
 
 cdef int fail_frame(int rc, str what) except -1:
@@ -105,6 +131,92 @@ cdef int spec_of(tuple shape, object dtype, frm_spec *spec) except -1:
     return 0
 
 
+cdef int spec_meta(frm_spec *spec, bytes meta) except -1:
+    if meta is not None and len(meta):
+        if len(meta) > FRM_META_MAX:
+            raise ValueError(f"meta is {len(meta)} bytes encoded, at most {FRM_META_MAX}")
+        spec.meta = <const char *>meta
+        spec.meta_len = len(meta)
+    return 0
+
+
+@cython.no_gc  # it references its store, never the other way: no cycle to collect
+cdef class FramePin:
+    """One pin (or a writer's claim) of a slot, exporting its bytes: the
+    base of the arrays over that frame. Dropping the last one unpins."""
+
+    cdef FrameStore store
+    cdef Py_buffer seg_buf  # keeps the mapping, counted as a segment export
+    cdef bint has_buf
+    cdef unsigned char *ptr
+    cdef Py_ssize_t size
+    cdef int slot
+    cdef bint pinned
+    cdef bint readonly
+    cdef uint32_t pid
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if (flags & PyBUF_WRITABLE) and self.readonly:
+            raise BufferError("this frame's array is read-only")
+        PyBuffer_FillInfo(view, self, self.ptr, self.size, self.readonly, flags)
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    cdef void _release(self):
+        """Unpin, in the process that pinned (a forked child holds no pins)."""
+        cdef FrameStore store = self.store
+        if self.pinned and store is not None and self.pid == frm_pid():
+            if store.segment is not None and store.segment.attached:
+                frm_unpin(&store.st, self.slot)
+        self.pinned = False
+
+    def __dealloc__(self):
+        self._release()
+        if self.has_buf:
+            self.has_buf = False
+            PyBuffer_Release(&self.seg_buf)
+
+    @property
+    def is_pinned(self):
+        return bool(self.pinned)
+
+    def freeze(self):
+        """Refuse writable exports from now on (a loan block has ended)."""
+        self.readonly = True
+
+
+cdef class KeyWatch:
+    """Waits for a segment name to appear (keywatch.c); cancel() wakes it."""
+
+    cdef kw_watch w
+    cdef bint opened
+
+    def __cinit__(self, str name):
+        cdef bytes bname = name.encode()
+        check(kw_open(&self.w, bname), f"watch for {name!r}")
+        self.opened = True
+
+    def __dealloc__(self):
+        if self.opened:
+            kw_close(&self.w)
+
+    def wait(self, object timeout=None):
+        """Sleep until the name may exist: True (look again) or False (the
+        timeout passed). NotAttachedError once cancelled."""
+        cdef int64_t ns = timeout_ns(timeout)
+        cdef int rc
+        with nogil:
+            rc = kw_wait(&self.w, ns)
+        if rc == ETIMEDOUT:
+            return False
+        fail(rc, "wait for the key")
+        return True
+
+    def cancel(self):
+        kw_cancel(&self.w)
+
+
 cdef class FrameStore:
     """The frame protocol over one attached Segment."""
 
@@ -115,12 +227,10 @@ cdef class FrameStore:
     cdef readonly FrameStore successor
     cdef FrameStore _next  # blank storage C attaches a successor into
     # What each slot's frame looked like when last turned into Python objects
-    # (shape and dtype), those objects, and the last array made over each
-    # slot (index slot * 2 + writable): a frame's geometry rarely changes,
-    # and building these anew is most of the cost of a view() or loan().
+    # (shape and dtype), and those objects: a frame's geometry rarely
+    # changes, and building them anew is much of the cost of a view().
     cdef frm_frame seen[FRM_MAX_TABLE]
     cdef list specs
-    cdef list arrays
 
     def __cinit__(self, Segment segment=None):
         if segment is None:
@@ -133,7 +243,6 @@ cdef class FrameStore:
     cdef _opened(self):
         self.opened = True
         self.specs = [None] * FRM_MAX_TABLE
-        self.arrays = [None] * (2 * FRM_MAX_TABLE)
 
     def __dealloc__(self):
         if self.opened:
@@ -142,26 +251,26 @@ cdef class FrameStore:
     @staticmethod
     def attach(str name, bint writable=True, bint create=False, bytes key=b"",
                bint persistent=False, uint64_t capacity=0, int slots=FRM_MIN_SPARES,
-               int max_slots=FRM_MIN_SPARES, int history=1):
+               int max_slots=FRM_MIN_SPARES, int history=1, uint64_t min_capacity=0,
+               str user_key=None):
         """Attach the store under `name`, following replacements; with
-        `create`, build it (with these options) when there is none."""
+        `create`, build it (with these options) when there is none.
+        `user_key`, the user's key for `name`, is only for messages."""
         cdef FrameStore self = FrameStore.__new__(FrameStore)
         cdef Segment seg = Segment.__new__(Segment)
-        cdef frm_options o = _options(capacity, slots, max_slots, history)
+        cdef frm_options o = _options(capacity, slots, max_slots, history, min_capacity)
         cdef bytes bname = name.encode()
         cdef const char *cname = bname
         cdef const char *ckey = key
         cdef size_t klen = min(len(key), SHMP_KEY_MAX)
         cdef int rc, created = 0
-        if create and frm_check_options(&o) == EINVAL:
-            raise ValueError(
-                f"store options out of bounds: slots={slots} (2 to max_slots), "
-                f"max_slots={max_slots} (at most {FRM_MAX_SPARES}), "
-                f"history={history} (1 to {FRM_MAX_HISTORY})")
+        if create:
+            _check_options(&o)
         with nogil:
             rc = frm_attach(&self.st, &seg.seg, cname, writable, create, &o, ckey, klen,
                             persistent, &created)
-        fail(rc, f"{'create or ' if create else ''}attach {name!r}")
+        seg.subject = subject_of(user_key, name)
+        fail(rc, "create or attach" if create else "attach", seg.subject)
         seg._attached()
         self.segment = seg
         self._opened()
@@ -213,13 +322,86 @@ cdef class FrameStore:
 
     @property
     def options(self):
-        """The store options: capacity, slots, max_slots, history."""
-        return {"capacity": self.st.capacity, "slots": self.st.slots,
-                "max_slots": self.st.max_slots, "history": self.st.history}
+        """The store options: capacity (the lower bound), slots, max_slots, history."""
+        return {"capacity": self.st.min_capacity, "slots": self.st.slots,
+                "max_slots": self.st.max_slots, "history": self.st.history,
+                "slot_capacity": self.st.capacity}
+
+    # -- the store as it is --
+
+    def pinners(self):
+        """Live pinning handles: [(pid, pins, slots)]."""
+        cdef frm_pin_info info[FRM_MAX_PINNERS]
+        cdef int n = 0
+        check(frm_pinners(&self.st, info, FRM_MAX_PINNERS, &n), "list the pins")
+        return [(info[i].pid, info[i].pins,
+                 [s for s in range(self.st.table_slots) if info[i].slots[s // 32] >> (s % 32) & 1])
+                for i in range(n)]
+
+    def subscribers(self):
+        """Live registered subscribers: [(pid, lossless, next_generation)]."""
+        cdef frm_sub sub
+        cdef int alive = 0
+        out = []
+        for k in range(FRM_MAX_SUBS):
+            if frm_subscriber(&self.st, k, &sub, &alive) == 0 and alive:
+                out.append((sub.pid, bool(sub.flags & 1), sub.next_generation))
+        return out
+
+    def slots_in_use(self):
+        """Slots of the table taken so far (history plus spares), and the table's size."""
+        return frm_active_slots(&self.st), self.st.table_slots
+
+    def set_persistent(self):
+        check(frm_set_persistent(&self.st), "make the segment persistent")
+
+    def cancel_waits(self):
+        """Wake every wait() on this handle with NotAttachedError, for good."""
+        if self.segment is not None and self.segment.attached:
+            frm_cancel(&self.st)
+
+    def rebuild(self, uint64_t capacity, int slots, int max_slots, int history,
+                uint64_t min_capacity, object timeout=None):
+        """Rebuild under the same name with these options, carrying the kept
+        frames: the new store."""
+        cdef frm_options o = _options(capacity, slots, max_slots, history, min_capacity)
+        cdef frm_follow fw
+        cdef int64_t deadline = deadline_of(timeout)
+        cdef int rc
+        _check_options(&o)
+        fw = self._spare()
+        self.segment.waiting += 1
+        try:
+            while True:
+                with nogil:
+                    rc = frm_rebuild(&self.st, &fw, &o, deadline)
+                if rc != EINTR:
+                    break
+                PyErr_CheckSignals()
+        finally:
+            self.segment.waiting -= 1
+            store = self._adopt(&fw)
+        fail(rc, "rebuild the store")
+        return store
 
     # -- writing --
 
-    def publish(self, object array, object timeout=None):
+    cdef int _claim_failed(self, int rc, str what) except -1:
+        """fail_frame(), naming who pins when no slot could be had."""
+        cdef int total
+        if rc == FRM_EOWNPINS:
+            total = sum(p[1] for p in self.pinners() if p[0] == frm_pid())
+            raise BufferError(
+                f"{what}: this process pins every slot up to max_slots={self.st.max_slots} "
+                f"({total} pins held by arrays from view()/loan()): drop some first")
+        if rc == FRM_EPINNED:
+            who = ", ".join(f"pid {p[0]} ({p[1]} pins)" for p in self.pinners()) or "nobody now"
+            raise TimeoutError(
+                f"{what}: timed out, every slot up to max_slots={self.st.max_slots} "
+                f"is pinned: {who}")
+        return fail_frame(rc, what)
+
+    def publish(self, object array, object timeout=None, bytes meta=None):
         """Copy `array` in as the new latest frame; its generation."""
         cdef Py_buffer src
         cdef frm_spec spec
@@ -229,8 +411,9 @@ cdef class FrameStore:
         cdef int rc
         dtype = array.dtype
         if not array.flags.c_contiguous or dtype not in _CODES:
-            return self._publish_copy(array, timeout)
+            return self._publish_copy(array, timeout, meta)
         spec_of(array.shape, dtype, &spec)
+        spec_meta(&spec, meta)
         deadline = deadline_of(timeout)
         PyObject_GetBuffer(array, &src, PyBUF_C_CONTIGUOUS)
         fw = self._spare()
@@ -245,24 +428,26 @@ cdef class FrameStore:
         finally:
             self.segment.waiting -= 1
             PyBuffer_Release(&src)
-            self._adopt(&fw)
-        fail_frame(rc, "publish")
+            store = self._adopt(&fw)
+        (<FrameStore>store)._claim_failed(rc, "publish")
         return gen
 
-    def _publish_copy(self, object array, object timeout):
+    def _publish_copy(self, object array, object timeout, bytes meta):
         """Publish an array numpy must copy in (strided, byte-swapped)."""
         dtype = array.dtype.newbyteorder("=")
-        store, slot, dst = self.loan_begin(array.shape, dtype, timeout)
+        meta_len = len(meta) if meta is not None else 0
+        store, slot, dst = self.loan_begin(array.shape, dtype, timeout, meta_len)
         try:
             np.copyto(dst, array, casting="equiv")
         except BaseException:
             store.loan_end(slot, array.shape, dtype, False)
             raise
-        return store.loan_end(slot, array.shape, dtype, True)
+        return store.loan_end(slot, array.shape, dtype, True, meta)
 
-    def loan_begin(self, tuple shape, object dtype, object timeout=None):
+    def loan_begin(self, tuple shape, object dtype, object timeout=None, int meta_len=0):
         """Lock and claim a slot: (store, slot, writable ndarray over it),
-        `store` being the one to call loan_end on."""
+        `store` being the one to call loan_end on. The array's base is the
+        claim's FramePin."""
         cdef frm_spec spec
         cdef frm_claim_t c
         cdef frm_follow fw
@@ -272,39 +457,48 @@ cdef class FrameStore:
         spec_of(shape, dtype, &spec)
         cdef uint64_t nbytes = frame_bytes(shape, dtype)
         cdef int64_t deadline = deadline_of(timeout)
+        if meta_len > <int>FRM_META_MAX:
+            raise ValueError(f"meta is {meta_len} bytes encoded, at most {FRM_META_MAX}")
         fw = self._spare()
         self.segment.waiting += 1
         try:
             while True:
                 with nogil:
-                    rc = frm_claim(&self.st, &fw, nbytes, 0, deadline, &c)
+                    rc = frm_claim(&self.st, &fw, nbytes, meta_len, deadline, &c)
                 if rc != EINTR:
                     break
                 PyErr_CheckSignals()
         finally:
             self.segment.waiting -= 1
             store = self._adopt(&fw)
-        fail(rc, "claim a frame slot")
+        store._claim_failed(rc, "claim a frame slot")
         store.segment.lock_thread = PyThread_get_thread_ident()
         try:
-            return store, c.slot, store._array(c.slot, shape, dtype, True)
+            pin = store._new_pin(c.slot, store._offset(c.slot), nbytes, False)
+            return store, c.slot, _ndarray(shape, dtype, pin)
         except BaseException:
-            store._end(c.slot, NULL)
+            store._end(c.slot, NULL, False)
             raise
 
-    def loan_end(self, int slot, tuple shape, object dtype, bint commit):
-        """Publish (commit) or drop a loaned slot, then unlock; the generation or 0."""
+    def loan_end(self, int slot, tuple shape, object dtype, bint commit, bytes meta=None,
+                 FramePin pin=None):
+        """Publish (commit) or drop a loaned slot, then unlock; the generation
+        or 0. With `pin`, the published slot stays pinned while it lives."""
         cdef frm_spec spec
         if not commit:
-            return self._end(slot, NULL)
+            return self._end(slot, NULL, False)
         try:
             spec_of(shape, np.dtype(dtype), &spec)
+            spec_meta(&spec, meta)
         except BaseException:
-            self._end(slot, NULL)
+            self._end(slot, NULL, False)
             raise
-        return self._end(slot, &spec)
+        gen = self._end(slot, &spec, pin is not None)
+        if pin is not None:
+            pin.pinned = True
+        return gen
 
-    cdef uint64_t _end(self, int slot, frm_spec *spec) except? 0:
+    cdef uint64_t _end(self, int slot, frm_spec *spec, bint keep) except? 0:
         cdef frm_claim_t c
         cdef uint64_t gen = 0
         cdef int rc
@@ -313,42 +507,79 @@ cdef class FrameStore:
         c.meta = shmp_data(&self.segment.seg) + self.st.ctrl_size + slot * self.st.stride
         c.pixels = c.meta + self.st.meta_capacity
         self.segment.lock_thread = 0
-        rc = frm_commit(&c, spec, &gen) if spec != NULL else frm_abandon(&c)
+        if spec == NULL:
+            rc = frm_abandon(&c)
+        elif keep:
+            rc = frm_commit_pinned(&c, spec, &gen)
+        else:
+            rc = frm_commit(&c, spec, &gen)
         fail_frame(rc, "publish" if spec != NULL else "cancel a loan")
         return gen
 
     # -- reading --
 
-    def pin(self):
-        """Pin the latest complete frame: (store, slot, meta), `store` being
-        the one to unpin it on."""
-        cdef frm_frame f
+    cdef FrameStore _pin(self, frm_frame *f):
+        """Pin the latest frame into *f: the store it is pinned in."""
         cdef frm_follow fw = self._spare()
-        cdef int rc = frm_pin(&self.st, &fw, &f)
+        cdef int rc = frm_pin(&self.st, &fw, f)
         cdef FrameStore store = self._adopt(&fw)
         fail(rc, "pin a frame")
-        try:
-            return store, f.slot, store._meta(&f)
-        except BaseException:
-            store.unpin(f.slot)
-            raise
+        return store
 
-    def unpin(self, int slot):
-        if self.segment.is_attached:
-            frm_unpin(&self.st, slot)
+    cdef FramePin _new_pin(self, int slot, uint64_t offset, uint64_t nbytes, bint readonly):
+        cdef FramePin pin = FramePin.__new__(FramePin)
+        PyObject_GetBuffer(self.segment, &pin.seg_buf, PyBUF_SIMPLE)
+        pin.has_buf = True
+        pin.store = self
+        pin.slot = slot
+        pin.ptr = shmp_data(&self.segment.seg) + offset
+        pin.size = nbytes
+        pin.readonly = readonly or not self.segment.seg.writable
+        pin.pid = frm_pid()
+        return pin
+
+    def view(self):
+        """Pin the latest frame: (store, read-only ndarray, facts); the
+        array's base owns the pin."""
+        cdef frm_frame f
+        cdef FrameStore store = self._pin(&f)
+        cdef FramePin pin
+        try:
+            facts = store._facts(&f)
+            pin = store._new_pin(f.slot, f.offset, f.nbytes, True)
+        except BaseException:
+            frm_unpin(&store.st, f.slot)
+            raise
+        pin.pinned = True
+        return store, _ndarray(facts[0], facts[1], pin), facts
+
+    def read(self, object out=None):
+        """A copy of the latest frame (into `out` when given): (store, array, facts)."""
+        cdef frm_frame f
+        cdef FrameStore store = self._pin(&f)
+        try:
+            facts = store._facts(&f)
+            return store, store._copy(&f, facts, out), facts
+        finally:
+            frm_unpin(&store.st, f.slot)
 
     def info(self):
-        """Facts of the latest frame without pinning it."""
+        """Facts of the latest frame, its meta included."""
         cdef frm_frame f
-        cdef frm_follow fw = self._spare()
-        cdef int rc = frm_latest(&self.st, &fw, &f)
-        cdef FrameStore store = self._adopt(&fw)
-        fail(rc, "read the latest frame's facts")
-        return store._meta(&f)
+        cdef FrameStore store = self._pin(&f)
+        try:
+            return store._facts(&f)
+        finally:
+            frm_unpin(&store.st, f.slot)
 
-    cdef tuple _meta(self, frm_frame *f):
+    cdef tuple _facts(self, frm_frame *f):
+        """(shape, dtype, generation, timestamp_ns, writer_pid, meta bytes)."""
         spec = self._spec(f)
-        return spec[0], spec[1], f.generation, f.timestamp_ns, f.writer_pid
+        meta = b""
+        if f.meta_len:
+            meta = PyBytes_FromStringAndSize(
+                <char *>shmp_data(&self.segment.seg) + f.meta_offset, f.meta_len)
+        return spec[0], spec[1], f.generation, f.timestamp_ns, f.writer_pid, meta
 
     cdef tuple _spec(self, frm_frame *f):
         """(shape, dtype) of a validated frame, made once per geometry."""
@@ -364,48 +595,36 @@ cdef class FrameStore:
         self.specs[slot] = spec
         return spec
 
-    def array(self, int slot, tuple shape, object dtype, bint writable=False):
-        """A zero-copy ndarray over a slot; it keeps the mapping alive."""
-        return self._array(slot, shape, dtype, writable)
-
-    cdef object _array(self, int slot, tuple shape, object dtype, bint writable):
-        cdef int i = slot * 2 + writable
-        cdef tuple last = self.arrays[i]
-        if (last is not None and (last[0] is shape or last[0] == shape)
-                and (last[1] is dtype or last[1] == dtype)):
-            return last[2].view()  # a new array object: the caller may reshape it
-        cdef uint64_t off = self._offset(slot)
-        mv = memoryview(self.segment)[off:off + frame_bytes(shape, dtype)]
-        if not writable:
-            mv = mv.toreadonly()
-        array = np.frombuffer(mv, dtype=dtype).reshape(shape)
-        self.arrays[i] = (shape, dtype, array)
-        return array.view()
+    cdef object _copy(self, frm_frame *f, tuple facts, object out):
+        """Copy a pinned frame out with the GIL released: into `out` (same
+        shape and dtype, C-contiguous, writable) or a new array."""
+        cdef Py_buffer dst
+        cdef unsigned char *src = shmp_data(&self.segment.seg) + f.offset
+        cdef size_t n = f.nbytes
+        if out is None:
+            out = np.empty(facts[0], dtype=facts[1])
+        elif not isinstance(out, np.ndarray) or out.shape != facts[0] or out.dtype != facts[1]:
+            raise ValueError(
+                f"out must be an ndarray of shape {facts[0]} and dtype {facts[1]} (the "
+                f"frame's), not {getattr(out, 'shape', type(out).__name__)} "
+                f"{getattr(out, 'dtype', '')}".rstrip())
+        elif not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be C-contiguous and writable")
+        PyObject_GetBuffer(out, &dst, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
+        try:
+            if <size_t>dst.len != n:
+                raise ValueError("out does not match the frame's size")
+            with nogil:
+                shmp_copy(dst.buf, src, n, 2)
+        finally:
+            PyBuffer_Release(&dst)
+        return out
 
     cdef uint64_t _offset(self, int slot) except? 0:
         """Where a slot's pixels start in the data area."""
         if slot < 0 or <uint32_t>slot >= self.st.table_slots:
             raise ValueError(f"no frame slot {slot}")
         return self.st.ctrl_size + slot * self.st.stride + self.st.meta_capacity
-
-    def forget_arrays(self):
-        """Drop the arrays kept for reuse, so that they hold no buffer of the
-        segment (call before deciding whether it can be unmapped)."""
-        self.arrays = [None] * (2 * FRM_MAX_TABLE)
-
-    def copy_out(self, int slot, tuple shape, object dtype):
-        """A private copy of a pinned slot, copied with the GIL released."""
-        out = np.empty(shape, dtype=dtype)
-        cdef size_t n = out.nbytes
-        cdef uint64_t off = self._offset(slot)
-        if n > self.st.capacity:
-            raise ValueError("a frame larger than its slot")
-        cdef unsigned char[::1] dst = out.reshape(-1).view(np.uint8)
-        cdef unsigned char *src = shmp_data(&self.segment.seg) + off
-        if n:
-            with nogil:
-                shmp_copy(&dst[0], src, n, 2)
-        return out
 
     def wait(self, uint64_t after, object timeout=None):
         """Block until a generation newer than `after`; it."""

@@ -17,10 +17,13 @@
 typedef char frm_head_is_1k[sizeof(frm_ctrl) == FRM_HEAD_SIZE ? 1 : -1];
 typedef char frm_slot_is_128[sizeof(frm_slot) == 128 ? 1 : -1];
 typedef char frm_sub_is_64[sizeof(frm_sub) == 64 ? 1 : -1];
+typedef char frm_pinner_is_32[sizeof(frm_pinner) == 32 ? 1 : -1];
+typedef char frm_slot_bits_fit[FRM_MAX_TABLE <= 128 ? 1 : -1]; /* frm_pinner.slots */
 typedef char frm_slot_fits_8_bits[FRM_MAX_TABLE < 255 ? 1 : -1]; /* latest: slot + 1 */
 
 #define FOLLOW_MAX 64   /* replacements followed in one call before refusing */
 #define PIN_TRIES 10000 /* races with writers lost in a row before giving up */
+#define OWN_GRACE_NS 20000000LL /* see claim_locked */
 
 /* ---- atomics, clocks, pid ---- */
 
@@ -47,6 +50,7 @@ static void store32(uint32_t *p, uint32_t v) {
 }
 static void add32(uint32_t *p, int32_t d) { InterlockedExchangeAdd((volatile LONG *)p, (LONG)d); }
 static uint32_t load32_seq(uint32_t *p) { return load32(p); }
+static void or32(uint32_t *p, uint32_t v) { InterlockedOr((volatile LONG *)p, (LONG)v); }
 #else
 static uint64_t load64(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static void store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
@@ -55,6 +59,7 @@ static void store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_R
 /* Sequentially consistent: a bump is ordered before reading `waiters`. */
 static void add32(uint32_t *p, int32_t d) { __atomic_fetch_add(p, (uint32_t)d, __ATOMIC_SEQ_CST); }
 static uint32_t load32_seq(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static void or32(uint32_t *p, uint32_t v) { __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
 #endif
 
 /* Descriptor fields other than `state` are plain data guarded by the slot's
@@ -199,6 +204,8 @@ static void handle_init(frm_store *st, shmp_seg *seg) {
     st->data = data;
     st->ctrl = (frm_ctrl *)data;
     st->subs = (frm_sub *)(data + FRM_SUBS_AT);
+    st->pinners = (frm_pinner *)(data + FRM_PINNERS_AT);
+    st->pinner = -1;
     st->table = (frm_slot *)(data + FRM_TABLE_AT);
     st->copy_threads = 2;
     st->pid = my_pid();
@@ -244,6 +251,7 @@ int frm_open(frm_store *st, shmp_seg *seg) {
     st->history = c.history;
     st->slots = c.slots;
     st->max_slots = c.max_slots;
+    st->min_capacity = c.min_capacity < c.slot_capacity ? c.min_capacity : c.slot_capacity;
     return 0;
 }
 
@@ -265,6 +273,7 @@ static void write_head(frm_ctrl *c, const frm_options *o, uint64_t last_generati
     c->active_slots = o->history + o->slots;
     c->slot_stride = c->meta_capacity + c->slot_capacity;
     c->last_generation = last_generation;
+    c->min_capacity = o->min_capacity < o->capacity ? o->min_capacity : o->capacity;
     c->magic = FRM_MAGIC;
 }
 
@@ -285,6 +294,7 @@ int frm_build(frm_store *st, shmp_seg *seg, const frm_options *o, const char *ke
 
 void frm_get_options(const frm_store *st, frm_options *o) {
     o->capacity = st->capacity;
+    o->min_capacity = st->min_capacity;
     o->slots = st->slots;
     o->max_slots = st->max_slots;
     o->history = st->history;
@@ -307,9 +317,15 @@ static void enter(frm_store *st) {
         st->pid = pid;
         memset(st->pins, 0, sizeof st->pins);
         memset(st->claimed, 0, sizeof st->claimed);
+        st->pinner = -1; /* the parent's entry and its lock are not ours */
+        st->total_pins = 0;
     }
     mu_lock(&st->mu);
 }
+
+uint32_t frm_pid(void) { return my_pid(); }
+
+uint32_t frm_active_slots(frm_store *st) { return load32(&st->ctrl->active_slots); }
 
 /* ---- attaching and following ---- */
 
@@ -455,13 +471,73 @@ int frm_latest(frm_store *st, frm_follow *fw, frm_frame *f) {
     return ETIMEDOUT; /* frames change too fast to read their facts */
 }
 
+/* ---- the pinner registry ---- */
+
+/* Takes a registry entry for this handle on its first pin: one whose
+ * kernel lock nobody holds (free, or its owner died). A full registry or a
+ * read-only mapping leaves the handle unlisted; its pins still count.
+ * Local mutex held. */
+static void register_pinner(frm_store *st) {
+    if (st->pinner != -1) return;
+    st->pinner = -2;
+    if (!st->seg->writable) return;
+    for (uint32_t k = 0; k < FRM_MAX_PINNERS; k++) {
+        if (shmp_range_lock(st->seg, FRM_PIN_LOCKS + k, 1) != 0) continue;
+        frm_pinner *e = &st->pinners[k];
+        for (int w = 0; w < 4; w++) store32(&e->slots[w], 0);
+        store32(&e->pins, 0);
+        store32(&e->pid, my_pid());
+        st->pinner = (int)k;
+        return;
+    }
+}
+
+/* Mirrors a change of this handle's pins into its entry. Mutex held. */
+static void note_pins(frm_store *st, int slot, int pinned_now) {
+    if (st->pinner < 0) return;
+    frm_pinner *e = &st->pinners[st->pinner];
+    uint32_t *w = &e->slots[slot / 32], bit = 1u << (slot % 32);
+    store32(w, pinned_now ? (load32(w) | bit) : (load32(w) & ~bit));
+    store32(&e->pins, st->total_pins);
+}
+
+/* Counts one more pin of `slot`, whose lock this handle holds. Mutex held. */
+static void add_pin(frm_store *st, int slot) {
+    register_pinner(st);
+    st->total_pins++;
+    note_pins(st, slot, ++st->pins[slot] > 0);
+}
+
+int frm_pinners(frm_store *st, frm_pin_info *out, int max, int *n) {
+    *n = 0;
+    for (uint32_t k = 0; k < FRM_MAX_PINNERS && *n < max; k++) {
+        frm_pinner e;
+        snapshot(&e, &st->pinners[k], sizeof e);
+        if (e.pid == 0 || e.pins == 0) continue;
+        enter(st);
+        int mine = st->pinner == (int)k;
+        mu_unlock(&st->mu);
+        int locked = 0;
+        if (!mine) {
+            int rc = shmp_range_test(st->seg, FRM_PIN_LOCKS + k, &locked);
+            if (rc) return rc;
+            if (!locked) continue; /* its owner is gone: so are its pins */
+        }
+        out[*n].pid = e.pid;
+        out[*n].pins = e.pins;
+        memcpy(out[*n].slots, e.slots, sizeof e.slots);
+        (*n)++;
+    }
+    return 0;
+}
+
 /* Pins `slot` for a reader: 0, or EAGAIN when a writer has it. */
 static int pin_slot(frm_store *st, int slot) {
     int rc = 0;
     enter(st);
     if (st->claimed[slot]) rc = EAGAIN; /* this handle's own writer: no lock conversion */
     else if (st->pins[slot] == 0) rc = shmp_range_lock(st->seg, (uint64_t)slot, 0);
-    if (!rc) st->pins[slot]++;
+    if (!rc) add_pin(st, slot);
     mu_unlock(&st->mu);
     return rc;
 }
@@ -470,7 +546,11 @@ int frm_unpin(frm_store *st, int slot) {
     if (slot < 0 || (uint32_t)slot >= st->table_slots) return EINVAL;
     int rc = 0;
     enter(st);
-    if (st->pins[slot] && --st->pins[slot] == 0) rc = shmp_range_unlock(st->seg, (uint64_t)slot);
+    if (st->pins[slot]) {
+        st->total_pins--;
+        if (--st->pins[slot] == 0) rc = shmp_range_unlock(st->seg, (uint64_t)slot);
+        note_pins(st, slot, st->pins[slot] > 0);
+    }
     mu_unlock(&st->mu);
     return rc;
 }
@@ -530,6 +610,7 @@ int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline, in
     int64_t slice_end = frm_now_ns() + FRM_SLICE_NS;
     if (deadline >= 0 && deadline < slice_end) slice_end = deadline;
     for (;;) {
+        if (load32(&st->cancel)) return ECANCELED;
         frm_store *cur;
         int rc = live(st, fw, &cur);
         if (rc) return rc;
@@ -541,6 +622,9 @@ int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline, in
         }
         int64_t left = slice_end - frm_now_ns();
         if (left <= 0) return past(deadline) ? ETIMEDOUT : EINTR;
+        /* frm_cancel wakes the store it was called on; in a successor, look
+         * again every 10 ms. */
+        if (cur != st && left > 10000000) left = 10000000;
         if (frm_superseded(cur)) continue; /* followed on the next turn */
         if (spin_ns > 0) {
             int moved = spin_for_seq(cur->ctrl, seq, spin_ns < left ? spin_ns : left);
@@ -555,6 +639,18 @@ int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline, in
         add32(&cur->ctrl->waiters, -1);
         if (rc && rc != ETIMEDOUT) return rc;
     }
+}
+
+int frm_cancel(frm_store *st) {
+    store32(&st->cancel, 1);
+    add32(&st->ctrl->seq, 1); /* a waiter about to sleep sees the word move */
+    return shmp_wake(st->seg, &st->ctrl->seq);
+}
+
+int frm_set_persistent(frm_store *st) {
+    if (!st->seg->writable) return EACCES;
+    or32(&shmp_hdr(st->seg)->flags, SHMP_FLAG_PERSISTENT);
+    return 0;
 }
 
 /* ---- writing ---- */
@@ -663,6 +759,7 @@ static int reserve_slot(frm_store *st, int slot, uint64_t filled) {
 static int carry_kept(frm_store *st, frm_store *old) {
     uint64_t last = load64(&old->ctrl->last_generation);
     uint64_t first = last >= old->history ? last - old->history + 1 : 1;
+    if (last >= st->history && first < last - st->history + 1) first = last - st->history + 1;
     int to = 0;
     for (uint64_t g = first; g <= last && g; g++) {
         uint64_t word = load64(&old->ctrl->ring[g % old->history]);
@@ -690,19 +787,24 @@ static int carry_kept(frm_store *st, frm_store *old) {
     return 0;
 }
 
-/* Builds a larger store into *seg, carries the kept frames, puts it under
- * the name and marks `old` superseded. Mutex of `old` held. */
-static int grow(frm_store *old, shmp_seg *seg, uint64_t nbytes, uint32_t meta_len) {
-    frm_options o;
-    frm_get_options(old, &o);
-    /* At least double, so a stream of slowly growing frames grows rarely. */
-    o.capacity = nbytes > old->capacity * 2 ? nbytes : old->capacity * 2;
-    if (o.capacity > FRM_MAX_FRAME_BYTES) o.capacity = nbytes;
-    if (meta_len > o.meta_capacity) o.meta_capacity = FRM_META_MAX;
+/* The largest kept frame of a store, in pixel bytes. */
+static uint64_t largest_kept(frm_store *st) {
+    uint64_t most = 0;
+    for (uint32_t i = 0; i < st->history; i++) {
+        frm_frame f;
+        int slot = slot_of(st, load64(&st->ctrl->ring[i]));
+        if (slot >= 0 && frm_decode(st, slot, &f) == 0 && f.nbytes > most) most = f.nbytes;
+    }
+    return most;
+}
+
+/* Builds a store with options `o` into *seg, carries the kept frames, puts
+ * it under the name and marks `old` superseded. Mutex of `old` held. */
+static int rebuild_into(frm_store *old, shmp_seg *seg, const frm_options *o) {
     shmp_header *h = shmp_hdr(old->seg);
     uint32_t key_len = h->key_len < SHMP_KEY_MAX ? h->key_len : SHMP_KEY_MAX;
     frm_store st;
-    int rc = frm_build(&st, seg, &o, h->key, key_len,
+    int rc = frm_build(&st, seg, o, h->key, key_len,
                        (shmp_load_flags(&h->flags) & SHMP_FLAG_PERSISTENT) != 0,
                        load64(&old->ctrl->last_generation));
     if (rc) return rc;
@@ -716,6 +818,31 @@ static int grow(frm_store *old, shmp_seg *seg, uint64_t nbytes, uint32_t meta_le
     bump_and_wake(old); /* waiters move on to the successor */
     shmp_wake(old->seg, &old->ctrl->seq);
     return 0;
+}
+
+static int grow(frm_store *old, shmp_seg *seg, uint64_t nbytes, uint32_t meta_len) {
+    frm_options o;
+    frm_get_options(old, &o);
+    /* At least double, so a stream of slowly growing frames grows rarely. */
+    o.capacity = nbytes > old->capacity * 2 ? nbytes : old->capacity * 2;
+    if (o.capacity > FRM_MAX_FRAME_BYTES) o.capacity = nbytes;
+    if (meta_len > o.meta_capacity) o.meta_capacity = FRM_META_MAX;
+    return rebuild_into(old, seg, &o);
+}
+
+/* After FRM_SHRINK_AFTER frames under a quarter of a slot: the capacity to
+ * shrink to (never below the `capacity` option nor a kept frame), or 0. */
+static uint64_t shrink_to(frm_store *st, uint64_t nbytes) {
+    if (load32(&st->ctrl->small_run) < FRM_SHRINK_AFTER) return 0;
+    uint64_t cap = st->min_capacity, kept_max = largest_kept(st);
+    if (nbytes > cap) cap = nbytes;
+    if (kept_max > cap) cap = kept_max;
+    cap = round_page(cap ? cap : 1);
+    if (cap * 2 > st->capacity) {
+        store32(&st->ctrl->small_run, 0); /* not worth it */
+        return 0;
+    }
+    return cap;
 }
 
 /* Makes `seg` (attached, named) the store in `fw`. */
@@ -745,7 +872,9 @@ static int lock_fitting(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
             shmp_unlock(cur->seg);
             continue;
         }
-        if (nbytes <= cur->capacity && meta_len <= cur->meta_capacity) {
+        int fits = nbytes <= cur->capacity && meta_len <= cur->meta_capacity;
+        uint64_t smaller = fits && fw ? shrink_to(cur, nbytes) : 0;
+        if (fits && !smaller) {
             *out = cur;
             return 0;
         }
@@ -754,7 +883,14 @@ static int lock_fitting(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
             return ESTALE;
         }
         shmp_seg seg;
-        rc = grow(cur, &seg, nbytes, meta_len);
+        if (smaller) {
+            frm_options o;
+            frm_get_options(cur, &o);
+            o.capacity = smaller;
+            rc = rebuild_into(cur, &seg, &o);
+        } else {
+            rc = grow(cur, &seg, nbytes, meta_len);
+        }
         shmp_unlock(cur->seg);
         if (!rc) rc = install(fw, &seg);
         if (rc) return rc;
@@ -762,14 +898,62 @@ static int lock_fitting(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
     return SHMP_EINCOMPAT; /* keeps being replaced */
 }
 
+/* Is every slot that blocks a claim pinned by this process (any of its
+ * handles)? Then waiting cannot help. */
+static int only_own_pins(frm_store *st) {
+    uint32_t active = load32(&st->ctrl->active_slots);
+    if (active < st->table_slots) return 0;
+    frm_pin_info info[FRM_MAX_PINNERS];
+    int n = 0;
+    if (frm_pinners(st, info, FRM_MAX_PINNERS, &n)) return 0;
+    uint32_t me = my_pid();
+    for (uint32_t i = 0; i < active; i++) {
+        if (kept(st, (int)i)) continue;
+        enter(st);
+        int mine = st->pins[i] > 0;
+        mu_unlock(&st->mu);
+        for (int j = 0; j < n && !mine; j++)
+            mine = info[j].pid == me && (info[j].slots[i / 32] >> (i % 32) & 1u);
+        if (!mine) return 0;
+    }
+    return 1;
+}
+
+int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t deadline) {
+    if (!fw) return EINVAL;
+    int rc = frm_check_options(o);
+    if (rc) return rc;
+    for (int i = 0; i < FOLLOW_MAX; i++) {
+        frm_store *cur;
+        rc = live(st, fw, &cur);
+        if (rc) return rc;
+        rc = lock_segment(cur, deadline);
+        if (rc) return rc;
+        if (frm_superseded(cur)) {
+            shmp_unlock(cur->seg);
+            continue;
+        }
+        frm_options want = *o;
+        uint64_t most = largest_kept(cur);
+        if (most > want.capacity) want.capacity = most;
+        if (want.meta_capacity < cur->meta_capacity) want.meta_capacity = cur->meta_capacity;
+        shmp_seg seg;
+        rc = rebuild_into(cur, &seg, &want);
+        shmp_unlock(cur->seg);
+        return rc ? rc : install(fw, &seg);
+    }
+    return SHMP_EINCOMPAT;
+}
+
 static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
                         int64_t deadline, frm_claim_t *out) {
     if (nbytes > FRM_MAX_FRAME_BYTES) return EFBIG;
     if (meta_len > FRM_META_MAX) return EINVAL;
-    frm_store *cur;
+    frm_store *cur = st;
     int rc = lock_fitting(st, fw, nbytes, meta_len, deadline, &cur);
     if (rc) return rc;
-    int64_t start = frm_now_ns();
+    int64_t start = frm_now_ns(), looked = start;
+    int own = 0; /* looks in a row that found only this process's pins */
     for (;;) {
         int err;
         int slot = find_slot(cur, &err);
@@ -781,8 +965,16 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
             out->pixels = out->meta + cur->meta_capacity;
             return 0;
         }
+        /* Other threads' pins come and go: blame this process only when
+         * two looks 10 ms apart, after 20 ms, find nothing but its pins. */
+        int64_t now = frm_now_ns();
+        if (!err && now - start >= OWN_GRACE_NS && now - looked >= OWN_GRACE_NS / 2) {
+            looked = now;
+            own = only_own_pins(cur) ? own + 1 : 0;
+        }
         if (err) rc = err;
-        else if (past(deadline)) rc = ETIMEDOUT; /* every spare slot is pinned */
+        else if (own >= 2) rc = FRM_EOWNPINS;
+        else if (past(deadline)) rc = FRM_EPINNED;
         else if (frm_now_ns() - start >= FRM_SLICE_NS) rc = EINTR;
         if (rc) {
             shmp_unlock(cur->seg);
@@ -821,7 +1013,23 @@ static int check_spec(const frm_store *st, const frm_spec *spec, uint64_t *nbyte
     return 0;
 }
 
-int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation) {
+/* Turns this handle's claim of `slot` into a pin: the exclusive lock
+ * becomes a shared one in one step (no moment without a lock). */
+static void keep_pinned(frm_store *st, int slot) {
+    enter(st);
+    st->claimed[slot] = 0;
+    if (st->pins[slot] == 0) shmp_range_lock(st->seg, (uint64_t)slot, 0);
+    add_pin(st, slot);
+    mu_unlock(&st->mu);
+}
+
+/* Counts frames much smaller than a slot, for shrinking. Mutex held. */
+static void note_size(frm_store *st, uint64_t nbytes) {
+    uint32_t run = load32(&st->ctrl->small_run);
+    store32(&st->ctrl->small_run, nbytes < st->capacity / 4 ? run + 1 : 0);
+}
+
+static int commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation, int keep) {
     frm_store *st = c->store;
     uint64_t nbytes;
     int rc = check_spec(st, spec, &nbytes);
@@ -848,13 +1056,26 @@ int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation) {
     publish_bytes(slot_at(st, c->slot), &d, sizeof d);
     store32(&slot_at(st, c->slot)->state, FRM_COMPLETE);
     uint64_t word = gen << 8 | (uint64_t)(c->slot + 1);
+    /* The slot's exclusive lock goes before `latest` names it (the mutex
+     * keeps other writers out): a reader that finds it latest can pin it
+     * at once instead of losing races until this writer runs again. */
+    if (keep) keep_pinned(st, c->slot);
+    else release_slot(st, c->slot);
     ctrl->last_generation = gen;
     store64(&ctrl->ring[gen % st->history], word);
     store64(&ctrl->latest, word);
-    release_slot(st, c->slot);
+    note_size(st, nbytes);
     bump_and_wake(st);
     *generation = gen;
     return shmp_unlock(st->seg);
+}
+
+int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation) {
+    return commit(c, spec, generation, 0);
+}
+
+int frm_commit_pinned(frm_claim_t *c, const frm_spec *spec, uint64_t *generation) {
+    return commit(c, spec, generation, 1);
 }
 
 int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *spec,

@@ -1,8 +1,10 @@
-/* The frame protocol over one segment's data area (layout version 2).
+/* The frame protocol over one segment's data area (layout version 3).
  *
- * Data area:  [control: head | subscriber registry | slot table] [slots...]
+ * Data area:  [control: head | subscribers | pinners | slot table] [slots...]
  *   head        frm_ctrl: store options, `latest`, the history ring, futex words
- *   registry    FRM_MAX_SUBS frm_sub entries (lossless subscribers)
+ *   subscribers FRM_MAX_SUBS frm_sub entries (lossless subscribers)
+ *   pinners     FRM_MAX_PINNERS frm_pinner entries: which process pins what,
+ *               each live while its owner holds the entry's kernel lock
  *   slot table  table_slots frm_slot descriptors (history + max_slots)
  *   slots       table_slots regions of slot_stride bytes, page-aligned:
  *               meta_capacity bytes of per-frame metadata, then slot_capacity
@@ -29,8 +31,8 @@
 
 #include "shm_platform.h"
 
-#define FRM_MAGIC 0x324d5246494d4853ULL /* "SHMIFRM2" */
-#define FRM_VERSION 2u
+#define FRM_MAGIC 0x334d5246494d4853ULL /* "SHMIFRM3" */
+#define FRM_VERSION 3u
 #define FRM_PAGE 4096u
 
 #define FRM_MIN_SPARES 2u   /* `slots`: spare slots at first, at least */
@@ -44,10 +46,15 @@
 
 #define FRM_HEAD_SIZE 1024u
 #define FRM_SUBS_AT FRM_HEAD_SIZE
-#define FRM_TABLE_AT (FRM_SUBS_AT + FRM_MAX_SUBS * 64u)
+#define FRM_MAX_PINNERS 64u
+#define FRM_PINNERS_AT (FRM_SUBS_AT + FRM_MAX_SUBS * 64u)
+#define FRM_TABLE_AT (FRM_PINNERS_AT + FRM_MAX_PINNERS * 32u)
+#define FRM_SHRINK_AFTER 16u /* frames under a quarter of a slot before shrinking */
 
-/* Range-lock indexes: slot i is i, subscriber k is FRM_SUB_LOCKS + k. */
+/* Range-lock indexes: slot i is i, subscriber k is FRM_SUB_LOCKS + k,
+ * pinner entry k is FRM_PIN_LOCKS + k. */
 #define FRM_SUB_LOCKS 1024u
+#define FRM_PIN_LOCKS 2048u
 
 /* Slot states. */
 #define FRM_FREE 0u
@@ -65,6 +72,9 @@
 /* Errors that are not errno values (beside SHMP_EINCOMPAT). */
 #define FRM_ENOFRAME 0x10101 /* nothing published yet */
 #define FRM_ETORN 0x10102    /* the writer died mid-publish, no complete frame */
+#define FRM_EPINNED 0x10103  /* timed out: every slot up to max_slots is kept or pinned */
+#define FRM_EOWNPINS 0x10104 /* every pin that blocks a claim is this process's own
+                              * (seen twice, 10 ms apart, within 40 ms) */
 #ifndef ESTALE
 #define ESTALE 116 /* the store was replaced and the call may not follow */
 #endif
@@ -110,6 +120,14 @@ typedef struct frm_sub {
     uint8_t pad[64 - 32];
 } frm_sub;
 
+/* One process handle's pins: written by its owner only. */
+typedef struct frm_pinner {
+    uint32_t pid;
+    uint32_t pins;     /* references this handle holds, over all slots */
+    uint32_t slots[4]; /* bit i: slot i is pinned (FRM_MAX_TABLE <= 128) */
+    uint8_t pad[32 - 24];
+} frm_pinner;
+
 typedef struct frm_ctrl {
     uint64_t magic;
     uint32_t version;
@@ -129,7 +147,10 @@ typedef struct frm_ctrl {
     uint32_t sub_seq; /* futex word for subscribers' progress */
     uint32_t sub_waiters;
     uint64_t end_generation; /* end of stream at this generation; 0: none */
-    uint8_t pad[512 - 96];
+    uint64_t min_capacity;   /* the `capacity` option: never shrink below it */
+    uint32_t small_run;      /* consecutive frames under a quarter of a slot */
+    uint32_t reserved;
+    uint8_t pad[512 - 112];
     uint64_t ring[FRM_MAX_HISTORY]; /* ring[g % history] = g << 8 | (slot + 1) */
 } frm_ctrl;
 
@@ -140,6 +161,7 @@ typedef struct frm_options {
     uint32_t max_slots;
     uint32_t history;
     uint32_t meta_capacity;
+    uint64_t min_capacity; /* never shrink slots below this (the user's `capacity`) */
 } frm_options;
 
 /* Decoded, validated facts of one complete frame. */
@@ -180,17 +202,28 @@ typedef struct frm_store {
     shmp_seg *seg;
     frm_ctrl *ctrl;
     frm_sub *subs;
+    frm_pinner *pinners;
     frm_slot *table;
     unsigned char *data; /* the data area */
     /* validated copies of the immutable header fields */
-    uint64_t capacity, stride, ctrl_size;
+    uint64_t capacity, stride, ctrl_size, min_capacity;
     uint32_t meta_capacity, table_slots, history, slots, max_slots;
     int copy_threads;
     frm_mutex mu;
     uint32_t pid; /* the process whose pins these are */
     uint32_t pins[FRM_MAX_TABLE];
     uint8_t claimed[FRM_MAX_TABLE];
+    int pinner;          /* this handle's pinner entry, -1: none yet */
+    uint32_t total_pins; /* sum of pins[] */
+    uint32_t cancel;     /* set by frm_cancel: waits return ECANCELED */
 } frm_store;
+
+/* One live pinner entry, as frm_pinners reports it. */
+typedef struct frm_pin_info {
+    uint32_t pid;
+    uint32_t pins;
+    uint32_t slots[4];
+} frm_pin_info;
 
 /* Where a call puts the store that replaced this one under its name:
  * caller-provided, unattached storage. After the call, moved == 1 says that
@@ -247,11 +280,17 @@ void frm_get_options(const frm_store *st, frm_options *o);
 
 /* Takes the mutex and an exclusive free slot for a frame of `nbytes` pixels
  * and `meta_len` metadata bytes; grows the store first when it does not
- * fit, follows a replaced store. The slot's pages are reserved. */
+ * fit (shrinks it after FRM_SHRINK_AFTER small frames), follows a replaced
+ * store. The slot's pages are reserved. When every slot up to max_slots is
+ * kept or pinned it waits: FRM_EPINNED at the deadline, FRM_EOWNPINS as
+ * soon as the pins are all this process's own (waiting cannot end). */
 int frm_claim(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
               int64_t deadline, frm_claim_t *out);
 /* Publishes a claimed slot; *generation is its generation. Unlocks. */
 int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation);
+/* As frm_commit, and the slot stays pinned by this handle (frm_unpin it):
+ * the writer's own array of the frame stays true. */
+int frm_commit_pinned(frm_claim_t *c, const frm_spec *spec, uint64_t *generation);
 /* Drops a claimed slot (nothing published). Unlocks. */
 int frm_abandon(frm_claim_t *c);
 /* claim + copy `src` in (first writes reserve and copy in one pass) +
@@ -271,9 +310,23 @@ int frm_decode(frm_store *st, int slot, frm_frame *f);
 
 /* Blocks until a generation newer than `after` is published: *generation.
  * Spins for up to spin_ns before sleeping in the kernel. ETIMEDOUT at the
- * deadline. */
+ * deadline, ECANCELED once frm_cancel was called on this handle. */
 int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline, int64_t spin_ns,
              uint64_t *generation);
+
+/* Live pinner entries (pins > 0) into out[0 .. *n), at most max. */
+int frm_pinners(frm_store *st, frm_pin_info *out, int max, int *n);
+/* Wakes every frm_wait on this handle with ECANCELED, now and later. */
+int frm_cancel(frm_store *st);
+/* Rebuilds the store under its name with options `o` (capacity: the
+ * lower bound), carrying the kept frames; follows into fw. */
+int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t deadline);
+/* Marks the segment persistent: it outlives its last process. */
+int frm_set_persistent(frm_store *st);
+/* Slots of the table in use so far (history + spares taken). */
+uint32_t frm_active_slots(frm_store *st);
+/* The calling process's id (cached per fork). */
+uint32_t frm_pid(void);
 
 /* Subscriber registry entry k, validated into *out; ENOENT when free. */
 int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive);

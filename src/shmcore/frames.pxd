@@ -15,6 +15,9 @@ cdef extern from "frames.h" nogil:
         FRM_MAX_DIMS
         FRM_ENOFRAME
         FRM_ETORN
+        FRM_EPINNED
+        FRM_EOWNPINS
+        FRM_MAX_PINNERS
         FRM_DTYPE_END
 
     uint64_t FRM_MAX_FRAME_BYTES
@@ -25,11 +28,23 @@ cdef extern from "frames.h" nogil:
         uint64_t capacity
         uint64_t stride
         uint64_t ctrl_size
+        uint64_t min_capacity
         uint32_t meta_capacity
         uint32_t table_slots
         uint32_t history
         uint32_t slots
         uint32_t max_slots
+
+    ctypedef struct frm_pin_info:
+        uint32_t pid
+        uint32_t pins
+        uint32_t slots[4]
+
+    ctypedef struct frm_sub:
+        uint32_t state
+        uint32_t pid
+        uint64_t next_generation
+        uint32_t flags
 
     ctypedef struct frm_options:
         uint64_t capacity
@@ -37,6 +52,7 @@ cdef extern from "frames.h" nogil:
         uint32_t max_slots
         uint32_t history
         uint32_t meta_capacity
+        uint64_t min_capacity
 
     ctypedef struct frm_frame:
         int slot
@@ -84,6 +100,7 @@ cdef extern from "frames.h" nogil:
     int frm_claim(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
                   int64_t deadline, frm_claim_t *out)
     int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation)
+    int frm_commit_pinned(frm_claim_t *c, const frm_spec *spec, uint64_t *generation)
     int frm_abandon(frm_claim_t *c)
     int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *spec,
                     int64_t deadline, uint64_t *generation)
@@ -93,3 +110,20 @@ cdef extern from "frames.h" nogil:
     int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline,
                  int64_t spin_ns, uint64_t *generation)
     int64_t frm_now_ns()
+    int frm_pinners(frm_store *st, frm_pin_info *out, int max, int *n)
+    int frm_cancel(frm_store *st)
+    int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t deadline)
+    int frm_set_persistent(frm_store *st)
+    uint32_t frm_pid()
+    uint32_t frm_active_slots(frm_store *st)
+    int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive)
+
+
+cdef extern from "keywatch.h" nogil:
+    ctypedef struct kw_watch:
+        pass
+
+    int kw_open(kw_watch *w, const char *name)
+    int kw_wait(kw_watch *w, int64_t timeout_ns)
+    int kw_cancel(kw_watch *w)
+    void kw_close(kw_watch *w)

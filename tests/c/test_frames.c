@@ -1,4 +1,4 @@
-/* Unit tests of the frame protocol (frames.h, layout 2), in C, so that they
+/* Unit tests of the frame protocol (frames.h, layout 3), in C, so that they
  * run under AddressSanitizer + UndefinedBehaviorSanitizer and under
  * ThreadSanitizer. Processes are real (fork), deaths are real (SIGKILL while
  * holding the mutex and a slot).
@@ -24,7 +24,7 @@
 
 /* ---- helpers ---- */
 
-static const frm_options DEFAULTS = {4096, 2, 2, 1, FRM_META_MAX};
+static const frm_options DEFAULTS = {4096, 2, 2, 1, FRM_META_MAX, 0};
 
 static int name_exists(const char *name) {
     char path[128];
@@ -156,7 +156,7 @@ static void test_build_attach_and_options(void) {
     char name[64];
     unique_name(name, sizeof name, "");
     handle w, r;
-    frm_options o = {10000, 3, 5, 4, 8192};
+    frm_options o = {10000, 3, 5, 4, 8192, 0};
     CHECK_RC(open_store(&w, name, 1, &o), 0);
     CHECK_RC(open_store(&r, name, 0, NULL), 0);
     frm_options got;
@@ -209,7 +209,7 @@ static void test_writer_alternates_between_two_warm_slots(void) {
     char name[64];
     unique_name(name, sizeof name, "");
     handle w;
-    frm_options o = {4096, 4, 4, 1, 0};
+    frm_options o = {4096, 4, 4, 1, 0, 0};
     CHECK_RC(open_store(&w, name, 1, &o), 0);
     int slots[8];
     for (int i = 0; i < 8; i++) {
@@ -228,7 +228,7 @@ static void test_pins_keep_slots_until_max_slots(void) {
     char name[64];
     unique_name(name, sizeof name, "");
     handle w, r;
-    frm_options o = {4096, 2, 3, 1, 0};
+    frm_options o = {4096, 2, 3, 1, 0, 0};
     CHECK_RC(open_store(&w, name, 1, &o), 0);
     CHECK_RC(open_store(&r, name, 0, NULL), 0);
     uint64_t gen;
@@ -240,9 +240,10 @@ static void test_pins_keep_slots_until_max_slots(void) {
     CHECK(H(&w)->ctrl->active_slots == 3);
     CHECK_RC(put(&w, 8, 8, 4, in_ms(1000), &gen), 0);
     CHECK(H(&w)->ctrl->active_slots == 4); /* a fourth slot was taken instead of waiting */
+    /* every spare pinned, by this process: refused at once, no waiting */
     int64_t start = frm_now_ns();
-    CHECK_RC(put(&w, 8, 8, 5, in_ms(150), &gen), ETIMEDOUT); /* every spare pinned */
-    CHECK(frm_now_ns() - start >= 140000000LL);
+    CHECK_RC(put(&w, 8, 8, 5, in_ms(5000), &gen), FRM_EOWNPINS);
+    CHECK(frm_now_ns() - start < 1000000000LL);
     for (int i = 0; i < 3; i++)
         CHECK(uniform(H(&r), &pinned[i], (uint8_t)(i + 1)));
     CHECK_RC(frm_unpin(H(&r), pinned[0].slot), 0);
@@ -256,7 +257,7 @@ static void test_history_keeps_frames_from_writers(void) {
     char name[64];
     unique_name(name, sizeof name, "");
     handle w;
-    frm_options o = {4096, 2, 2, 3, 0};
+    frm_options o = {4096, 2, 2, 3, 0, 0};
     CHECK_RC(open_store(&w, name, 1, &o), 0);
     uint64_t gen;
     for (int i = 1; i <= 10; i++) CHECK_RC(put(&w, 4, 4, (uint8_t)i, -1, &gen), 0);
@@ -308,9 +309,10 @@ static void test_hostile_head_fields_are_refused(void) {
         uint64_t value;
     } lies[] = {
         {offsetof(frm_ctrl, magic), 8, 0x314d5246494d4853ULL}, /* layout 1 */
+        {offsetof(frm_ctrl, magic), 8, 0x324d5246494d4853ULL}, /* layout 2 */
         {offsetof(frm_ctrl, magic), 8, 0},
         {offsetof(frm_ctrl, version), 4, 1},
-        {offsetof(frm_ctrl, version), 4, 3},
+        {offsetof(frm_ctrl, version), 4, 4},
         {offsetof(frm_ctrl, ctrl_size), 4, 4096},
         {offsetof(frm_ctrl, ctrl_size), 4, UINT32_MAX},
         {offsetof(frm_ctrl, slot_capacity), 8, 0},
@@ -520,7 +522,7 @@ static void test_growth_carries_the_kept_frames(void) {
     char name[64];
     unique_name(name, sizeof name, "");
     handle w, r;
-    frm_options o = {4096, 2, 2, 2, FRM_META_MAX};
+    frm_options o = {4096, 2, 2, 2, FRM_META_MAX, 0};
     CHECK_RC(open_store(&w, name, 1, &o), 0);
     CHECK_RC(open_store(&r, name, 0, NULL), 0);
     uint64_t gen;
@@ -669,7 +671,7 @@ static void test_forked_child_holds_no_pins(void) {
     char name[64];
     unique_name(name, sizeof name, "");
     handle w;
-    frm_options o = {4096, 2, 2, 1, 0};
+    frm_options o = {4096, 2, 2, 1, 0, 0};
     CHECK_RC(open_store(&w, name, 1, &o), 0);
     uint64_t gen;
     CHECK_RC(put(&w, 8, 8, 1, -1, &gen), 0);
@@ -825,6 +827,177 @@ static void test_threads_two_loaning_writers(void) {
 
 /* ---- runner ---- */
 
+/* A child process that pins the latest frame `count` times (one slot each
+ * time a frame is published in between), then waits to be killed. */
+static pid_t pinning_child(const char *name, int frames, int ready_fd, int go_fd) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    handle r;
+    if (open_store(&r, name, 0, NULL)) _exit(2);
+    for (int i = 0; i < frames; i++) {
+        char c;
+        frm_frame f;
+        if (read(go_fd, &c, 1) != 1) _exit(3);
+        if (frm_pin(H(&r), NULL, &f)) _exit(4);
+        if (write(ready_fd, "p", 1) != 1) _exit(5);
+    }
+    pause();
+    _exit(0);
+}
+
+static void test_foreign_pins_time_out_naming_them_and_die_with_their_process(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {4096, 2, 2, 1, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    int ready[2], go[2];
+    CHECK(pipe(ready) == 0 && pipe(go) == 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 8, 8, 1, in_ms(1000), &gen), 0);
+    pid_t child = pinning_child(name, 2, ready[1], go[0]);
+    char c;
+    for (int i = 0; i < 2; i++) {
+        CHECK(write(go[1], "g", 1) == 1 && read(ready[0], &c, 1) == 1);
+        CHECK_RC(put(&w, 8, 8, (uint8_t)(i + 2), in_ms(1000), &gen), 0);
+    }
+    frm_pin_info info[4];
+    int n = 0;
+    CHECK_RC(frm_pinners(H(&w), info, 4, &n), 0);
+    CHECK(n == 1 && info[0].pid == (uint32_t)child && info[0].pins == 2);
+    CHECK(__builtin_popcount(info[0].slots[0]) == 2);
+    int64_t start = frm_now_ns();
+    CHECK_RC(put(&w, 8, 8, 9, in_ms(150), &gen), FRM_EPINNED); /* another process pins */
+    CHECK(frm_now_ns() - start >= 140000000LL);
+    kill(child, SIGKILL);
+    CHECK(reap(child) == 128 + SIGKILL);
+    start = frm_now_ns();
+    CHECK_RC(put(&w, 8, 8, 9, in_ms(1000), &gen), 0); /* the kernel dropped its pins */
+    CHECK(frm_now_ns() - start < 50000000LL);
+    CHECK_RC(frm_pinners(H(&w), info, 4, &n), 0);
+    CHECK(n == 0);
+    close(ready[0]), close(ready[1]), close(go[0]), close(go[1]);
+    close_store(&w);
+}
+
+static void test_pins_per_handle_are_listed_and_counted(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 8, 8, 1, in_ms(1000), &gen), 0);
+    frm_frame f[3];
+    for (int i = 0; i < 3; i++) CHECK_RC(frm_pin(H(&w), NULL, &f[i]), 0);
+    frm_pin_info info[4];
+    int n = 0;
+    CHECK_RC(frm_pinners(H(&w), info, 4, &n), 0);
+    CHECK(n == 1 && info[0].pid == (uint32_t)getpid() && info[0].pins == 3);
+    CHECK(info[0].slots[0] == 1u << f[0].slot);
+    for (int i = 0; i < 3; i++) CHECK_RC(frm_unpin(H(&w), f[i].slot), 0);
+    CHECK_RC(frm_pinners(H(&w), info, 4, &n), 0);
+    CHECK(n == 0);
+    close_store(&w);
+}
+
+static void test_commit_pinned_keeps_the_writers_frame(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {4096, 2, 2, 1, FRM_META_MAX, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    frm_claim_t c;
+    CHECK_RC(frm_claim(H(&w), NULL, 64, 5, in_ms(1000), &c), 0);
+    memset(c.pixels, 42, 64);
+    memcpy(c.meta, "{\"a\"}", 5);
+    frm_spec spec = {2, {8, 8, 0, 0}, FRM_UINT8, NULL, 5};
+    uint64_t gen;
+    CHECK_RC(frm_commit_pinned(&c, &spec, &gen), 0);
+    int slot = c.slot;
+    CHECK(H(&w)->pins[slot] == 1);
+    uint64_t g2;
+    for (int i = 0; i < 5; i++) CHECK_RC(put(&w, 8, 8, 7, in_ms(1000), &g2), 0);
+    CHECK(c.pixels[0] == 42 && c.pixels[63] == 42); /* never rewritten while pinned */
+    frm_frame f;
+    CHECK_RC(frm_decode(H(&w), slot, &f), 0);
+    CHECK(f.generation == gen && f.meta_len == 5);
+    CHECK(memcmp(H(&w)->data + f.meta_offset, "{\"a\"}", 5) == 0);
+    CHECK_RC(frm_unpin(H(&w), slot), 0);
+    close_store(&w);
+}
+
+static void test_meta_is_bounded(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {4096, 2, 2, 1, FRM_META_MAX, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    frm_claim_t c;
+    CHECK_RC(frm_claim(H(&w), NULL, 64, FRM_META_MAX + 1, in_ms(1000), &c), EINVAL);
+    static char meta[FRM_META_MAX];
+    memset(meta, 'x', sizeof meta);
+    uint8_t px[64] = {0};
+    frm_spec spec = {2, {8, 8, 0, 0}, FRM_UINT8, meta, FRM_META_MAX};
+    uint64_t gen;
+    CHECK_RC(frm_publish(H(&w), NULL, px, &spec, in_ms(1000), &gen), 0);
+    frm_frame f;
+    CHECK_RC(frm_pin(H(&w), NULL, &f), 0);
+    CHECK(f.meta_len == FRM_META_MAX && H(&w)->data[f.meta_offset + FRM_META_MAX - 1] == 'x');
+    frm_unpin(H(&w), f.slot);
+    spec.meta_len = FRM_META_MAX + 1;
+    CHECK_RC(frm_publish(H(&w), NULL, px, &spec, in_ms(1000), &gen), EINVAL);
+    close_store(&w);
+}
+
+static void test_store_shrinks_after_small_frames_never_below_capacity(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {8192, 2, 2, 1, 0, 8192};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 512, 1024, 1, in_ms(1000), &gen), 0); /* grows to 512 KiB */
+    CHECK(H(&w)->capacity == 512 * 1024);
+    for (int i = 0; i < (int)FRM_SHRINK_AFTER; i++) {
+        CHECK_RC(put(&w, 8, 8, (uint8_t)(i + 2), in_ms(1000), &gen), 0);
+        CHECK(H(&w)->capacity == 512 * 1024); /* not before 16 small frames */
+    }
+    CHECK_RC(put(&w, 8, 8, 99, in_ms(1000), &gen), 0);
+    CHECK(H(&w)->capacity == 8192); /* the lower bound, not the frame's 64 bytes */
+    uint64_t seen;
+    CHECK_RC(read_latest(&w, &seen), EBADMSG); /* pixels 99, generation 18 */
+    frm_frame f;
+    CHECK_RC(frm_latest(H(&w), NULL, &f), 0);
+    CHECK(f.generation == gen && H(&w)->data[f.offset] == 99);
+    close_store(&w);
+}
+
+static void test_rebuild_changes_options_and_carries_frames(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {4096, 2, 2, 3, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen;
+    for (int i = 1; i <= 5; i++) CHECK_RC(put(&w, 8, 8, (uint8_t)i, in_ms(1000), &gen), 0);
+    frm_options want = {8192, 3, 6, 2, 0, 8192};
+    frm_follow fw = follow_of(&w);
+    CHECK_RC(frm_rebuild(H(&w), &fw, &want, in_ms(1000)), 0);
+    CHECK(fw.moved);
+    adopt(&w, &fw);
+    frm_options got;
+    frm_get_options(H(&w), &got);
+    CHECK(got.slots == 3 && got.max_slots == 6 && got.history == 2 && got.capacity == 8192);
+    CHECK(got.min_capacity == 8192);
+    uint64_t seen;
+    CHECK_RC(read_latest(&w, &seen), 0);
+    CHECK(seen == 5);
+    uint64_t word = H(&w)->ctrl->ring[4 % 2];
+    CHECK(word >> 8 == 4); /* the frame before it is kept too */
+    CHECK_RC(frm_rebuild(H(&w), NULL, &want, in_ms(1000)), EINVAL);
+    close_store(&w);
+}
+
 static const check_test tests[] = {
     CHECK_TEST(test_options_are_bounded),
     CHECK_TEST(test_dtype_table),
@@ -845,6 +1018,12 @@ static const check_test tests[] = {
     CHECK_TEST(test_forked_child_holds_no_pins),
     CHECK_TEST(test_threads_writer_readers_waiter),
     CHECK_TEST(test_threads_two_loaning_writers),
+    CHECK_TEST(test_foreign_pins_time_out_naming_them_and_die_with_their_process),
+    CHECK_TEST(test_pins_per_handle_are_listed_and_counted),
+    CHECK_TEST(test_commit_pinned_keeps_the_writers_frame),
+    CHECK_TEST(test_meta_is_bounded),
+    CHECK_TEST(test_store_shrinks_after_small_frames_never_below_capacity),
+    CHECK_TEST(test_rebuild_changes_options_and_carries_frames),
 };
 
 /* Removes what this process's tests left in /dev/shm; how many there were. */

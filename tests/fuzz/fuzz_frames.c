@@ -1,7 +1,8 @@
-/* libFuzzer harness for the frame-store layout (frames.h, layout 2).
+/* libFuzzer harness for the frame-store layout (frames.h, layout 3).
  *
  * Each input is the whole data area of a segment: the store's head, its
- * subscriber registry, its slot table and slots, every field hostile. It is
+ * subscriber and pinner registries, its slot table and slots (meta bytes
+ * and their length fields included), every field hostile. It is
  * copied into a real (unnamed) segment of exactly that size, and then goes
  * through what readers and writers do: frm_open's validation, latest, pin,
  * decode of every slot, the subscriber registry, claim + commit, publish,
@@ -50,6 +51,10 @@ static void readers(frm_store *st) {
         int alive;
         frm_subscriber(st, k, &sub, &alive);
     }
+    frm_pin_info info[FRM_MAX_PINNERS];
+    int n = 0;
+    if (frm_pinners(st, info, FRM_MAX_PINNERS, &n) == 0 && (n < 0 || n > (int)FRM_MAX_PINNERS))
+        abort();
     uint64_t gen;
     frm_wait(st, NULL, frm_generation(st), frm_now_ns(), 0, &gen);
 }
@@ -63,12 +68,14 @@ static void writers(frm_store *st) {
         memset(c.pixels, 7, 64);
         memcpy(c.meta, "fuzzmeta", 8);
         frm_spec spec = {3, {4, 4, 4, 0}, FRM_UINT8, NULL, 8};
-        if (frm_commit(&c, &spec, &gen) == 0) {
+        int slot = c.slot;
+        if (frm_commit_pinned(&c, &spec, &gen) == 0) {
             frm_frame f;
             if (frm_pin(st, NULL, &f) == 0) {
                 check_frame(st, &f);
                 frm_unpin(st, f.slot);
             }
+            frm_unpin(st, slot); /* the writer's own pin */
         }
     }
     static const uint16_t pixels[4 * 8];
@@ -89,6 +96,11 @@ static void growth(frm_store *st) {
     frm_spec spec = {2, {300, 300, 0, 0}, FRM_UINT8, NULL, 0};
     uint64_t gen;
     if (frm_publish(st, &fw, pixels, &spec, frm_now_ns(), &gen) == 0 && !fw.moved) abort();
+    if (!fw.moved) {
+        /* A rebuild with other options carries what it can decode too. */
+        frm_options o = {4096, 2, 3, 2, 0, 4096};
+        if (frm_rebuild(st, &fw, &o, frm_now_ns()) == 0 && !fw.moved) abort();
+    }
     if (!fw.moved) return;
     frm_frame f;
     if (frm_pin(&next, NULL, &f) == 0) {

@@ -1,9 +1,10 @@
 """Writes the frame-store fuzzer's seed corpus (committed; rerun only when the layout changes).
 
-Seeds are whole data areas of a frame store (frames.h, layout 2): small valid
+Seeds are whole data areas of a frame store (frames.h, layout 3): small valid
 stores (one frame, a history ring, 4-D frames with metadata, a registered
-subscriber) and the usual ways one goes wrong (layout 1, truncated, lying
-sizes and slot fields).
+subscriber, a pinner entry) and the usual ways one goes wrong (layouts 1 and
+2, truncated, lying sizes and slot fields, meta that is not JSON or whose
+length lies).
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import os
 import struct
 import sys
 
-MAGIC, V1_MAGIC, VERSION = 0x324D5246494D4853, 0x314D5246494D4853, 2
+MAGIC, V1_MAGIC, V2_MAGIC, VERSION = 0x334D5246494D4853, 0x314D5246494D4853, 0x324D5246494D4853, 3
 PAGE, HEAD, SUB_SIZE, MAX_SUBS, SLOT_SIZE = 4096, 1024, 64, 64, 128
-TABLE_AT = HEAD + MAX_SUBS * SUB_SIZE
+PINNERS_AT = HEAD + MAX_SUBS * SUB_SIZE
+TABLE_AT = PINNERS_AT + 64 * 32
 UINT8, UINT16, FLOAT32 = 3, 5, 11
 COMPLETE, WRITING, RESERVED = 2, 1, 1
 
@@ -66,6 +68,12 @@ def seeds() -> dict[str, bytes]:
     struct.pack_into("<IIQQII", subscribed, HEAD + 5 * SUB_SIZE, 1, 1234, 0, 2, 1, 1)
     torn = store()
     frame(torn, 1, 1, (16, 16), state=WRITING)
+    pinned = bytearray(one)
+    struct.pack_into("<III", pinned, PINNERS_AT + 3 * 32, 4321, 2, 1)
+    not_json = store(meta=PAGE)
+    frame(not_json, 0, 3, (4, 4), meta=b"\xff\x00{not json")
+    long_meta = bytearray(not_json)
+    struct.pack_into("<I", long_meta, TABLE_AT + 76, PAGE + 1)  # meta_len past its area
     lying = bytearray(one)
     struct.pack_into("<I", lying, TABLE_AT + 4, 7)  # ndim 7
     return {
@@ -77,6 +85,10 @@ def seeds() -> dict[str, bytes]:
         "torn": bytes(torn),
         "lying_slot": bytes(lying),
         "layout_1": bytes(store(magic=V1_MAGIC, version=1)),
+        "layout_2": bytes(store(magic=V2_MAGIC, version=2)),
+        "pinner": bytes(pinned),
+        "meta_not_json": bytes(not_json),
+        "meta_len_lies": bytes(long_meta),
         "truncated": bytes(one[: len(one) // 2]),
         "head_only": bytes(one[:HEAD]),
     }

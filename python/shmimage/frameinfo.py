@@ -1,0 +1,95 @@
+"""What a frame is, beside its pixels: `FrameInfo`, `Frame`, and its meta."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .errors import IncompatibleSegmentError
+
+META_MAX = 65536  # bytes of encoded meta per frame (frames.h: FRM_META_MAX)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameInfo:
+    """Facts of one frame, read with its pixels.
+
+    Attributes
+    ----------
+    shape, width, height, channels, dtype
+        Its geometry; a batch (N, H, W, C) describes each of its frames.
+    generation
+        Its generation (+1 per publish).
+    timestamp_ns
+        Wall-clock nanoseconds when it was published.
+    writer_pid
+        The publishing process.
+    meta
+        The dict published with it (empty when none was).
+    """
+
+    shape: tuple[int, ...]
+    width: int
+    height: int
+    channels: int
+    dtype: np.dtype
+    generation: int
+    timestamp_ns: int
+    writer_pid: int
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+
+
+class Frame(NamedTuple):
+    """A frame's pixels and the facts of that same frame."""
+
+    pixels: np.ndarray
+    info: FrameInfo
+
+
+def encode_meta(meta: dict[str, Any] | None) -> bytes | None:
+    """JSON bytes of a frame's meta; ValueError past META_MAX or not JSON."""
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        raise TypeError(f"meta must be a dict, not {type(meta).__name__}")
+    try:
+        data = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"meta must be JSON-serialisable: {e}") from None
+    if len(data) > META_MAX:
+        raise ValueError(f"meta is {len(data)} bytes encoded, at most {META_MAX}")
+    return data
+
+
+def decode_meta(data: bytes, where: str) -> dict[str, Any]:
+    """The dict stored with a frame; IncompatibleSegmentError for bytes
+    that are not what a writer stores."""
+    if not data:
+        return {}
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise IncompatibleSegmentError(f"{where}: a frame's meta is not a JSON object")
+    return meta
+
+
+def frame_info(facts: tuple[Any, ...], where: str) -> FrameInfo:
+    """A FrameInfo from the core's facts (shape, dtype, generation,
+    timestamp_ns, writer_pid, meta bytes)."""
+    shape, dtype, generation, timestamp_ns, pid, meta = facts
+    frame = shape[1:] if len(shape) == 4 else shape
+    return FrameInfo(
+        shape=shape,
+        width=frame[1],
+        height=frame[0],
+        channels=frame[2] if len(frame) == 3 else 1,
+        dtype=dtype,
+        generation=generation,
+        timestamp_ns=timestamp_ns,
+        writer_pid=pid,
+        meta=decode_meta(meta, where),
+    )
