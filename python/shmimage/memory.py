@@ -253,28 +253,41 @@ class SegmentInfo:
     persistent: bool
 
 
-def segment_info(native_key: str) -> SegmentInfo | None:
-    """The shmimage segment under one native name, or None when there is none
-    (a stale one is reclaimed on the way)."""
+def _probe(native_key: str) -> _shmcore.ProbeInfo | None:
+    """Facts about a shmimage segment under a native name; None when there is
+    none (a stale one is reclaimed on the way)."""
     try:
         facts = _shmcore.probe(native_key, True)
     except (SharedMemoryError, OSError):
         return None
-    if not facts["ours"] or facts["reclaimed"]:
-        return None
-    return SegmentInfo(
-        key=facts["key"],
-        native_key=native_key,
-        size=facts["size"],
-        attachments=_shmcore.attachments(facts),
-        persistent=facts["persistent"],
-    )
+    return facts if facts["ours"] and not facts["reclaimed"] else None
+
+
+def _described(names: list[str], found: list[_shmcore.ProbeInfo]) -> list[SegmentInfo]:
+    counts = _shmcore.attachments(found)
+    return [
+        SegmentInfo(key=f["key"], native_key=name, size=f["size"], attachments=n,
+                    persistent=f["persistent"])
+        for name, f, n in zip(names, found, counts)
+    ]
+
+
+def segment_info(native_key: str) -> SegmentInfo | None:
+    """The shmimage segment under one native name, or None when there is none
+    (a stale one is reclaimed on the way)."""
+    facts = _probe(native_key)
+    return None if facts is None else _described([native_key], [facts])[0]
 
 
 def list_segments() -> list[SegmentInfo]:
     """shmimage's segments on this machine; stale ones are reclaimed on the way."""
-    found = (segment_info(name) for name in _shmcore.segment_names())
-    return [info for info in found if info is not None]
+    names, found = [], []
+    for name in _shmcore.segment_names():
+        facts = _probe(name)
+        if facts is not None:
+            names.append(name)
+            found.append(facts)
+    return _described(names, found)
 
 
 def collect_garbage() -> list[str]:

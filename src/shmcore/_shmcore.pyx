@@ -4,6 +4,7 @@
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_FillInfo,
                              PyBuffer_Release, PyObject_GetBuffer)
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from libc.errno cimport EBUSY, EINVAL, ENOMEM, ENOSPC, EPERM, ETIMEDOUT
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memset, strlen
@@ -522,15 +523,25 @@ def probe(str name, bint reclaim=True):
     }
 
 
-def attachments(dict facts):
-    """How many processes are attached to the segment `probe` described (0
-    where the platform cannot tell)."""
-    cdef shmp_probe_info info
-    memset(&info, 0, sizeof(info))
-    info.stale = facts["stale"]
-    info.dev = facts["dev"]
-    info.ino = facts["ino"]
-    return max(shmp_attachments(&info), 0)
+def attachments(list facts):
+    """How many processes are attached to each segment `probe` described (0
+    where the platform cannot tell), from one read of the lock table."""
+    cdef Py_ssize_t i, n = len(facts)
+    cdef shmp_probe_info *infos = <shmp_probe_info *>PyMem_Calloc(
+        max(n, 1), sizeof(shmp_probe_info))
+    cdef int *counts = <int *>PyMem_Calloc(max(n, 1), sizeof(int))
+    try:
+        if infos == NULL or counts == NULL:
+            raise MemoryError()
+        for i in range(n):
+            infos[i].stale = facts[i]["stale"]
+            infos[i].dev = facts[i]["dev"]
+            infos[i].ino = facts[i]["ino"]
+        check(shmp_attachments(infos, n, counts), "count the attachments of segments")
+        return [max(counts[i], 0) for i in range(n)]
+    finally:
+        PyMem_Free(infos)
+        PyMem_Free(counts)
 
 
 include "_frames.pxi"

@@ -122,9 +122,10 @@ int shmp_remove(const char *name);
 /* Look at a name without attaching; reclaims it when stale and reclaim != 0.
  * ENOENT when there is no such name (or it was just reclaimed). */
 int shmp_probe(const char *name, int reclaim, shmp_probe_info *info);
-/* How many processes are attached to the segment `info` describes (from
- * the kernel's lock table, read on each call); -1 where it cannot tell. */
-int shmp_attachments(const shmp_probe_info *info);
+/* How many processes are attached to each of the n segments `infos`
+ * describe, into counts (-1 where it cannot tell), from one read of the
+ * kernel's lock table. 0 or ENOMEM. */
+int shmp_attachments(const shmp_probe_info *infos, size_t n, int *counts);
 
 static inline shmp_header *shmp_hdr(const shmp_seg *s) { return (shmp_header *)s->base; }
 static inline unsigned char *shmp_data(const shmp_seg *s) { return s->base + SHMP_HEADER_SIZE; }

@@ -57,7 +57,7 @@ cdef extern from "shm_platform.h" nogil:
     int shmp_close(shmp_seg *s)
     int shmp_remove(const char *name)
     int shmp_probe(const char *name, int reclaim, shmp_probe_info *info)
-    int shmp_attachments(const shmp_probe_info *info)
+    int shmp_attachments(const shmp_probe_info *infos, size_t n, int *counts)
     shmp_header *shmp_hdr(const shmp_seg *s)
     unsigned char *shmp_data(const shmp_seg *s)
     int shmp_lock_try(shmp_seg *s, int *owner_died)

@@ -529,14 +529,26 @@ static int lock_alone(const char *path, int *out) {
     return 0;
 }
 
-/* How many flock()s the kernel's lock table holds on (dev, ino): -1 where
- * there is no such table to read. */
-static int flocks_on(uint64_t dev, uint64_t ino) {
+/* One (dev, ino) among many, for counting in one pass over the table. */
+typedef struct lock_key {
+    uint64_t dev, ino;
+    size_t index;
+} lock_key;
+
+static int by_inode(const void *a, const void *b) {
+    const lock_key *x = a, *y = b;
+    if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+    return x->dev < y->dev ? -1 : x->dev > y->dev;
+}
+
+/* Adds to counts[k->index] the flock()s the kernel's lock table holds on each
+ * of the n sorted keys, in one read of the table. 0, or ENOSYS where there is
+ * no table to read. */
+static int count_flocks(const lock_key *keys, size_t n, int *counts) {
 #if defined(__linux__)
     FILE *f = fopen("/proc/locks", "re");
-    if (!f) return -1;
+    if (!f) return ENOSYS;
     char line[256];
-    int held = 0;
     while (fgets(line, sizeof line, f)) {
         char kind[16];
         unsigned maj, min;
@@ -545,18 +557,40 @@ static int flocks_on(uint64_t dev, uint64_t ino) {
         const char *p = strchr(line, ':');
         if (!p || strstr(line, "->")) continue;
         if (sscanf(p + 1, " %15s %*s %*s %*d %x:%x:%llu", kind, &maj, &min, &i) != 4) continue;
-        if (strcmp(kind, "FLOCK") == 0 && i == ino && (uint64_t)makedev(maj, min) == dev) held++;
+        if (strcmp(kind, "FLOCK") != 0) continue;
+        lock_key probe = {(uint64_t)makedev(maj, min), (uint64_t)i, 0};
+        const lock_key *hit = bsearch(&probe, keys, n, sizeof *keys, by_inode);
+        if (hit) counts[hit->index]++;
     }
     fclose(f);
-    return held;
+    return 0;
 #else
-    (void)dev, (void)ino;
-    return -1;
+    (void)keys, (void)n, (void)counts;
+    return ENOSYS;
 #endif
 }
 
-int shmp_attachments(const shmp_probe_info *info) {
-    return info->stale ? 0 : flocks_on(info->dev, info->ino);
+/* How many flock()s the kernel's lock table holds on (dev, ino): -1 where
+ * there is no such table to read. */
+static int flocks_on(uint64_t dev, uint64_t ino) {
+    lock_key key = {dev, ino, 0};
+    int held = 0;
+    return count_flocks(&key, 1, &held) ? -1 : held;
+}
+
+int shmp_attachments(const shmp_probe_info *infos, size_t n, int *counts) {
+    lock_key *keys = malloc((n ? n : 1) * sizeof *keys);
+    if (!keys) return ENOMEM;
+    size_t live = 0;
+    for (size_t i = 0; i < n; i++) {
+        counts[i] = 0;
+        if (!infos[i].stale) keys[live++] = (lock_key){infos[i].dev, infos[i].ino, i};
+    }
+    qsort(keys, live, sizeof *keys, by_inode);
+    if (live && count_flocks(keys, live, counts) == ENOSYS)
+        for (size_t k = 0; k < live; k++) counts[keys[k].index] = -1;
+    free(keys);
+    return 0;
 }
 
 /* Does any process hold a flock on a segment this one replaced? Those

@@ -323,9 +323,10 @@ int shmp_remove(const char *name) {
     return rc;
 }
 
-int shmp_attachments(const shmp_probe_info *info) {
-    (void)info;
-    return -1; /* named sections have no holder count to read */
+int shmp_attachments(const shmp_probe_info *infos, size_t n, int *counts) {
+    (void)infos;
+    for (size_t i = 0; i < n; i++) counts[i] = -1; /* sections have no holder count */
+    return 0;
 }
 
 int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
