@@ -39,7 +39,6 @@ from . import frames
 from .probes import Sample, sample
 
 CTL = struct.Struct("<QQ")  # the control segment: stamp counter, pid holding its lock
-WARMUP = 5.0  # seconds before a participant's resource baseline is taken
 HEARTBEAT = 0.1
 
 
@@ -56,6 +55,7 @@ class Plan:
     workdir: str
     timeout: float = 2.0  # bound of every blocking call a participant makes
     pace: float = 0.001  # pause between steps: the machine may be shared
+    warmup: float = 5.0  # seconds before a participant's resource baseline is taken
 
     def churn_key(self, n: int) -> str:
         return f"{self.churn_prefix}{n}"
@@ -132,7 +132,7 @@ class Participant:
     def report(self, final: bool = False) -> None:
         now = time.monotonic()
         latest = sample()
-        if self.baseline is None and now - self.started >= WARMUP:
+        if self.baseline is None and now - self.started >= self.plan.warmup:
             self.baseline = latest
         self.latest = latest
         message = {

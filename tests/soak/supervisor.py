@@ -67,7 +67,7 @@ class Supervisor:
         self.plan = Plan(
             run=run, image_key=f"soak-{run}-image", cli_key=f"soak-{run}-cli",
             ctl_key=f"soak-{run}-ctl", churn_prefix=f"soak-{run}-churn-", churn_keys=16,
-            workdir=self.workdir,
+            workdir=self.workdir, warmup=min(5.0, seconds / 3),
         )
         self.members = [Member(kind, steady) for kind, steady in roster]
         self.ctx = multiprocessing.get_context("forkserver")
