@@ -96,6 +96,7 @@ class Supervisor:
                                 args=(member.kind, self.plan, child, seed), daemon=True)
         proc.start()
         child.close()
+        self.kills.pop(proc.pid, None)  # a reused pid: the old kill was another process's
         member.proc, member.conn = proc, parent
         member.started = member.last_heard = now
         member.cont_at, member.killed, member.restart_at = None, False, None
