@@ -263,7 +263,7 @@ def planted_fifo(name: str, key: str, patience: float, conn: Any) -> None:
     if problem is not None:
         conn.send({"skip": problem})
         return
-    os.mkfifo("/dev/shm" + SharedMemory(key).native_key, 0o600)
+    os.mkfifo(f"/dev/shm{SharedMemory(key).native_key}", 0o600)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:

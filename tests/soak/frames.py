@@ -49,7 +49,7 @@ def seal(out: np.ndarray, stamp: int) -> None:
     flat = out.reshape(-1)
     magic, pid, _, nbytes, _ = HEADER.unpack(flat[: HEADER.size].tobytes())
     head = HEADER.pack(magic, pid, stamp, nbytes, 0)
-    crc = zlib.crc32(memoryview(flat[HEADER.size:]))
+    crc = zlib.crc32(flat[HEADER.size:].data)
     crc = zlib.crc32(head[:24], crc)
     flat[: HEADER.size] = np.frombuffer(HEADER.pack(magic, pid, stamp, nbytes, crc), np.uint8)
 
@@ -70,6 +70,6 @@ def check(frame: np.ndarray) -> Verdict:
     ok = (
         magic in (MAGIC, CANCELLED)
         and nbytes == flat.size
-        and zlib.crc32(head[:24], zlib.crc32(memoryview(flat[HEADER.size:]))) == crc
+        and zlib.crc32(head[:24], zlib.crc32(flat[HEADER.size:].data)) == crc
     )
     return Verdict(ok, magic, pid, stamp)

@@ -96,7 +96,7 @@ class Supervisor:
                                 args=(member.kind, self.plan, child, seed), daemon=True)
         proc.start()
         child.close()
-        self.kills.pop(proc.pid, None)  # a reused pid: the old kill was another process's
+        self.kills.pop(proc.pid or 0, None)  # a reused pid: the old kill was another process's
         member.proc, member.conn = proc, parent
         member.started = member.last_heard = now
         member.cont_at, member.killed, member.restart_at = None, False, None
@@ -276,7 +276,7 @@ class Supervisor:
         reclaimed = len(collect_garbage())
         left = []
         for key in self.plan.all_keys():
-            path = "/dev/shm" + SharedMemory(key).native_key
+            path = f"/dev/shm{SharedMemory(key).native_key}"
             if os.path.lexists(path):
                 left.append(key)
                 with contextlib.suppress(NotFoundError):
