@@ -454,8 +454,18 @@ class CliUser(Participant):
             self.error(f"get of the main key failed: {err[-200:]!r}")
 
 
+class Sleeper(Participant):
+    """Blocks in its first step: the soak's own check that its watchdog sees a hang."""
+
+    patience: ClassVar[float] = 2.0
+
+    def step(self) -> None:
+        time.sleep(3600)
+
+
 ROSTER: dict[str, type[Participant]] = {
-    cls.__name__: cls for cls in (Writer, Loaner, ViewReader, CopyReader, Churner, CliUser)
+    cls.__name__: cls
+    for cls in (Writer, Loaner, ViewReader, CopyReader, Churner, CliUser, Sleeper)
 }
 
 # Refusals the contract promises under these faults: counted, not errors.

@@ -35,6 +35,7 @@ DEFAULT_ROSTER: list[tuple[str, bool]] = [
 ]
 STOP_GRACE = 90.0  # seconds members get to finish their step and leave at the end
 FD_SLACK, MAPS_SLACK, RSS_BOUND_MIB = 8, 32, 64.0
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Member:
     conn: Connection | None = None
     started: float = 0.0
     last_heard: float = 0.0
+    cpu_heard: float = 0.0  # its CPU seconds when it was last heard from
     cont_at: float | None = None  # when stopped: when it gets SIGCONT
     killed: bool = False
     restart_at: float | None = 0.0
@@ -99,6 +101,7 @@ class Supervisor:
         self.kills.pop(proc.pid or 0, None)  # a reused pid: the old kill was another process's
         member.proc, member.conn = proc, parent
         member.started = member.last_heard = now
+        member.cpu_heard = 0.0
         member.cont_at, member.killed, member.restart_at = None, False, None
         member.message = {}
         self.figures["processes"] += 1
@@ -117,6 +120,7 @@ class Supervisor:
 
     def handle(self, member: Member, message: dict[str, Any]) -> None:
         member.last_heard = time.monotonic()
+        member.cpu_heard = cpu_state(member.proc.pid)[0]
         if message["kind"] == "event":
             self.recovered(message)
         else:
@@ -212,6 +216,9 @@ class Supervisor:
         silent = now - member.last_heard
         if member.cont_at is not None or member.killed or silent <= member.patience:
             return
+        cpu, state = cpu_state(member.proc.pid)
+        if state == "R" and cpu - member.cpu_heard < silent / 2:
+            return  # runnable but starved by a busy machine: slow, not blocked
         self.figures["blocked"] += 1
         self.errors.append(f"blocked: watchdog: {member.kind} pid {member.proc.pid} silent {silent:.1f} s")
         with contextlib.suppress(ProcessLookupError):
@@ -344,6 +351,16 @@ class Supervisor:
         result["blocked"] += t.get("blocked", 0)
         result["violations"] = violations(result)
         return result
+
+
+def cpu_state(pid: int) -> tuple[float, str]:
+    """A process's CPU seconds so far and its scheduler state (R, S, D, ...)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, "?"
+    return (int(fields[11]) + int(fields[12])) / TICKS, fields[0]
 
 
 def _samples(lines: list[str], per_kind: int = 3) -> list[str]:
