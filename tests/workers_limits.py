@@ -6,6 +6,7 @@ limit, its mapping count, its mount namespace) and reports over a pipe.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import mmap
 import os
 import resource
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shmimage import NotFoundError, SharedImage, SharedMemory
+from shmimage.memory import list_segments
 
 SEGMENT = 4096
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -180,6 +182,7 @@ def many_processes(prefix: str, holders: int, per: int, conn: Any) -> None:
         os.close(go_r)
         result["ready"] = _wait_ready(ready_r, holders, 60.0)
         result["created_s"] = time.monotonic() - started
+        result["listed"] = sum(s.key.startswith(prefix) for s in list_segments())
         result["intact"] = _check_all(prefix, holders, per)
         for pid in pids[::2]:
             os.kill(pid, signal.SIGKILL)
@@ -188,6 +191,55 @@ def many_processes(prefix: str, holders: int, per: int, conn: Any) -> None:
         pids = []
         result["reattached"] = _touch_all(prefix, holders, per)
         result["seconds"] = time.monotonic() - started
+    except BaseException:  # noqa: BLE001 - reported to the test
+        result["crash"] = traceback.format_exc()
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    conn.send(result)
+    conn.close()
+
+
+def _flock_churn(directory: str) -> int:
+    """Fork a process that takes and drops flocks on its own files, nonstop."""
+    pid = os.fork()
+    if pid == 0:
+        paths = [os.path.join(directory, f"churn{i}") for i in range(20)]
+        fds = [os.open(path, os.O_CREAT | os.O_WRONLY, 0o600) for path in paths]
+        while True:
+            for fd in fds:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            for fd in fds:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    return pid
+
+
+def listing_under_churn(prefix: str, holders: int, per: int, rounds: int, directory: str,
+                        conn: Any) -> None:
+    """`holders` processes hold `per` segments each while other flocks come and
+    go on the machine; `ls` lists them `rounds` times: the attachment counts seen."""
+    result: dict[str, Any] = {}
+    pids: list[int] = []
+    try:
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        pipes = (ready_r, ready_w, go_r, go_w)
+        pids = [_fork_holder(prefix, c, per, pipes) for c in range(holders)]
+        os.close(ready_w)
+        os.close(go_r)
+        result["ready"] = _wait_ready(ready_r, holders, 60.0)
+        pids.append(_flock_churn(directory))
+        seen: set[int] = set()
+        for _ in range(rounds):
+            listed = [s for s in list_segments() if s.key.startswith(prefix)]
+            seen |= {s.attachments for s in listed}
+            result["listed"] = len(listed)
+        result["attachments"] = sorted(seen)
+        os.kill(pids.pop(), signal.SIGKILL)
+        os.close(go_w)
+        result["exits"] = sorted({os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids})
+        pids = []
     except BaseException:  # noqa: BLE001 - reported to the test
         result["crash"] = traceback.format_exc()
     finally:
@@ -234,7 +286,7 @@ def private_shm() -> str | None:
 
 def _operation(name: str, key: str) -> Callable[[], object]:
     import numpy as np
-    from shmimage.memory import collect_garbage, list_segments
+    from shmimage.memory import collect_garbage
 
     operations: dict[str, Callable[[], object]] = {
         "attach": lambda: SharedMemory(key).attach(),
