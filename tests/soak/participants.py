@@ -233,14 +233,10 @@ class Loaner(Stamper):
                 self.counts.add("cancelled")
                 return
             self.counts.add("published")
-        if self.rng.random() < 0.1:
-            flat = buf.reshape(-1)
-            try:
-                flat[-1] = flat[-1]  # the same byte: harmless if the check fails
-            except ValueError:
-                pass
-            else:
-                self.error("a published loan's array stayed writable", "loans_left_writable")
+        # Asked, not tried: a write-back of the same byte races with whoever
+        # reuses the slot and would tear their frame, not this one.
+        if buf.flags.writeable:
+            self.error("a published loan's array stayed writable", "loans_left_writable")
 
 
 class ViewReader(Participant):
