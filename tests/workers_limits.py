@@ -129,12 +129,22 @@ def _holder(prefix: str, child: int, per: int, ready_w: int, go_r: int) -> None:
         memory.detach()
 
 
+def _die_with(parent: int) -> None:
+    """In a forked child: be SIGKILLed when the coordinator dies, however it dies."""
+    PR_SET_PDEATHSIG = 1
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
 def _fork_holder(prefix: str, child: int, per: int, pipes: tuple[int, int, int, int]) -> int:
     ready_r, ready_w, go_r, go_w = pipes
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
+            _die_with(parent)
             os.close(go_w)  # else no holder would ever see the coordinator's end close
             os.close(ready_r)
             _holder(prefix, child, per, ready_w, go_r)
@@ -201,10 +211,15 @@ def many_processes(prefix: str, holders: int, per: int, conn: Any) -> None:
     conn.close()
 
 
-def _flock_churn(directory: str) -> int:
-    """Fork a process that takes and drops flocks on its own files, nonstop."""
+def _flock_churn(directory: str, inherited: tuple[int, ...]) -> int:
+    """Fork a process that takes and drops flocks on its own files, nonstop,
+    until it is killed or the coordinator dies."""
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
+        _die_with(parent)
+        for fd in inherited:  # the holders' go pipe must close with the coordinator
+            os.close(fd)
         paths = [os.path.join(directory, f"churn{i}") for i in range(20)]
         fds = [os.open(path, os.O_CREAT | os.O_WRONLY, 0o600) for path in paths]
         while True:
@@ -229,7 +244,7 @@ def listing_under_churn(prefix: str, holders: int, per: int, rounds: int, direct
         os.close(ready_w)
         os.close(go_r)
         result["ready"] = _wait_ready(ready_r, holders, 60.0)
-        pids.append(_flock_churn(directory))
+        pids.append(_flock_churn(directory, (ready_r, go_w)))
         seen: set[int] = set()
         for _ in range(rounds):
             listed = [s for s in list_segments() if s.key.startswith(prefix)]
