@@ -112,9 +112,19 @@ numbers() {
     cat "$report"
 }
 
+soak() {
+    local seconds
+    seconds=$(python3 -c "print(max(10, int(120 * float('$soak'))))")
+    say "soak: mixed workload under SIGKILL and SIGSTOP for ${seconds} s"
+    # Until frame semantics change (issue 12), kept views and published loans do not stay true.
+    nice python -m tests.soak --seconds "$seconds" --json "$work/soak.json" \
+        --known-gap kept_views_changed --known-gap loans_left_writable
+}
+
 install_tools
 c_tests
 fuzz
 memcheck
 numbers
+soak
 say "reliability checks passed"
