@@ -162,9 +162,6 @@ def test_symlink_to_a_live_segment_is_not_followed(unique_key) -> None:
             os.unlink(link)
 
 
-@pytest.mark.xfail(strict=True, reason="opening the name with O_RDONLY and no O_NONBLOCK "
-                   "blocks on a FIFO: the platform layer needs O_NONBLOCK and an fstat "
-                   "S_ISREG check before it uses what it opened")
 @pytest.mark.parametrize("operation", ["attach", "create", "publish", "read", "ls", "gc"])
 def test_planted_fifo_is_refused_without_blocking(procs, unique_key, operation) -> None:
     if os.geteuid() != 0:

@@ -46,8 +46,6 @@ def test_soak_survivors_do_not_grow(summary: dict[str, Any]) -> None:
     assert summary["max_rss_growth_mib"] <= RSS_BOUND_MIB
 
 
-@pytest.mark.xfail(strict=True, reason="views unpin at the end of their block and a published "
-                   "loan's array stays writable until frame semantics change (issue 12)")
 def test_soak_kept_views_and_loans_stay_true(summary: dict[str, Any]) -> None:
     assert summary["kept_views_changed"] == 0
     assert summary["loans_left_writable"] == 0
