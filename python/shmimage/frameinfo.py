@@ -42,7 +42,18 @@ class FrameInfo:
 
 
 class Frame(NamedTuple):
-    """A frame's pixels and the facts of that same frame."""
+    """A frame's pixels and the facts of that same frame.
+
+    Returned by `SharedImage.read_frame` (a private copy) and yielded by
+    `SharedImage.view_frame` (a pinned view); pickles as a value.
+
+    Attributes
+    ----------
+    pixels : numpy.ndarray
+        The frame's pixels.
+    info : FrameInfo
+        Generation, timestamp, writer and meta of those very pixels.
+    """
 
     pixels: np.ndarray
     info: FrameInfo

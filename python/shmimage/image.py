@@ -268,7 +268,25 @@ class SharedImage:
             raise type(exc)(f"{self._where()}: {exc}") from None
 
     def load_from_file(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """The example's first button: decode, publish as RGBA, stay attached."""
+        """The example's first button: decode, publish as RGBA, stay attached.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            An image file Pillow can decode.
+
+        Returns
+        -------
+        numpy.ndarray
+            The published (H, W, 4) uint8 RGBA pixels.
+
+        Raises
+        ------
+        InvalidImageError
+            The file is not an image, truncated, or too large.
+        FileNotFoundError
+            No such file.
+        """
         pixels = load_image_file(path)
         self.publish(pixels)
         return pixels
@@ -334,7 +352,31 @@ class SharedImage:
         return ViewBlock(self)
 
     def view_frame(self) -> ViewBlock:
-        """As `view`, yielding a `Frame`: the pinned pixels and their facts."""
+        """As `view`, yielding a `Frame`: the pinned pixels and their facts.
+
+        Returns
+        -------
+        ViewBlock
+            A context manager yielding a `Frame` whose ``pixels`` are a
+            read-only zero-copy view, pinned while referenced, and whose
+            ``info`` describes that same frame.
+
+        Raises
+        ------
+        NotFoundError
+            No segment has the key (on entering the block).
+        NoFrameError
+            Nothing was published yet.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-view-frame") as img:
+        ...     _ = img.publish(np.zeros((2, 3), np.uint8), meta={"i": 7})
+        ...     with img.view_frame() as frame:
+        ...         print(frame.pixels.shape, frame.info.meta)
+        (2, 3) {'i': 7}
+        """
         return ViewBlock(self, as_frame=True)
 
     def to_pil(self) -> Any:
@@ -461,7 +503,20 @@ class SharedImage:
         }
 
     def load_from_memory(self) -> np.ndarray:
-        """The example's second button: attach, lock, copy, unlock, detach."""
+        """The example's second button: attach, lock, copy, unlock, detach.
+
+        Returns
+        -------
+        numpy.ndarray
+            A private copy of the latest frame.
+
+        Raises
+        ------
+        NotFoundError
+            No segment has the key.
+        NoFrameError
+            Nothing was published yet.
+        """
         memory = SharedMemory(self.key)
         memory.attach()
         store = None
@@ -478,6 +533,7 @@ class SharedImage:
 
     @property
     def is_attached(self) -> bool:
+        """True while this object is attached to the store's segment."""
         return self._store is not None
 
     def detach(self) -> bool:

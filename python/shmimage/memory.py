@@ -45,6 +45,34 @@ class SharedMemory(_shmcore.SegmentHolder):
 
     `lock` and `unlock` are the compiled base class's: no Python frame
     between the caller and the mutex.
+
+    Parameters
+    ----------
+    key : str or None
+        The user key; the OS name (`native_key`) is derived from it,
+        deterministically across processes and versions.
+    native_key : str or None, keyword-only
+        A raw OS name used as is, instead of `key`.
+
+    Raises
+    ------
+    TypeError
+        When a key is not a str or None.
+
+    Notes
+    -----
+    The segment lives while a process is attached; when the last one
+    detaches (or dies) it is removed, unless created ``persistent=True``.
+
+    Examples
+    --------
+    >>> import shmimage
+    >>> with shmimage.SharedMemory("docs-memory-class") as shm:
+    ...     shm.create(16)
+    ...     with shm.locked(timeout=1.0):
+    ...         shm.data[:5] = b"hello"
+    ...     bytes(shm.data[:5])
+    b'hello'
     """
 
     # No instance dict: the method lookup of lock() stays the shortest.
@@ -65,20 +93,45 @@ class SharedMemory(_shmcore.SegmentHolder):
 
     @property
     def key(self) -> str | None:
+        """The user key, or None when only a native key is set."""
         return self._key
 
     @property
     def native_key(self) -> str | None:
+        """The OS name: ``/...`` (at most 30 characters) on POSIX, ``Local\\...`` on Windows."""
         return self._native_key
 
     def set_key(self, key: str | None) -> None:
-        """Change the key; detaches first, as QSharedMemory does."""
+        """Change the key; detaches first, as QSharedMemory does.
+
+        Parameters
+        ----------
+        key : str or None
+            The new user key; None clears it.
+
+        Raises
+        ------
+        TypeError
+            When `key` is not a str or None.
+        """
         _check_key(key, "key")
         self.detach()
         self._key = key
         self._native_key = native_key_for(key) if key else None
 
     def set_native_key(self, native_key: str) -> None:
+        """Use a raw OS name as is; detaches first and clears `key`.
+
+        Parameters
+        ----------
+        native_key : str
+            The OS name, e.g. ``/myseg`` on POSIX.
+
+        Raises
+        ------
+        TypeError
+            When `native_key` is not a str.
+        """
         _check_key(native_key, "native_key")
         self.detach()
         self._key = None
@@ -94,11 +147,13 @@ class SharedMemory(_shmcore.SegmentHolder):
 
     @property
     def error(self) -> ErrorCode:
+        """The last error as an `ErrorCode` (``NO_ERROR`` after a success), for Qt-style callers."""
         exc = self._errors.last
         return ErrorCode.NO_ERROR if exc is None else exc.code
 
     @property
     def error_string(self) -> str:
+        """The last error's message, or an empty string."""
         exc = self._errors.last
         return "" if exc is None else str(exc)
 
@@ -110,7 +165,38 @@ class SharedMemory(_shmcore.SegmentHolder):
     def create(
         self, size: int, mode: AccessMode = AccessMode.READ_WRITE, *, persistent: bool = False
     ) -> None:
-        """Create the segment exclusively and attach to it."""
+        """Create the segment exclusively and attach to it.
+
+        The memory is reserved at creation, so a full ``/dev/shm`` is an
+        exception here, never a SIGBUS later. A stale segment (every
+        process that had it is gone) under the name is reclaimed.
+
+        Parameters
+        ----------
+        size : int
+            Usable bytes, > 0.
+        mode : AccessMode, optional
+            ``READ_WRITE`` (default) or ``READ_ONLY`` for the mapping.
+        persistent : bool, keyword-only
+            Outlive the creator until `remove` or ``shmimage rm``.
+
+        Raises
+        ------
+        AlreadyExistsError
+            A live segment has the name.
+        InvalidSizeError
+            `size` <= 0.
+        InvalidKeyError
+            No or bad key.
+        PermissionDeniedError
+            The OS refuses.
+        OutOfResourcesError
+            No room for `size` bytes (checked before reserving).
+        SharedMemoryError
+            This object is already attached.
+        TypeError
+            `size` is not an int.
+        """
         try:
             if not isinstance(size, int) or isinstance(size, bool):
                 raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -138,7 +224,28 @@ class SharedMemory(_shmcore.SegmentHolder):
         return ro
 
     def attach(self, mode: AccessMode = AccessMode.READ_WRITE) -> None:
-        """Attach to an existing segment."""
+        """Attach to an existing segment.
+
+        Parameters
+        ----------
+        mode : AccessMode, optional
+            ``READ_WRITE`` (default) or ``READ_ONLY``; a read-only mapping
+            makes `data` read-only and `lock` raise `LockError`.
+
+        Raises
+        ------
+        NotFoundError
+            No segment has the name.
+        IncompatibleSegmentError
+            The segment is not shmimage's, of another layout version,
+            half-initialised, or its header disagrees with its size.
+        PermissionDeniedError
+            The OS refuses.
+        InvalidKeyError
+            No or bad key.
+        SharedMemoryError
+            This object is already attached.
+        """
         try:
             if self._seg is not None:
                 raise SharedMemoryError("already attached")
@@ -155,7 +262,20 @@ class SharedMemory(_shmcore.SegmentHolder):
         seg.errors = self._errors
 
     def detach(self) -> bool:
-        """False when not attached; BufferError while views of `data` live."""
+        """Detach from the segment; the last process to detach removes it.
+
+        Releases the lock first if this object holds it.
+
+        Returns
+        -------
+        bool
+            True when detached now, False when it was not attached.
+
+        Raises
+        ------
+        BufferError
+            While memoryviews of `data` are still alive.
+        """
         seg = self._seg
         if seg is None:
             return False
@@ -166,7 +286,23 @@ class SharedMemory(_shmcore.SegmentHolder):
 
     @staticmethod
     def remove(key: str) -> None:
-        """Remove a segment's name; attached processes keep their mapping."""
+        """Remove a segment's name; attached processes keep their mapping.
+
+        Works for persistent, stale and live segments: later `attach`
+        calls get `NotFoundError`.
+
+        Parameters
+        ----------
+        key : str
+            The user key.
+
+        Raises
+        ------
+        NotFoundError
+            No segment has the name.
+        InvalidKeyError
+            An empty key.
+        """
         _check_key(key, "key")
         if not key:
             raise InvalidKeyError("no key given")
@@ -182,21 +318,38 @@ class SharedMemory(_shmcore.SegmentHolder):
 
     @property
     def is_attached(self) -> bool:
+        """True while this object is attached to a segment."""
         return self._seg is not None
 
     def isAttached(self) -> bool:
+        """Qt's spelling of `is_attached`."""
         return self.is_attached
 
     @property
     def size(self) -> int:
+        """The usable byte count asked for at `create` (0 when detached)."""
         return self._seg.size if self._seg is not None else 0
 
     @property
     def data(self) -> memoryview:
+        """A memoryview of the `size` usable bytes (read-only in ``READ_ONLY``).
+
+        Raises
+        ------
+        NotAttachedError
+            When detached.
+        """
         return memoryview(self._attached())
 
     @property
     def persistent(self) -> bool:
+        """True when the segment outlives its creator until `remove`.
+
+        Raises
+        ------
+        NotAttachedError
+            When detached.
+        """
         return self._attached().persistent
 
     def _attached(self) -> _shmcore.Segment:
@@ -219,6 +372,25 @@ class SharedMemory(_shmcore.SegmentHolder):
 
     @contextlib.contextmanager
     def locked(self, timeout: float | None = None) -> Iterator[SharedMemory]:
+        """Context manager: lock, yield this object, unlock.
+
+        Parameters
+        ----------
+        timeout : float or None
+            Seconds to wait for the lock; None waits for ever.
+
+        Yields
+        ------
+        SharedMemory
+            This object, holding the lock.
+
+        Raises
+        ------
+        TimeoutError
+            The lock was not acquired within `timeout`.
+        LockError
+            This thread already holds it, or the mapping is read-only.
+        """
         if not self.lock(timeout):
             raise TimeoutError(f"could not lock {self._subject()} within {timeout} s")
         try:

@@ -115,8 +115,31 @@ def _segments(key: str, backend: str) -> list[Any]:
 
 
 def encode_qimage_stream(pixels: np.ndarray) -> bytes:
-    """The bytes `QDataStream << QImage` writes (stream version >= 5): a
-    big-endian qint32 1, then the image as PNG."""
+    """The bytes `QDataStream << QImage` writes (stream version >= 5).
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        uint8 pixels Pillow can save: (H, W), (H, W, 3) or (H, W, 4).
+
+    Returns
+    -------
+    bytes
+        A big-endian qint32 1, then the image as PNG.
+
+    Raises
+    ------
+    TypeError
+        For arrays Pillow cannot represent.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from shmimage.qt import encode_qimage_stream, decode_qimage_stream
+    >>> data = encode_qimage_stream(np.full((2, 2, 4), 9, np.uint8))
+    >>> decode_qimage_stream(data).shape
+    (2, 2, 4)
+    """
     out = io.BytesIO()
     out.write(_IMAGE_MARKER)
     Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
@@ -124,9 +147,28 @@ def encode_qimage_stream(pixels: np.ndarray) -> bytes:
 
 
 def decode_qimage_stream(data: bytes) -> np.ndarray:
-    """The RGBA uint8 (H, W, 4) pixels of `QDataStream << QImage` bytes of any
-    stream version: marker + PNG (>= 5), PNG (2-4) or BMP (1). Trailing bytes
-    (a segment is often larger than its image) are ignored."""
+    """Decode `QDataStream << QImage` bytes of any stream version.
+
+    Marker + PNG (>= 5), PNG (2-4) or BMP (1). Trailing bytes (a segment
+    is often larger than its image) are ignored.
+
+    Parameters
+    ----------
+    data : bytes
+        The segment's bytes.
+
+    Returns
+    -------
+    numpy.ndarray
+        RGBA uint8 pixels, (H, W, 4).
+
+    Raises
+    ------
+    NoFrameError
+        A null QImage, or no bytes.
+    InvalidImageError
+        The bytes are not a QImage stream.
+    """
     head = bytes(data[:4])
     if head == _NULL_MARKER or not data:
         raise NoFrameError("the Qt segment holds a null QImage (or nothing yet)")
@@ -178,6 +220,33 @@ class QtSharedImage:
     `publish()` its "Load Image From File..." button (it stays attached until
     `detach()`). `timeout` bounds every wait on Qt's lock (None waits forever):
     POSIX semaphores stay taken when their holder dies.
+
+    Parameters
+    ----------
+    key : str
+        Qt's key, as passed to ``QSharedMemory(key)``.
+    backend : {"auto", "posix", "sysv", "windows"}, keyword-only
+        Which of Qt's naming schemes; ``"auto"`` reads POSIX then System V
+        and publishes with POSIX (Qt 6.6+'s default on Unix).
+    timeout : float or None, keyword-only
+        Default seconds for waits on Qt's lock.
+
+    Raises
+    ------
+    TypeError
+        `key` is not a str.
+    InvalidKeyError
+        An empty key or one with a NUL.
+    ValueError
+        An unknown backend or a negative timeout.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        from shmimage.qt import QtSharedImage
+        with QtSharedImage("QSharedMemoryExample") as qt:
+            qt.publish("photo.png")   # the Qt example's "Display" now shows it
     """
 
     def __init__(self, key: str = "QSharedMemoryExample", *, backend: str = "auto",
@@ -197,13 +266,32 @@ class QtSharedImage:
 
     @property
     def is_attached(self) -> bool:
+        """True while a segment made by `publish` is held."""
         return self._published is not None
 
     def _timeout(self, timeout: float | None) -> float | None:
         return self.timeout if timeout is None else timeout
 
     def read_bytes(self, timeout: float | None = None) -> bytes:
-        """The raw bytes of the segment, copied under Qt's lock."""
+        """The raw bytes of the segment, copied under Qt's lock.
+
+        Parameters
+        ----------
+        timeout : float or None
+            Seconds to wait for Qt's lock; None: the object's `timeout`.
+
+        Returns
+        -------
+        bytes
+            The whole segment.
+
+        Raises
+        ------
+        NotFoundError
+            No Qt segment for `key` under the backend(s).
+        TimeoutError
+            Qt's lock was not acquired in time.
+        """
         for segment in _segments(self.key, self.backend):
             try:
                 segment.find()
@@ -214,16 +302,57 @@ class QtSharedImage:
             f"no Qt shared memory segment for key {self.key!r} (backend {self.backend!r})")
 
     def read(self, timeout: float | None = None) -> np.ndarray:
-        """Attach, take Qt's lock, copy, release, detach; RGBA uint8 (H, W, 4)."""
+        """Attach, take Qt's lock, copy, release, detach.
+
+        Parameters
+        ----------
+        timeout : float or None
+            Seconds to wait for Qt's lock; None: the object's `timeout`.
+
+        Returns
+        -------
+        numpy.ndarray
+            RGBA uint8 pixels, (H, W, 4).
+
+        Raises
+        ------
+        NotFoundError
+            No Qt segment for `key`.
+        NoFrameError
+            The segment holds a null image.
+        InvalidImageError
+            The segment does not hold a QImage stream.
+        TimeoutError
+            Qt's lock was not acquired in time.
+        """
         return decode_qimage_stream(self.read_bytes(timeout))
 
     def to_pil(self, timeout: float | None = None) -> Image.Image:
+        """As `read`, as an RGBA `PIL.Image.Image`; raises as `read` does."""
         return Image.fromarray(self.read(timeout))
 
     def publish(self, image: ImageLike, timeout: float | None = None) -> None:
-        """Write `image` as `QDataStream << QImage` would, under Qt's lock, into
-        a Qt segment for `key`, and stay attached. A later, larger image makes
-        a new segment; a smaller one reuses this one."""
+        """Write `image` as `QDataStream << QImage` would, and stay attached.
+
+        Written under Qt's lock into a Qt segment for `key`. A later, larger
+        image makes a new segment; a smaller one reuses this one.
+
+        Parameters
+        ----------
+        image : numpy.ndarray, PIL.Image.Image, path or bytes
+            What `SharedImage.publish` accepts, as 8-bit pixels.
+        timeout : float or None
+            Seconds to wait for Qt's lock; None: the object's `timeout`.
+
+        Raises
+        ------
+        InvalidImageError
+            `image` is not an image.
+        AlreadyExistsError
+            Another process already has a Qt segment under `key`.
+        TimeoutError
+            Qt's lock was not acquired in time.
+        """
         data = encode_qimage_stream(_as_pixels(image))
         segment = self._published
         if segment is not None and segment.size >= len(data):
@@ -233,18 +362,50 @@ class QtSharedImage:
         self._published = _create(self.key, self.backend, data, self._timeout(timeout))
 
     def load_from_file(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """The Qt example's first button: decode `path`, publish it, stay attached."""
+        """The Qt example's first button: decode `path`, publish it, stay attached.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            An image file.
+
+        Returns
+        -------
+        numpy.ndarray
+            The published pixels.
+
+        Raises
+        ------
+        InvalidImageError
+            The file is not an image.
+        """
         pixels = _as_pixels(path)
         self.publish(pixels)
         return pixels
 
     def load_from_memory(self) -> np.ndarray:
-        """The Qt example's second button."""
+        """The Qt example's second button: `read` under its name.
+
+        Returns
+        -------
+        numpy.ndarray
+            RGBA uint8 pixels, (H, W, 4).
+        """
         return self.read()
 
     def detach(self, timeout: float | None = None) -> bool:
-        """Leave the segment `publish()` made (removing it, as Qt's last
-        detach does). False when not attached."""
+        """Leave the segment `publish()` made, removing it as Qt's last detach does.
+
+        Parameters
+        ----------
+        timeout : float or None
+            Seconds to wait for Qt's lock before leaving anyway.
+
+        Returns
+        -------
+        bool
+            True when detached now, False when not attached.
+        """
         segment, self._published = self._published, None
         if segment is None:
             return False
@@ -260,9 +421,30 @@ class QtSharedImage:
 
     @staticmethod
     def remove(key: str = "QSharedMemoryExample", backend: str = "auto") -> bool:
-        """Remove a Qt segment left behind under `key` (Qt never unlinks POSIX
-        segments; a killed Qt process leaves System V ones). True when one was
-        removed; a System V segment still in use raises AlreadyExistsError."""
+        """Remove a Qt segment left behind under `key`.
+
+        Qt never unlinks POSIX segments; a killed Qt process leaves System V
+        ones.
+
+        Parameters
+        ----------
+        key : str
+            Qt's key.
+        backend : {"auto", "posix", "sysv", "windows"}
+            Which naming scheme(s) to clean.
+
+        Returns
+        -------
+        bool
+            True when a segment was removed.
+
+        Raises
+        ------
+        AlreadyExistsError
+            A System V segment is still in use.
+        ValueError
+            An unknown backend.
+        """
         _check_backend(backend)
         removed = False
         if backend in ("auto", "posix") and sys.platform != "win32":

@@ -63,6 +63,24 @@ class Relay:
         Called about once a second with a status line (fps, MB/s, dropped).
     on_notice
         Called with a sentence when the server grants less than was asked.
+    Raises
+    ------
+    TypeError
+        `key` is not a str or None.
+    ValueError
+        `window` outside 1 to 16, or `connect` is not a ZeroMQ endpoint.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        import threading
+        from shmimage.net import Relay
+        relay = Relay("tcp://127.0.0.1:5560", key="camera-copy")
+        threading.Thread(target=relay.run).start()
+        relay.connected.wait(5)
+        ...
+        relay.stop()
     """
 
     def __init__(self, connect: str, key: str | None = None, *, lossless: bool = False,
@@ -95,7 +113,11 @@ class Relay:
         self._stopping.set()
 
     def run(self) -> None:
-        """Relay until `stop()`, reconnecting after 5 s without a word from the server."""
+        """Relay until `stop()`, reconnecting after 5 s without a word from the server.
+
+        Sets `connected` at the server's first welcome; malformed or
+        oversized messages are counted in `stats` and dropped.
+        """
         context: zmq.Context[Any] = zmq.Context()
         try:
             while not self._stopping.is_set():

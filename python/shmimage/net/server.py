@@ -68,6 +68,24 @@ class Server:
         that are sent from a private copy, so a writer is never held up.
     on_progress
         Called about once a second with a status line (fps, MB/s, dropped).
+    Raises
+    ------
+    TypeError
+        `key` is not a str.
+    ValueError
+        A non-local `bind` without `curve` or `insecure`, or a bad `compress`.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        import threading
+        from shmimage.net import Server
+        server = Server("camera", "tcp://127.0.0.1:5560")
+        threading.Thread(target=server.run).start()
+        server.ready.wait(5)
+        ...
+        server.stop()
     """
 
     def __init__(self, key: str, bind: str = DEFAULT_BIND, *, lossless: bool = False,
@@ -96,7 +114,15 @@ class Server:
         self._stopping.set()
 
     def run(self) -> None:
-        """Serve until `stop()`; sockets, pins and threads are gone when it returns."""
+        """Serve until `stop()`; sockets, pins and threads are gone when it returns.
+
+        Sets `ready` (and `endpoint`) once bound.
+
+        Raises
+        ------
+        zmq.ZMQError
+            The endpoint cannot be bound (e.g. the port is taken).
+        """
         context: zmq.Context[Any] = zmq.Context()
         auth = frames = watcher = None
         sockets: list[zmq.Socket[Any]] = []
