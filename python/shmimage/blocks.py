@@ -10,14 +10,34 @@ the array, or anything derived from it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .frameinfo import Frame, frame_info
 
 if TYPE_CHECKING:
-    from .image import SharedImage
+    from . import _shmcore
+
+
+class BlockOwner(Protocol):
+    """What a block asks of the image that made it (`SharedImage`), named
+    here so that this module needs nothing from the image module."""
+
+    _store: _shmcore.FrameStore | None
+
+    def _attach(self) -> _shmcore.FrameStore: ...
+
+    def _where(self) -> str: ...
+
+    def _frame_spec(
+        self, shape: tuple[int, ...], dtype: Any
+    ) -> tuple[tuple[int, ...], np.dtype[Any]]: ...
+
+    def _claim(
+        self, shape: tuple[int, ...], dtype: np.dtype[Any], timeout: float | None,
+        meta_len: int = 0,
+    ) -> tuple[_shmcore.FrameStore, int, np.ndarray]: ...
 
 
 class ViewBlock:
@@ -25,7 +45,7 @@ class ViewBlock:
 
     __slots__ = ("_as_frame", "_held", "_image")
 
-    def __init__(self, image: SharedImage, as_frame: bool = False) -> None:
+    def __init__(self, image: BlockOwner, as_frame: bool = False) -> None:
         self._image = image
         self._as_frame = as_frame
         self._held: np.ndarray | None = None
@@ -54,7 +74,7 @@ class LoanBlock:
     __slots__ = ("_array", "_cancelled", "_dtype", "_image", "_meta", "_shape", "_slot",
                  "_store", "_timeout")
 
-    def __init__(self, image: SharedImage, shape: Any, dtype: Any, timeout: float | None,
+    def __init__(self, image: BlockOwner, shape: Any, dtype: Any, timeout: float | None,
                  meta: bytes | None = None) -> None:
         self._image = image
         self._shape, self._dtype, self._timeout = shape, dtype, timeout
