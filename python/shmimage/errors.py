@@ -75,3 +75,10 @@ class NoFrameError(SharedMemoryError):
 
 class TornFrameError(SharedMemoryError):
     code = ErrorCode.UNKNOWN_ERROR
+
+
+class EndOfStream(SharedMemoryError):
+    """The writer ended the stream (`SharedImage.end_stream`) and every kept
+    frame was returned."""
+
+    code = ErrorCode.NOT_FOUND

@@ -1121,3 +1121,98 @@ int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive) {
     *alive = locked;
     return 0;
 }
+
+/* ---- streams ---- */
+
+/* The newest generation and the oldest one the ring can still hold. */
+static void kept_range(frm_store *st, uint64_t *oldest, uint64_t *newest) {
+    uint64_t n = load64(&st->ctrl->latest) >> 8;
+    *newest = n;
+    *oldest = n > st->history ? n - st->history + 1 : 1;
+}
+
+/* Has the writer ended the stream before generation `want`? */
+static int ended(frm_store *st, uint64_t want) {
+    uint64_t end = load64(&st->ctrl->end_generation);
+    return end != 0 && end < want && end == load64(&st->ctrl->latest) >> 8;
+}
+
+/* Pins kept generation g into *f: 0, EAGAIN when the ring moved past it. */
+static int pin_generation(frm_store *st, uint64_t g, frm_frame *f) {
+    for (int attempt = 0; attempt < PIN_TRIES; attempt++) {
+        uint64_t word = load64(&st->ctrl->ring[g % st->history]);
+        if (word >> 8 != g) return word >> 8 > g ? EAGAIN : ENOENT;
+        int slot = slot_of(st, word);
+        if (slot < 0) return SHMP_EINCOMPAT;
+        int rc = pin_slot(st, slot);
+        if (rc == EAGAIN) {
+            yield_cpu();
+            continue;
+        }
+        if (rc) return rc;
+        frm_slot *d = slot_at(st, slot);
+        if (load32(&d->state) == FRM_COMPLETE && load64(&d->generation) == g) {
+            rc = frm_decode(st, slot, f);
+            if (rc == 0 && f->generation == g) return 0;
+        }
+        frm_unpin(st, slot);
+        if (rc) return rc;
+        /* Pinned, a kept slot cannot change: if the ring still names it,
+         * its descriptor lies. */
+        if (load64(&st->ctrl->ring[g % st->history]) == word) return SHMP_EINCOMPAT;
+    }
+    return ETIMEDOUT;
+}
+
+int frm_pin_from(frm_store *st, frm_follow *fw, uint64_t want, frm_frame *f) {
+    frm_store *cur;
+    int rc = live(st, fw, &cur);
+    if (rc) return rc;
+    if (want == 0) want = 1;
+    for (int attempt = 0; attempt < PIN_TRIES; attempt++) {
+        uint64_t oldest, newest;
+        kept_range(cur, &oldest, &newest);
+        if (newest < want) return ended(cur, want) ? FRM_EEND : EAGAIN;
+        uint64_t g = want > oldest ? want : oldest;
+        for (; g <= newest; g++) {
+            rc = pin_generation(cur, g, f);
+            if (rc != ENOENT) break; /* ENOENT: a hole (a rebuilt store), the next one */
+        }
+        if (rc == ENOENT) return EAGAIN;
+        if (rc != EAGAIN) return rc;
+    }
+    return ETIMEDOUT; /* the writer laps the ring faster than a pin */
+}
+
+int frm_wait_from(frm_store *st, frm_follow *fw, uint64_t want, int64_t deadline) {
+    int64_t slice_end = frm_now_ns() + FRM_SLICE_NS;
+    if (deadline >= 0 && deadline < slice_end) slice_end = deadline;
+    for (;;) {
+        if (load32(&st->cancel)) return ECANCELED;
+        frm_store *cur;
+        int rc = live(st, fw, &cur);
+        if (rc) return rc;
+        uint32_t seq = load32(&cur->ctrl->seq);
+        if (load64(&cur->ctrl->latest) >> 8 >= want || ended(cur, want)) return 0;
+        int64_t left = slice_end - frm_now_ns();
+        if (left <= 0) return past(deadline) ? ETIMEDOUT : EINTR;
+        if (cur != st && left > 10000000) left = 10000000;
+        if (frm_superseded(cur)) continue;
+        add32(&cur->ctrl->waiters, 1);
+        rc = shmp_wait(cur->seg, &cur->ctrl->seq, seq, left);
+        add32(&cur->ctrl->waiters, -1);
+        if (rc && rc != ETIMEDOUT) return rc;
+    }
+}
+
+int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline) {
+    frm_store *cur;
+    int rc = live(st, fw, &cur);
+    if (rc) return rc;
+    if (!cur->seg->writable) return EACCES;
+    rc = lock_segment(cur, deadline);
+    if (rc) return rc;
+    store64(&cur->ctrl->end_generation, cur->ctrl->last_generation);
+    bump_and_wake(cur);
+    return shmp_unlock(cur->seg);
+}

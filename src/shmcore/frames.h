@@ -75,6 +75,7 @@
 #define FRM_EPINNED 0x10103  /* timed out: every slot up to max_slots is kept or pinned */
 #define FRM_EOWNPINS 0x10104 /* every pin that blocks a claim is this process's own
                               * (seen twice, 10 ms apart, within 40 ms) */
+#define FRM_EEND 0x10105     /* the writer ended the stream before this generation */
 #ifndef ESTALE
 #define ESTALE 116 /* the store was replaced and the call may not follow */
 #endif
@@ -330,6 +331,19 @@ uint32_t frm_pid(void);
 
 /* Subscriber registry entry k, validated into *out; ENOENT when free. */
 int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive);
+
+/* ---- streams ---- */
+
+/* Pins the kept frame of the lowest generation >= want into *f (an older
+ * wanted one the ring no longer holds is skipped: f->generation says how
+ * far). EAGAIN: none that new yet; FRM_EEND: the stream ended before it. */
+int frm_pin_from(frm_store *st, frm_follow *fw, uint64_t want, frm_frame *f);
+/* Blocks (futex) until generation `want` is published or the stream ends
+ * before it. ETIMEDOUT at the deadline, EINTR per slice, ECANCELED. */
+int frm_wait_from(frm_store *st, frm_follow *fw, uint64_t want, int64_t deadline);
+/* Ends the stream at the latest generation: subscriptions drain what is
+ * kept, then see FRM_EEND until the next publish. Wakes waiters. */
+int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline);
 
 int64_t frm_now_ns(void);
 uint64_t frm_wall_ns(void);

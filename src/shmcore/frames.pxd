@@ -17,6 +17,7 @@ cdef extern from "frames.h" nogil:
         FRM_ETORN
         FRM_EPINNED
         FRM_EOWNPINS
+        FRM_EEND
         FRM_MAX_PINNERS
         FRM_DTYPE_END
 
@@ -117,6 +118,9 @@ cdef extern from "frames.h" nogil:
     uint32_t frm_pid()
     uint32_t frm_active_slots(frm_store *st)
     int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive)
+    int frm_pin_from(frm_store *st, frm_follow *fw, uint64_t want, frm_frame *f)
+    int frm_wait_from(frm_store *st, frm_follow *fw, uint64_t want, int64_t deadline)
+    int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline)
 
 
 cdef extern from "keywatch.h" nogil:
