@@ -161,12 +161,13 @@ def test_subscribe_before_the_writer_exists(procs, unique_key):
     key = unique_key("streams")
     sub = SharedImage(key).subscribe()
     parent, child = ctx.Pipe()
-    procs.start(publish_indexed, key, 1, 3, 8, False, child, WAIT)
+    procs.start(publish_indexed, key, 1, 3, 8, False, child, WAIT, True)
     frame = sub.next(WAIT)
     assert frame.info.generation == 1 and (frame.pixels == 1).all()
     receive(parent, "writer result")
     del frame
     sub.close()
+    parent.send("done")
 
 
 def test_copy_frames_are_private(unique_key):

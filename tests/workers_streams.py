@@ -21,9 +21,10 @@ def index_frame(index: int) -> np.ndarray:
 
 
 def publish_indexed(key: str, first: int, count: int, history: int, end: bool, conn: Any,
-                    timeout: float = WAIT) -> None:
+                    timeout: float = WAIT, linger: bool = False) -> None:
     """Publish frames first..first+count-1 with meta {"i": index}, end the
-    stream when `end`; send ("ok", last generation)."""
+    stream when `end`; send ("ok", last generation). With `linger`, stay
+    attached until a message on `conn`."""
     image = SharedImage(key, history=history)
     try:
         gen = 0
@@ -32,19 +33,22 @@ def publish_indexed(key: str, first: int, count: int, history: int, end: bool, c
         if end:
             image.end_stream()
         conn.send(("ok", gen))
+        if linger:
+            conn.poll(WAIT)
     except REPORTED as exc:
         conn.send(_error(exc))
     finally:
         image.detach()
 
 
-def record(key: str, start: str, slow: float, copy: bool, ready: Any, conn: Any) -> None:
+def record(key: str, start: str, slow: float, copy: bool, ready: Any, conn: Any,
+           lossless: bool = False) -> None:
     """Subscribe, say "ready", then take frames until the stream ends,
     sleeping up to `slow` seconds at random between frames. Sends ("ok",
     [(generation, meta index, pixel index, pixels uniform)], dropped)."""
     rng = random.Random()
     try:
-        with SharedImage(key).subscribe(start=start, copy=copy) as sub:
+        with SharedImage(key).subscribe(lossless=lossless, start=start, copy=copy) as sub:
             ready.send("ready")
             got = []
             for frame in sub:
@@ -70,5 +74,19 @@ def take_after(key: str, go: Any, count: int, conn: Any) -> None:
             go.recv()
             got = [sub.next(timeout=WAIT).info.meta["i"] for _ in range(count)]
             conn.send(("ok", got, sub.dropped))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+
+
+def hold_lossless(key: str, conn: Any, take: Any) -> None:
+    """Subscribe lossless, say "ready", then take one frame per message on
+    `take` (None: stop), answering each with its generation."""
+    try:
+        with SharedImage(key).subscribe(lossless=True) as sub:
+            conn.send("ready")
+            while take.poll(WAIT):
+                if take.recv() is None:
+                    break
+                conn.send(sub.next(timeout=WAIT).info.generation)
     except REPORTED as exc:
         conn.send(_error(exc))

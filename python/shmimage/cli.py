@@ -308,7 +308,7 @@ def store_rows(store: dict[str, Any] | None) -> list[list[str]]:
         return []
     o = store["options"]
     pins = ", ".join(f"pid {p['pid']}: {p['pins']}" for p in store["pins"]) or "none"
-    subs = ", ".join(f"pid {s['pid']} ({s['mode']})" for s in store["subscribers"]) or "none"
+    subs = ", ".join(f"pid {s['pid']} ({s['mode']}, lag {s['lag']})" for s in store["subscribers"]) or "none"
     slots = (f"{store['slots_in_use']} of {store['table_slots']} in use "
              f"(slots {o['slots']}, max_slots {o['max_slots']}, history {o['history']})")
     return [["slots", slots],

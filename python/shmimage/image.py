@@ -439,7 +439,10 @@ class SharedImage:
         Parameters
         ----------
         lossless
-            Reserved for lossless subscriptions (not available yet).
+            Register in the segment (at most 64 at once, else
+            `OutOfResourcesError`): `publish`/`loan` wait before dropping a
+            frame this subscription has not taken, and on their `timeout`
+            raise `TimeoutError` naming its pid.
         start
             ``"next"``: frames published after this call; ``"latest"``: the
             current frame first; ``"oldest"``: the oldest frame still kept.
@@ -486,7 +489,8 @@ class SharedImage:
             "persistent": store.segment.persistent,
             "pins": [{"pid": p, "pins": n, "slots": s} for p, n, s in store.pinners()],
             "subscribers": [
-                {"pid": p, "mode": "lossless" if lossless else "lossy", "next": nxt}
+                {"pid": p, "mode": "lossless" if lossless else "lossy", "next": nxt,
+                 "lag": max(store.generation + 1 - nxt, 0)}
                 for p, lossless, nxt in store.subscribers()
             ],
         }

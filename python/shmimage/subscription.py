@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _shmcore
-from .errors import EndOfStream, NotAttachedError, NotFoundError
+from .errors import EndOfStream, NotAttachedError, NotFoundError, OutOfResourcesError
 from .frameinfo import Frame, frame_info
 
 if TYPE_CHECKING:
@@ -19,24 +19,27 @@ STARTS = ("next", "latest", "oldest")
 
 
 class Subscription:
-    """An ordered stream of a `SharedImage`'s frames (lossy).
+    """An ordered stream of a `SharedImage`'s frames.
 
     Made by `SharedImage.subscribe`. Each `next()` returns the frame of the
-    lowest generation not yet returned that the store still keeps; frames
-    the writer overwrote before they were taken are skipped and counted in
-    `dropped`. The writer never waits for a lossy subscription.
+    lowest generation not yet returned that the store still keeps. Lossy
+    (the default): the writer never waits for it; frames overwritten before
+    they were taken are skipped and counted in `dropped`. Lossless: the
+    subscription is registered in the segment (at most 64), and the writer
+    waits before dropping a frame it has not taken; it is unregistered when
+    closed, collected, or when its process dies (a kernel-held lock).
     """
 
     def __init__(self, image: SharedImage, *, lossless: bool = False, start: str = "next",
                  copy: bool = False) -> None:
         if start not in STARTS:
             raise ValueError(f"start must be one of {', '.join(STARTS)}, not {start!r}")
-        if lossless:
-            raise NotImplementedError("lossless subscriptions are not available yet")
         self._image = image
         self._where = f"{image.key!r} ({image.native_key})"
         self._start = start
         self._copy = bool(copy)
+        self._lossless = bool(lossless)
+        self._entry = -1  # registry entry of a lossless subscription
         self._store: _shmcore.FrameStore | None = None
         self._next = 0  # the generation to return next; 0: not positioned yet
         self._dropped = 0
@@ -60,9 +63,23 @@ class Subscription:
                 self._store = store
             if self._next == 0:
                 self._next = self._first(store)
+            self._register(store)
         elif store.successor is not None:
-            store = self._store = store.live
+            old, store = store, store.live
+            if self._entry >= 0:
+                old.unsubscribe(self._entry)
+                self._entry = -1
+            self._store = store
+            self._register(store)
         return store
+
+    def _register(self, store: _shmcore.FrameStore) -> None:
+        """A lossless subscription's entry in the store's registry."""
+        if self._lossless:
+            try:
+                self._entry, self._next = store.subscribe_lossless(self._next)
+            except OutOfResourcesError as exc:
+                raise OutOfResourcesError(f"subscribe to {self._where}: {exc}") from None
 
     def _first(self, store: _shmcore.FrameStore) -> int:
         newest = store.generation
@@ -87,10 +104,12 @@ class Subscription:
             raise EndOfStream(f"{self._where}: the writer ended the stream") from None
         if got is None:
             return None
-        _, pixels, facts = got
+        store, pixels, facts = got
         info = frame_info(facts, self._where)
         self._dropped += info.generation - self._next
         self._next = info.generation + 1
+        if self._entry >= 0 and store is self._store:
+            store.advance(self._entry, self._next)
         return Frame(pixels, info)
 
     def _check_open(self) -> None:
@@ -139,7 +158,10 @@ class Subscription:
         with self._mu:
             self._closed = True
             store, self._store = self._store, None
+            entry, self._entry = self._entry, -1
         if store is not None:
+            if entry >= 0:
+                store.unsubscribe(entry)
             store.cancel_waits()
 
     @property
@@ -177,7 +199,8 @@ class Subscription:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"next={self._next}"
-        return f"<Subscription {self._where} lossy {state} dropped={self._dropped}>"
+        mode = "lossless" if self._lossless else "lossy"
+        return f"<Subscription {self._where} {mode} {state} dropped={self._dropped}>"
 
 
 def _left(deadline: float | None) -> float | None:

@@ -11,7 +11,7 @@
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.errno cimport EAGAIN, EINTR
+from libc.errno cimport EAGAIN, EINTR, ENOSPC
 from libc.string cimport memcmp, memcpy
 
 import numpy as np
@@ -19,7 +19,13 @@ import numpy as np
 cdef extern from "<errno.h>":
     int ECANCELED
 
-from shmimage.errors import EndOfStream, InvalidImageError, NoFrameError, TornFrameError
+from shmimage.errors import (
+    EndOfStream,
+    InvalidImageError,
+    NoFrameError,
+    OutOfResourcesError,
+    TornFrameError,
+)
 
 _ndarray = np.ndarray
 
@@ -396,6 +402,10 @@ cdef class FrameStore:
             raise BufferError(
                 f"{what}: this process pins every slot up to max_slots={self.st.max_slots} "
                 f"({total} pins held by arrays from view()/loan()): drop some first")
+        if rc == FRM_ESLOW:
+            raise TimeoutError(
+                f"{what}: timed out waiting for lossless subscriber pid {self.st.slow_pid}, "
+                f"which has not taken the frame this publish would drop")
         if rc == FRM_EPINNED:
             who = ", ".join(f"pid {p[0]} ({p[1]} pins)" for p in self.pinners()) or "nobody now"
             raise TimeoutError(
@@ -718,3 +728,33 @@ cdef class FrameStore:
             PyErr_CheckSignals()
         self._adopt(&fw)
         fail(rc, "end the stream")
+
+    def subscribe_lossless(self, uint64_t start, object timeout=None):
+        """Register this handle as a lossless subscriber from generation
+        `start`: (entry, the generation it starts at). OutOfResourcesError
+        when FRM_MAX_SUBS are registered."""
+        cdef frm_follow fw = self._spare()
+        cdef int64_t deadline = deadline_of(timeout)
+        cdef int rc, k = -1
+        while True:
+            with nogil:
+                rc = frm_subscribe(&self.st, &fw, &start, deadline, &k)
+            if rc != EINTR:
+                break
+            PyErr_CheckSignals()
+        self._adopt(&fw)
+        if rc == ENOSPC:
+            raise OutOfResourcesError(
+                f"{FRM_MAX_SUBS} lossless subscribers are registered already "
+                f"(at most {FRM_MAX_SUBS})")
+        fail(rc, "register a lossless subscriber")
+        return k, start
+
+    def advance(self, int k, uint64_t next_generation):
+        """Entry `k` has taken every frame before `next_generation`."""
+        check(frm_sub_advance(&self.st, k, next_generation), "record a subscriber's progress")
+
+    def unsubscribe(self, int k):
+        """Free registry entry `k` (a waiting writer goes on)."""
+        if self.segment is not None and self.segment.attached:
+            check(frm_unsubscribe(&self.st, k), "unregister a subscriber")
