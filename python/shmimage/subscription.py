@@ -1,14 +1,16 @@
 """`Subscription`: the frames of one store, in generation order, each once."""
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _shmcore
 from .errors import EndOfStream, NotAttachedError, NotFoundError, OutOfResourcesError
 from .frameinfo import Frame, frame_info
+from .waiter import WAITER, Wait
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -152,6 +154,52 @@ class Subscription:
             if not self._attach().wait_from(self._next, _left(deadline)):
                 raise TimeoutError(f"no frame from {self._where} within the timeout")
 
+    async def next_async(self, timeout: float | None = None) -> Frame:
+        """As `next`, without blocking the event loop.
+
+        The process's one waiter thread sleeps in the kernel for every
+        pending call and wakes this coroutine's loop; the frame is taken in
+        the loop's thread, so a cancelled call consumes no frame.
+
+        Parameters
+        ----------
+        timeout
+            Seconds; None waits as long as it takes.
+
+        Returns
+        -------
+        Frame
+
+        Raises
+        ------
+        TimeoutError, EndOfStream, NotAttachedError
+            As for `next`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + max(float(timeout), 0.0)
+        while True:
+            self._check_open()
+            try:
+                frame = self._take()
+            except NotFoundError:
+                frame = None  # no store yet: look again every 20 ms
+                await asyncio.sleep(0.02)
+            if frame is not None:
+                return frame
+            if self._store is None:
+                if deadline is not None and loop.time() >= deadline:
+                    raise TimeoutError(f"no frame from {self._where} within the timeout")
+                continue
+            wait = Wait(self._store, self._next, loop, loop.create_future())
+            WAITER.add(wait)
+            try:
+                left = None if deadline is None else max(deadline - loop.time(), 0.0)
+                await asyncio.wait_for(wait.future, left)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no frame from {self._where} within the timeout") from None
+            finally:
+                WAITER.discard(wait)
+
     def close(self) -> None:
         """Stop: a `next()` blocked in another thread raises `NotAttachedError`.
         Frames already returned stay valid while referenced."""
@@ -182,6 +230,19 @@ class Subscription:
         except NotAttachedError:
             if self._closed:
                 raise StopIteration from None
+            raise
+
+    def __aiter__(self) -> AsyncIterator[Frame]:
+        return self
+
+    async def __anext__(self) -> Frame:
+        try:
+            return await self.next_async()
+        except EndOfStream:
+            raise StopAsyncIteration from None
+        except NotAttachedError:
+            if self._closed:
+                raise StopAsyncIteration from None
             raise
 
     def __enter__(self) -> Self:
