@@ -11,7 +11,7 @@
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.errno cimport EAGAIN, EINTR, ENOSPC
+from libc.errno cimport EAGAIN, EINTR, ENOENT, ENOSPC
 from libc.string cimport memcmp, memcpy
 
 import numpy as np
@@ -350,9 +350,14 @@ cdef class FrameStore:
         """Live registered subscribers: [(pid, lossless, next_generation)]."""
         cdef frm_sub sub
         cdef int alive = 0
+        cdef int rc
         out = []
         for k in range(FRM_MAX_SUBS):
-            if frm_subscriber(&self.st, k, &sub, &alive) == 0 and alive:
+            rc = frm_subscriber(&self.st, k, &sub, &alive)
+            if rc == ENOENT:
+                continue
+            fail(rc, "list the subscribers")
+            if alive:
                 out.append((sub.pid, bool(sub.flags & 1), sub.next_generation))
         return out
 

@@ -1149,7 +1149,12 @@ static int ended(frm_store *st, uint64_t want) {
 static int pin_generation(frm_store *st, uint64_t g, frm_frame *f) {
     for (int attempt = 0; attempt < PIN_TRIES; attempt++) {
         uint64_t word = load64(&st->ctrl->ring[g % st->history]);
-        if (word >> 8 != g) return word >> 8 > g ? EAGAIN : ENOENT;
+        if (word >> 8 > g) {
+            /* A commit writes the ring just before `latest`: at most one ahead. */
+            uint64_t newest = load64(&st->ctrl->latest) >> 8;
+            return word >> 8 > newest + 1 ? SHMP_EINCOMPAT : EAGAIN;
+        }
+        if (word >> 8 != g) return ENOENT;
         int slot = slot_of(st, word);
         if (slot < 0) return SHMP_EINCOMPAT;
         int rc = pin_slot(st, slot);
