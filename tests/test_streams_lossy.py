@@ -37,7 +37,8 @@ def check_stream(got: list, dropped: int, first_gen: int, last_gen: int) -> None
 def test_lossy_order_and_exact_dropped(procs, unique_key, slow):
     key = unique_key("streams")
     count = 2000
-    with SharedImage(key, history=8):
+    with SharedImage(key, history=8) as writer:
+        writer.publish(index_frame(1), meta={"i": 1})  # the segment exists from here on
         subs = []
         for copy in (False, True):
             ready, ready_child = ctx.Pipe()
@@ -45,13 +46,13 @@ def test_lossy_order_and_exact_dropped(procs, unique_key, slow):
             procs.start(record, key, "next", slow, copy, ready_child, child)
             assert ready.poll(WAIT) and ready.recv() == "ready"
             subs.append(parent)
-        # Generation g carries index g: the writer's first frame is generation 1.
+        # Generation g carries index g.
         w_parent, w_child = ctx.Pipe()
-        procs.start(publish_indexed, key, 1, count, 8, True, w_child)
-        assert receive(w_parent, "writer result")[1] == count
+        procs.start(publish_indexed, key, 2, count, 8, True, w_child)
+        assert receive(w_parent, "writer result")[1] == count + 1
         for parent in subs:
             _, got, dropped = receive(parent, "recording")
-            check_stream(got, dropped, 1, count)
+            check_stream(got, dropped, 2, count + 1)
             if slow:
                 assert dropped > 0  # 2000 frames in far less than 2000 naps
 
