@@ -4,6 +4,7 @@ from __future__ import annotations
 from .errors import (
     AccessMode,
     AlreadyExistsError,
+    EndOfStream,
     ErrorCode,
     IncompatibleSegmentError,
     InvalidImageError,
@@ -20,12 +21,14 @@ from .errors import (
 )
 from .image import Frame, FrameInfo, SharedImage
 from .memory import SharedMemory
+from .subscription import Subscription
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccessMode",
     "AlreadyExistsError",
+    "EndOfStream",
     "ErrorCode",
     "Frame",
     "FrameInfo",
@@ -42,5 +45,6 @@ __all__ = [
     "SharedImage",
     "SharedMemory",
     "SharedMemoryError",
+    "Subscription",
     "TornFrameError",
 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .errors import NoFrameError, NotFoundError, SharedMemoryError
+from .errors import EndOfStream, NoFrameError, NotFoundError, SharedMemoryError
 from .interrupts import interrupted_by_signals
 from .render import RateMeter, describe, printable
 
@@ -308,7 +308,7 @@ def store_rows(store: dict[str, Any] | None) -> list[list[str]]:
         return []
     o = store["options"]
     pins = ", ".join(f"pid {p['pid']}: {p['pins']}" for p in store["pins"]) or "none"
-    subs = ", ".join(f"pid {s['pid']} ({s['mode']})" for s in store["subscribers"]) or "none"
+    subs = ", ".join(f"pid {s['pid']} ({s['mode']}, lag {s['lag']})" for s in store["subscribers"]) or "none"
     slots = (f"{store['slots_in_use']} of {store['table_slots']} in use "
              f"(slots {o['slots']}, max_slots {o['max_slots']}, history {o['history']})")
     return [["slots", slots],
@@ -321,10 +321,30 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     with interrupted_by_signals(), SharedImage(args.key) as image:
         try:
-            watch(image, args.json)
+            if args.lossless:
+                watch_lossless(image, args.json)
+            else:
+                watch(image, args.json)
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def watch_lossless(image: Any, as_json: bool) -> None:
+    """One line per frame of a lossless subscription (the writer waits for
+    it), with its dropped count, until interrupted or the stream ends."""
+    rate = RateMeter()
+    with image.subscribe(lossless=True, start="latest") as sub:
+        while True:
+            try:
+                info = sub.next(WATCH_TICK).info
+            except TimeoutError:
+                continue
+            except EndOfStream:
+                return
+            latency_ms = max(0.0, (time.time_ns() - info.timestamp_ns) / 1e6)
+            fps = rate.add(info.generation, info.timestamp_ns / 1e9)
+            print(watch_line(info, fps, latency_ms, as_json, sub.dropped), flush=True)
 
 
 def current_generation(image: Any) -> int:
@@ -362,15 +382,19 @@ def report(image: Any, rate: RateMeter, as_json: bool) -> int:
     return int(info.generation)
 
 
-def watch_line(info: Any, fps: float | None, latency_ms: float, as_json: bool) -> str:
+def watch_line(info: Any, fps: float | None, latency_ms: float, as_json: bool,
+               dropped: int | None = None) -> str:
     if as_json:
         facts = frame_facts(info)
         facts.update(fps=None if fps is None else round(fps, 3),
                      latency_ms=round(latency_ms, 3))
+        if dropped is not None:
+            facts.update(dropped=dropped)
         return json.dumps(facts)
     shown_fps = "-" if fps is None or not math.isfinite(fps) else f"{fps:.1f}"
-    return (f"generation {info.generation}  {describe(info.shape, info.dtype)}  "
+    line = (f"generation {info.generation}  {describe(info.shape, info.dtype)}  "
             f"{shown_fps} fps  latency {latency_ms:.2f} ms")
+    return line if dropped is None else f"{line}  dropped {dropped}"
 
 
 # ---- ls, rm, gc ----------------------------------------------------------------------
@@ -597,6 +621,10 @@ def add_facts(commands: Any) -> None:
         "watch", help="one line per new frame (generation, shape, dtype, fps, latency)")
     add_key(watch_cmd)
     watch_cmd.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch_cmd.add_argument(
+        "--lossless", action="store_true",
+        help="every frame, in order, through a lossless subscription (the writer waits for "
+             "it); shows the dropped count; ends with the stream")
     watch_cmd.set_defaults(run=cmd_watch)
 
     ls = commands.add_parser("ls", help="list shmimage segments on this machine")

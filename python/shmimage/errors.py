@@ -114,3 +114,10 @@ class TornFrameError(SharedMemoryError):
     """Raised by readers when the writer died mid-publish and no earlier complete frame exists."""
 
     code = ErrorCode.UNKNOWN_ERROR
+
+
+class EndOfStream(SharedMemoryError):
+    """The writer ended the stream (`SharedImage.end_stream`) and every kept
+    frame was returned."""
+
+    code = ErrorCode.NOT_FOUND

@@ -15,6 +15,7 @@ from .errors import NotAttachedError, NotFoundError, OutOfResourcesError
 from .frameinfo import Frame, FrameInfo, encode_meta, frame_info
 from .imageio import array_to_pil, as_frame_array, check_frame_spec, load_image_file
 from .memory import SharedMemory, header_key
+from .subscription import Subscription
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -474,6 +475,39 @@ class SharedImage:
             with self._mu:
                 self._waits.discard(watch)
 
+    def subscribe(self, lossless: bool = False, start: str = "next", copy: bool = False) -> Subscription:
+        """An ordered stream of this store's frames, each once.
+
+        Parameters
+        ----------
+        lossless
+            Register in the segment (at most 64 at once, else
+            `OutOfResourcesError`): `publish`/`loan` wait before dropping a
+            frame this subscription has not taken, and on their `timeout`
+            raise `TimeoutError` naming its pid.
+        start
+            ``"next"``: frames published after this call; ``"latest"``: the
+            current frame first; ``"oldest"``: the oldest frame still kept.
+        copy
+            Return private copies instead of pinned zero-copy arrays.
+
+        Returns
+        -------
+        Subscription
+        """
+        return Subscription(self, lossless=lossless, start=start, copy=copy)
+
+    def end_stream(self, timeout: float | None = None) -> None:
+        """End the stream at the latest frame: subscriptions return what is
+        kept, then raise `EndOfStream`; the next publish starts a new stream.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait for the segment's lock; None: as long as it takes.
+        """
+        self._attach().end_stream(timeout)
+
     def status(self) -> dict[str, Any]:
         """The store as it is now.
 
@@ -497,7 +531,8 @@ class SharedImage:
             "persistent": store.segment.persistent,
             "pins": [{"pid": p, "pins": n, "slots": s} for p, n, s in store.pinners()],
             "subscribers": [
-                {"pid": p, "mode": "lossless" if lossless else "lossy", "next": nxt}
+                {"pid": p, "mode": "lossless" if lossless else "lossy", "next": nxt,
+                 "lag": max(store.generation + 1 - nxt, 0)}
                 for p, lossless, nxt in store.subscribers()
             ],
         }

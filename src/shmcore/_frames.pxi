@@ -11,7 +11,7 @@
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.errno cimport EINTR
+from libc.errno cimport EAGAIN, EINTR, ENOENT, ENOSPC
 from libc.string cimport memcmp, memcpy
 
 import numpy as np
@@ -19,7 +19,13 @@ import numpy as np
 cdef extern from "<errno.h>":
     int ECANCELED
 
-from shmimage.errors import InvalidImageError, NoFrameError, TornFrameError
+from shmimage.errors import (
+    EndOfStream,
+    InvalidImageError,
+    NoFrameError,
+    OutOfResourcesError,
+    TornFrameError,
+)
 
 _ndarray = np.ndarray
 
@@ -102,6 +108,8 @@ cdef int fail(int rc, str what, str subject=None) except -1:
     if rc == FRM_ETORN:
         raise TornFrameError(
             "the writer died in the middle of a publish and no complete frame exists")
+    if rc == FRM_EEND:
+        raise EndOfStream("the writer ended the stream")
     if rc == EDEADLK:
         raise LockError(f"{what}: this thread already holds the segment's lock")
     if rc == ESTALE:
@@ -342,9 +350,14 @@ cdef class FrameStore:
         """Live registered subscribers: [(pid, lossless, next_generation)]."""
         cdef frm_sub sub
         cdef int alive = 0
+        cdef int rc
         out = []
         for k in range(FRM_MAX_SUBS):
-            if frm_subscriber(&self.st, k, &sub, &alive) == 0 and alive:
+            rc = frm_subscriber(&self.st, k, &sub, &alive)
+            if rc == ENOENT:
+                continue
+            fail(rc, "list the subscribers")
+            if alive:
                 out.append((sub.pid, bool(sub.flags & 1), sub.next_generation))
         return out
 
@@ -394,6 +407,10 @@ cdef class FrameStore:
             raise BufferError(
                 f"{what}: this process pins every slot up to max_slots={self.st.max_slots} "
                 f"({total} pins held by arrays from view()/loan()): drop some first")
+        if rc == FRM_ESLOW:
+            raise TimeoutError(
+                f"{what}: timed out waiting for lossless subscriber pid {self.st.slow_pid}, "
+                f"which has not taken the frame this publish would drop")
         if rc == FRM_EPINNED:
             who = ", ".join(f"pid {p[0]} ({p[1]} pins)" for p in self.pinners()) or "nobody now"
             raise TimeoutError(
@@ -650,3 +667,99 @@ cdef class FrameStore:
             raise TimeoutError("no new frame within the timeout")
         fail(rc, "wait")
         return gen
+
+    # -- streams --
+
+    def view_from(self, uint64_t want, bint copy=False):
+        """Pin the kept frame of the lowest generation >= `want`: (store,
+        ndarray, facts), or None when there is none that new yet. The
+        array's base owns the pin (a private copy with `copy`)."""
+        cdef frm_frame f
+        cdef frm_follow fw = self._spare()
+        cdef int rc = frm_pin_from(&self.st, &fw, want, &f)
+        cdef FrameStore store = self._adopt(&fw)
+        cdef FramePin pin
+        if rc == EAGAIN:
+            return None
+        fail(rc, "pin a frame of the stream")
+        if copy:
+            try:
+                facts = store._facts(&f)
+                return store, store._copy(&f, facts, None), facts
+            finally:
+                frm_unpin(&store.st, f.slot)
+        try:
+            facts = store._facts(&f)
+            pin = store._new_pin(f.slot, f.offset, f.nbytes, True)
+        except BaseException:
+            frm_unpin(&store.st, f.slot)
+            raise
+        pin.pinned = True
+        return store, _ndarray(facts[0], facts[1], pin), facts
+
+    def wait_from(self, uint64_t want, object timeout=None):
+        """Block until generation `want` is published or the stream ends
+        before it; False on timeout."""
+        cdef frm_follow fw = self._spare()
+        cdef int64_t deadline = deadline_of(timeout)
+        cdef int rc
+        cdef Segment seg = self.segment
+        seg.waiting += 1
+        try:
+            while True:
+                with nogil:
+                    rc = frm_wait_from(&self.st, &fw, want, deadline)
+                if rc != EINTR:
+                    break
+                PyErr_CheckSignals()
+        finally:
+            seg.waiting -= 1
+            self._adopt(&fw)
+        if rc == ETIMEDOUT:
+            return False
+        fail(rc, "wait for a frame of the stream")
+        return True
+
+    def end_stream(self, object timeout=None):
+        """End the stream at the latest frame."""
+        cdef frm_follow fw = self._spare()
+        cdef int64_t deadline = deadline_of(timeout)
+        cdef int rc
+        while True:
+            with nogil:
+                rc = frm_end_stream(&self.st, &fw, deadline)
+            if rc != EINTR:
+                break
+            PyErr_CheckSignals()
+        self._adopt(&fw)
+        fail(rc, "end the stream")
+
+    def subscribe_lossless(self, uint64_t start, object timeout=None):
+        """Register this handle as a lossless subscriber from generation
+        `start`: (entry, the generation it starts at). OutOfResourcesError
+        when FRM_MAX_SUBS are registered."""
+        cdef frm_follow fw = self._spare()
+        cdef int64_t deadline = deadline_of(timeout)
+        cdef int rc, k = -1
+        while True:
+            with nogil:
+                rc = frm_subscribe(&self.st, &fw, &start, deadline, &k)
+            if rc != EINTR:
+                break
+            PyErr_CheckSignals()
+        self._adopt(&fw)
+        if rc == ENOSPC:
+            raise OutOfResourcesError(
+                f"{FRM_MAX_SUBS} lossless subscribers are registered already "
+                f"(at most {FRM_MAX_SUBS})")
+        fail(rc, "register a lossless subscriber")
+        return k, start
+
+    def advance(self, int k, uint64_t next_generation):
+        """Entry `k` has taken every frame before `next_generation`."""
+        check(frm_sub_advance(&self.st, k, next_generation), "record a subscriber's progress")
+
+    def unsubscribe(self, int k):
+        """Free registry entry `k` (a waiting writer goes on)."""
+        if self.segment is not None and self.segment.attached:
+            check(frm_unsubscribe(&self.st, k), "unregister a subscriber")

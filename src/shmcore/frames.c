@@ -945,6 +945,8 @@ int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t dea
     return SHMP_EINCOMPAT;
 }
 
+static int wait_for_subscribers(frm_store *st, int64_t deadline);
+
 static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
                         int64_t deadline, frm_claim_t *out) {
     if (nbytes > FRM_MAX_FRAME_BYTES) return EFBIG;
@@ -952,6 +954,12 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
     frm_store *cur = st;
     int rc = lock_fitting(st, fw, nbytes, meta_len, deadline, &cur);
     if (rc) return rc;
+    rc = wait_for_subscribers(cur, deadline);
+    if (rc) {
+        if (cur != st) st->slow_pid = cur->slow_pid;
+        shmp_unlock(cur->seg);
+        return rc;
+    }
     int64_t start = frm_now_ns(), looked = start;
     int own = 0; /* looks in a row that found only this process's pins */
     for (;;) {
@@ -1120,4 +1128,200 @@ int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive) {
     if (rc) return rc;
     *alive = locked;
     return 0;
+}
+
+/* ---- streams ---- */
+
+/* The newest generation and the oldest one the ring can still hold. */
+static void kept_range(frm_store *st, uint64_t *oldest, uint64_t *newest) {
+    uint64_t n = load64(&st->ctrl->latest) >> 8;
+    *newest = n;
+    *oldest = n > st->history ? n - st->history + 1 : 1;
+}
+
+/* Has the writer ended the stream before generation `want`? */
+static int ended(frm_store *st, uint64_t want) {
+    uint64_t end = load64(&st->ctrl->end_generation);
+    return end != 0 && end < want && end == load64(&st->ctrl->latest) >> 8;
+}
+
+/* Pins kept generation g into *f: 0, EAGAIN when the ring moved past it. */
+static int pin_generation(frm_store *st, uint64_t g, frm_frame *f) {
+    for (int attempt = 0; attempt < PIN_TRIES; attempt++) {
+        uint64_t word = load64(&st->ctrl->ring[g % st->history]);
+        if (word >> 8 > g) {
+            /* A commit writes the ring just before `latest`: at most one ahead. */
+            uint64_t newest = load64(&st->ctrl->latest) >> 8;
+            return word >> 8 > newest + 1 ? SHMP_EINCOMPAT : EAGAIN;
+        }
+        if (word >> 8 != g) return ENOENT;
+        int slot = slot_of(st, word);
+        if (slot < 0) return SHMP_EINCOMPAT;
+        int rc = pin_slot(st, slot);
+        if (rc == EAGAIN) {
+            yield_cpu();
+            continue;
+        }
+        if (rc) return rc;
+        frm_slot *d = slot_at(st, slot);
+        if (load32(&d->state) == FRM_COMPLETE && load64(&d->generation) == g) {
+            rc = frm_decode(st, slot, f);
+            if (rc == 0 && f->generation == g) return 0;
+        }
+        frm_unpin(st, slot);
+        if (rc) return rc;
+        /* Pinned, a kept slot cannot change: if the ring still names it,
+         * its descriptor lies. */
+        if (load64(&st->ctrl->ring[g % st->history]) == word) return SHMP_EINCOMPAT;
+    }
+    return ETIMEDOUT;
+}
+
+int frm_pin_from(frm_store *st, frm_follow *fw, uint64_t want, frm_frame *f) {
+    frm_store *cur;
+    int rc = live(st, fw, &cur);
+    if (rc) return rc;
+    if (want == 0) want = 1;
+    for (int attempt = 0; attempt < PIN_TRIES; attempt++) {
+        uint64_t oldest, newest;
+        kept_range(cur, &oldest, &newest);
+        if (newest < want) return ended(cur, want) ? FRM_EEND : EAGAIN;
+        uint64_t g = want > oldest ? want : oldest;
+        for (; g <= newest; g++) {
+            rc = pin_generation(cur, g, f);
+            if (rc != ENOENT) break; /* ENOENT: a hole (a rebuilt store), the next one */
+        }
+        if (rc == ENOENT) return EAGAIN;
+        if (rc != EAGAIN) return rc;
+    }
+    return ETIMEDOUT; /* the writer laps the ring faster than a pin */
+}
+
+int frm_wait_from(frm_store *st, frm_follow *fw, uint64_t want, int64_t deadline) {
+    int64_t slice_end = frm_now_ns() + FRM_SLICE_NS;
+    if (deadline >= 0 && deadline < slice_end) slice_end = deadline;
+    for (;;) {
+        if (load32(&st->cancel)) return ECANCELED;
+        frm_store *cur;
+        int rc = live(st, fw, &cur);
+        if (rc) return rc;
+        uint32_t seq = load32(&cur->ctrl->seq);
+        if (load64(&cur->ctrl->latest) >> 8 >= want || ended(cur, want)) return 0;
+        int64_t left = slice_end - frm_now_ns();
+        if (left <= 0) return past(deadline) ? ETIMEDOUT : EINTR;
+        if (cur != st && left > 10000000) left = 10000000;
+        if (frm_superseded(cur)) continue;
+        add32(&cur->ctrl->waiters, 1);
+        rc = shmp_wait(cur->seg, &cur->ctrl->seq, seq, left);
+        add32(&cur->ctrl->waiters, -1);
+        if (rc && rc != ETIMEDOUT) return rc;
+    }
+}
+
+int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline) {
+    frm_store *cur;
+    int rc = live(st, fw, &cur);
+    if (rc) return rc;
+    if (!cur->seg->writable) return EACCES;
+    rc = lock_segment(cur, deadline);
+    if (rc) return rc;
+    store64(&cur->ctrl->end_generation, cur->ctrl->last_generation);
+    bump_and_wake(cur);
+    return shmp_unlock(cur->seg);
+}
+
+/* ---- lossless subscribers ---- */
+
+/* A live lossless subscriber that has not taken the frame the next publish
+ * drops from the history: its pid (1 when it has none), or 0. Mutex held. */
+static uint32_t slow_subscriber(frm_store *st) {
+    uint64_t gen = st->ctrl->last_generation + 1;
+    if (gen <= st->history) return 0;
+    uint64_t dropped = gen - st->history;
+    for (uint32_t k = 0; k < FRM_MAX_SUBS; k++) {
+        frm_sub *e = &st->subs[k];
+        if (load32(&e->state) != FRM_SUB_LIVE || !(load32(&e->flags) & FRM_SUB_LOSSLESS)) continue;
+        if (load64(&e->next_generation) > dropped) continue;
+        int locked = 0;
+        if (shmp_range_test(st->seg, FRM_SUB_LOCKS + k, &locked) || !locked) continue;
+        uint32_t pid = load32(&e->pid);
+        return pid ? pid : 1;
+    }
+    return 0;
+}
+
+/* Waits (futex on sub_seq) until no live lossless subscriber holds back the
+ * next publish. A subscriber's death moves no futex word: look again every
+ * 20 ms. FRM_ESLOW at the deadline (st->slow_pid names it), EINTR per
+ * slice. Mutex held throughout. */
+#define SUB_RECHECK_NS 20000000LL
+static int wait_for_subscribers(frm_store *st, int64_t deadline) {
+    int64_t slice_end = frm_now_ns() + FRM_SLICE_NS;
+    for (;;) {
+        uint32_t seq = load32_seq(&st->ctrl->sub_seq);
+        uint32_t pid = slow_subscriber(st);
+        if (!pid) return 0;
+        int64_t now = frm_now_ns();
+        if (past(deadline) || now >= slice_end) {
+            st->slow_pid = pid;
+            return past(deadline) ? FRM_ESLOW : EINTR;
+        }
+        int64_t left = slice_end - now;
+        if (deadline >= 0 && deadline - now < left) left = deadline - now;
+        if (left > SUB_RECHECK_NS) left = SUB_RECHECK_NS;
+        add32(&st->ctrl->sub_waiters, 1);
+        int rc = shmp_wait(st->seg, &st->ctrl->sub_seq, seq, left);
+        add32(&st->ctrl->sub_waiters, -1);
+        if (rc && rc != ETIMEDOUT && rc != EINTR) return rc;
+    }
+}
+
+static void sub_progress(frm_store *st) {
+    add32(&st->ctrl->sub_seq, 1);
+    if (load32_seq(&st->ctrl->sub_waiters)) shmp_wake(st->seg, &st->ctrl->sub_seq);
+}
+
+int frm_subscribe(frm_store *st, frm_follow *fw, uint64_t *from, int64_t deadline, int *k) {
+    frm_store *cur;
+    int rc = live(st, fw, &cur);
+    if (rc) return rc;
+    if (!cur->seg->writable) return EACCES;
+    rc = lock_segment(cur, deadline);
+    if (rc) return rc;
+    rc = ENOSPC;
+    for (uint32_t i = 0; i < FRM_MAX_SUBS; i++) {
+        if (shmp_range_lock(cur->seg, FRM_SUB_LOCKS + i, 1) != 0) continue;
+        uint64_t oldest, newest;
+        kept_range(cur, &oldest, &newest);
+        if (*from < oldest) *from = oldest;
+        if (*from > newest + 1) *from = newest + 1;
+        frm_sub *e = &cur->subs[i];
+        store32(&e->state, FRM_SUB_FREE);
+        store32(&e->pid, my_pid());
+        store64(&e->start_time, 0);
+        store64(&e->next_generation, *from);
+        store32(&e->flags, FRM_SUB_LOSSLESS);
+        store32(&e->incarnation, load32(&e->incarnation) + 1);
+        store32(&e->state, FRM_SUB_LIVE);
+        *k = (int)i;
+        rc = 0;
+        break;
+    }
+    int urc = shmp_unlock(cur->seg);
+    return rc ? rc : urc;
+}
+
+int frm_sub_advance(frm_store *st, int k, uint64_t next) {
+    if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) return EINVAL;
+    store64(&st->subs[k].next_generation, next);
+    sub_progress(st);
+    return 0;
+}
+
+int frm_unsubscribe(frm_store *st, int k) {
+    if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) return EINVAL;
+    store32(&st->subs[k].state, FRM_SUB_FREE);
+    int rc = shmp_range_unlock(st->seg, FRM_SUB_LOCKS + (uint32_t)k);
+    sub_progress(st);
+    return rc;
 }

@@ -75,6 +75,9 @@
 #define FRM_EPINNED 0x10103  /* timed out: every slot up to max_slots is kept or pinned */
 #define FRM_EOWNPINS 0x10104 /* every pin that blocks a claim is this process's own
                               * (seen twice, 10 ms apart, within 40 ms) */
+#define FRM_ESLOW 0x10106    /* timed out: a live lossless subscriber (slow_pid) holds
+                              * back the frame the next publish drops */
+#define FRM_EEND 0x10105     /* the writer ended the stream before this generation */
 #ifndef ESTALE
 #define ESTALE 116 /* the store was replaced and the call may not follow */
 #endif
@@ -216,6 +219,7 @@ typedef struct frm_store {
     int pinner;          /* this handle's pinner entry, -1: none yet */
     uint32_t total_pins; /* sum of pins[] */
     uint32_t cancel;     /* set by frm_cancel: waits return ECANCELED */
+    uint32_t slow_pid;   /* the subscriber that made the last claim time out */
 } frm_store;
 
 /* One live pinner entry, as frm_pinners reports it. */
@@ -330,6 +334,29 @@ uint32_t frm_pid(void);
 
 /* Subscriber registry entry k, validated into *out; ENOENT when free. */
 int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive);
+
+/* ---- streams ---- */
+
+/* Pins the kept frame of the lowest generation >= want into *f (an older
+ * wanted one the ring no longer holds is skipped: f->generation says how
+ * far). EAGAIN: none that new yet; FRM_EEND: the stream ended before it. */
+int frm_pin_from(frm_store *st, frm_follow *fw, uint64_t want, frm_frame *f);
+/* Blocks (futex) until generation `want` is published or the stream ends
+ * before it. ETIMEDOUT at the deadline, EINTR per slice, ECANCELED. */
+int frm_wait_from(frm_store *st, frm_follow *fw, uint64_t want, int64_t deadline);
+/* Ends the stream at the latest generation: subscriptions drain what is
+ * kept, then see FRM_EEND until the next publish. Wakes waiters. */
+int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline);
+
+/* Registers this handle as a lossless subscriber (segment mutex held for
+ * the moment, so no publish drops its position meanwhile): entry *k, live
+ * while this handle holds its kernel lock, positioned at *from (moved into
+ * what the history holds). ENOSPC: FRM_MAX_SUBS are registered. */
+int frm_subscribe(frm_store *st, frm_follow *fw, uint64_t *from, int64_t deadline, int *k);
+/* Entry k has taken every frame before `next`: a waiting writer goes on. */
+int frm_sub_advance(frm_store *st, int k, uint64_t next);
+/* Frees entry k and its lock; wakes a waiting writer. */
+int frm_unsubscribe(frm_store *st, int k);
 
 int64_t frm_now_ns(void);
 uint64_t frm_wall_ns(void);

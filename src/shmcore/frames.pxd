@@ -17,6 +17,8 @@ cdef extern from "frames.h" nogil:
         FRM_ETORN
         FRM_EPINNED
         FRM_EOWNPINS
+        FRM_EEND
+        FRM_ESLOW
         FRM_MAX_PINNERS
         FRM_DTYPE_END
 
@@ -34,6 +36,7 @@ cdef extern from "frames.h" nogil:
         uint32_t history
         uint32_t slots
         uint32_t max_slots
+        uint32_t slow_pid
 
     ctypedef struct frm_pin_info:
         uint32_t pid
@@ -117,6 +120,12 @@ cdef extern from "frames.h" nogil:
     uint32_t frm_pid()
     uint32_t frm_active_slots(frm_store *st)
     int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive)
+    int frm_pin_from(frm_store *st, frm_follow *fw, uint64_t want, frm_frame *f)
+    int frm_wait_from(frm_store *st, frm_follow *fw, uint64_t want, int64_t deadline)
+    int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline)
+    int frm_subscribe(frm_store *st, frm_follow *fw, uint64_t *start, int64_t deadline, int *k)
+    int frm_sub_advance(frm_store *st, int k, uint64_t next)
+    int frm_unsubscribe(frm_store *st, int k)
 
 
 cdef extern from "keywatch.h" nogil:

@@ -998,6 +998,133 @@ static void test_rebuild_changes_options_and_carries_frames(void) {
     close_store(&w);
 }
 
+/* ---- streams ---- */
+
+static int pin_from(handle *h, uint64_t want, frm_frame *f) {
+    frm_follow fw = follow_of(h);
+    int rc = frm_pin_from(H(h), &fw, want, f);
+    adopt(h, &fw);
+    return rc;
+}
+
+static void test_pin_from_walks_the_history_and_the_end_of_stream(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {4096, 2, 4, 3, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    frm_frame f;
+    CHECK_RC(pin_from(&w, 1, &f), EAGAIN); /* nothing yet */
+    uint64_t gen;
+    for (int i = 1; i <= 10; i++) CHECK_RC(put(&w, 4, 4, (uint8_t)i, -1, &gen), 0);
+    /* Wanted 1: gone; the oldest kept (8) comes instead. */
+    CHECK_RC(pin_from(&w, 1, &f), 0);
+    CHECK(f.generation == 8 && uniform(H(&w), &f, 8));
+    CHECK_RC(frm_unpin(H(&w), f.slot), 0);
+    for (uint64_t g = 9; g <= 10; g++) {
+        CHECK_RC(pin_from(&w, g, &f), 0);
+        CHECK(f.generation == g && uniform(H(&w), &f, (uint8_t)g));
+        CHECK_RC(frm_unpin(H(&w), f.slot), 0);
+    }
+    CHECK_RC(pin_from(&w, 11, &f), EAGAIN);
+    CHECK_RC(frm_wait_from(H(&w), NULL, 11, in_ms(20)), ETIMEDOUT);
+    CHECK_RC(frm_wait_from(H(&w), NULL, 10, in_ms(20)), 0);
+    /* The end: drained subscriptions see it, wait returns at once; the
+     * next publish starts a new stream. */
+    CHECK_RC(frm_end_stream(H(&w), NULL, -1), 0);
+    CHECK_RC(pin_from(&w, 10, &f), 0);
+    CHECK_RC(frm_unpin(H(&w), f.slot), 0);
+    CHECK_RC(pin_from(&w, 11, &f), FRM_EEND);
+    CHECK_RC(frm_wait_from(H(&w), NULL, 11, -1), 0);
+    CHECK_RC(put(&w, 4, 4, 11, -1, &gen), 0);
+    CHECK_RC(pin_from(&w, 11, &f), 0);
+    CHECK(f.generation == 11);
+    CHECK_RC(frm_unpin(H(&w), f.slot), 0);
+    CHECK_RC(pin_from(&w, 12, &f), EAGAIN);
+    close_store(&w);
+}
+
+static void test_a_lying_ring_is_refused(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    frm_options o = {4096, 2, 4, 3, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen;
+    for (int i = 1; i <= 3; i++) CHECK_RC(put(&w, 4, 4, (uint8_t)i, -1, &gen), 0);
+    frm_ctrl *c = H(&w)->ctrl;
+    uint64_t saved = c->ring[2 % 3];
+    frm_frame f;
+    c->ring[2 % 3] = 2ull << 8 | 200; /* no such slot */
+    CHECK_RC(pin_from(&w, 2, &f), SHMP_EINCOMPAT);
+    int other = (int)(c->ring[1 % 3] & 0xff); /* names generation 1's slot */
+    c->ring[2 % 3] = 2ull << 8 | (uint64_t)other;
+    CHECK_RC(pin_from(&w, 2, &f), SHMP_EINCOMPAT);
+    c->ring[2 % 3] = saved;
+    CHECK_RC(pin_from(&w, 2, &f), 0);
+    CHECK(f.generation == 2);
+    CHECK_RC(frm_unpin(H(&w), f.slot), 0);
+    close_store(&w);
+}
+
+static void test_lossless_subscribers_hold_the_writer_back(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, s;
+    frm_options o = {4096, 2, 4, 2, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen, from = 1;
+    CHECK_RC(put(&w, 4, 4, 1, -1, &gen), 0);
+    CHECK_RC(open_store(&s, name, 0, NULL), 0);
+    int k = -1;
+    CHECK_RC(frm_subscribe(H(&s), NULL, &from, -1, &k), 0);
+    CHECK(k >= 0 && from == 1);
+    frm_sub sub;
+    int alive = 0;
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)k, &sub, &alive), 0);
+    CHECK(alive && sub.flags == FRM_SUB_LOSSLESS && sub.next_generation == 1);
+    CHECK_RC(put(&w, 4, 4, 2, -1, &gen), 0); /* history 2: 1 and 2 kept */
+    CHECK_RC(put(&w, 4, 4, 3, in_ms(30), &gen), FRM_ESLOW); /* would drop 1 */
+    CHECK(H(&w)->slow_pid == (uint32_t)getpid());
+    CHECK_RC(frm_sub_advance(H(&s), k, 2), 0);
+    CHECK_RC(put(&w, 4, 4, 3, in_ms(1000), &gen), 0);
+    CHECK_RC(put(&w, 4, 4, 4, in_ms(30), &gen), FRM_ESLOW);
+    CHECK_RC(frm_unsubscribe(H(&s), k), 0);
+    for (int i = 4; i < 10; i++) CHECK_RC(put(&w, 4, 4, (uint8_t)i, in_ms(1000), &gen), 0);
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)k, &sub, &alive), ENOENT);
+    /* A late subscriber wanting what is gone starts at the oldest kept. */
+    from = 1;
+    CHECK_RC(frm_subscribe(H(&s), NULL, &from, -1, &k), 0);
+    CHECK(from == gen - 1);
+    CHECK_RC(frm_unsubscribe(H(&s), k), 0);
+    close_store(&s);
+    close_store(&w);
+}
+
+static void test_registry_holds_64_lossless_subscribers(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w;
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    handle *subs = calloc(FRM_MAX_SUBS + 1, sizeof *subs);
+    CHECK(subs != NULL);
+    int k;
+    for (uint32_t i = 0; i <= FRM_MAX_SUBS; i++) {
+        uint64_t from = 1;
+        CHECK_RC(open_store(&subs[i], name, 0, NULL), 0);
+        CHECK_RC(frm_subscribe(H(&subs[i]), NULL, &from, -1, &k), i < FRM_MAX_SUBS ? 0 : ENOSPC);
+    }
+    /* One leaves (its handle closes: the kernel drops its lock): room again. */
+    close_store(&subs[5]);
+    uint64_t from = 1;
+    CHECK_RC(frm_subscribe(H(&subs[FRM_MAX_SUBS]), NULL, &from, -1, &k), 0);
+    CHECK(k == 5);
+    for (uint32_t i = 0; i <= FRM_MAX_SUBS; i++)
+        if (i != 5) close_store(&subs[i]);
+    free(subs);
+    close_store(&w);
+}
+
 static const check_test tests[] = {
     CHECK_TEST(test_options_are_bounded),
     CHECK_TEST(test_dtype_table),
@@ -1024,6 +1151,10 @@ static const check_test tests[] = {
     CHECK_TEST(test_meta_is_bounded),
     CHECK_TEST(test_store_shrinks_after_small_frames_never_below_capacity),
     CHECK_TEST(test_rebuild_changes_options_and_carries_frames),
+    CHECK_TEST(test_pin_from_walks_the_history_and_the_end_of_stream),
+    CHECK_TEST(test_a_lying_ring_is_refused),
+    CHECK_TEST(test_lossless_subscribers_hold_the_writer_back),
+    CHECK_TEST(test_registry_holds_64_lossless_subscribers),
 };
 
 /* Removes what this process's tests left in /dev/shm; how many there were. */

@@ -6,7 +6,8 @@
  * copied into a real (unnamed) segment of exactly that size, and then goes
  * through what readers and writers do: frm_open's validation, latest, pin,
  * decode of every slot, the subscriber registry, claim + commit, publish,
- * wait, and growth into a new segment carrying the kept frames. Whatever the bytes, every call must return a code, never read or
+ * wait, the stream calls (pin from a generation, wait for one, end of
+ * stream, lossless registration), and growth into a new segment carrying the kept frames. Whatever the bytes, every call must return a code, never read or
  * write outside the mapping (ASan sees the mapping's end as unmapped: the
  * harness also checks each frame it is given against the mapping's size),
  * and never hang (deadlines are immediate).
@@ -57,6 +58,32 @@ static void readers(frm_store *st) {
         abort();
     uint64_t gen;
     frm_wait(st, NULL, frm_generation(st), frm_now_ns(), 0, &gen);
+    /* Streams: the history ring and the end-of-stream mark, hostile too. */
+    uint64_t wants[3] = {1, frm_generation(st), frm_generation(st) + 1};
+    for (int i = 0; i < 3; i++) {
+        if (frm_pin_from(st, NULL, wants[i], &f) == 0) {
+            check_frame(st, &f);
+            if (f.generation < wants[i]) abort();
+            frm_unpin(st, f.slot);
+        }
+        frm_wait_from(st, NULL, wants[i], frm_now_ns());
+    }
+}
+
+/* A lossless subscriber registers (its own lock makes it live: the claims
+ * below wait for it until their immediate deadline), moves, leaves. */
+static void subscriber(frm_store *st) {
+    uint64_t from = 1;
+    int k = -1;
+    if (frm_subscribe(st, NULL, &from, frm_now_ns(), &k) != 0) return;
+    if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) abort();
+    frm_sub_advance(st, k, from + 1);
+    static const uint8_t pixels[16];
+    frm_spec spec = {2, {4, 4, 0, 0}, FRM_UINT8, NULL, 0};
+    uint64_t gen;
+    frm_publish(st, NULL, pixels, &spec, frm_now_ns(), &gen);
+    frm_unsubscribe(st, k);
+    frm_end_stream(st, NULL, frm_now_ns());
 }
 
 static void writers(frm_store *st) {
@@ -123,6 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (st.ctrl_size > size || st.table_slots * st.stride > size - st.ctrl_size) abort();
         readers(&st);
         writers(&st);
+        subscriber(&st);
         readers(&st);
         int named = shmp_link(&seg, name) == 0; /* growth swaps under a name */
         if (named) growth(&st);

@@ -1,0 +1,268 @@
+"""`Subscription`: the frames of one store, in generation order, each once."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import _shmcore
+from .errors import EndOfStream, NotAttachedError, NotFoundError, OutOfResourcesError
+from .frameinfo import Frame, frame_info
+from .waiter import WAITER, Wait
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .image import SharedImage
+
+STARTS = ("next", "latest", "oldest")
+
+
+class Subscription:
+    """An ordered stream of a `SharedImage`'s frames.
+
+    Made by `SharedImage.subscribe`. Each `next()` returns the frame of the
+    lowest generation not yet returned that the store still keeps. Lossy
+    (the default): the writer never waits for it; frames overwritten before
+    they were taken are skipped and counted in `dropped`. Lossless: the
+    subscription is registered in the segment (at most 64), and the writer
+    waits before dropping a frame it has not taken; it is unregistered when
+    closed, collected, or when its process dies (a kernel-held lock).
+    """
+
+    def __init__(self, image: SharedImage, *, lossless: bool = False, start: str = "next",
+                 copy: bool = False) -> None:
+        if start not in STARTS:
+            raise ValueError(f"start must be one of {', '.join(STARTS)}, not {start!r}")
+        self._image = image
+        self._where = f"{image.key!r} ({image.native_key})"
+        self._start = start
+        self._copy = bool(copy)
+        self._lossless = bool(lossless)
+        self._entry = -1  # registry entry of a lossless subscription
+        self._store: _shmcore.FrameStore | None = None
+        self._next = 0  # the generation to return next; 0: not positioned yet
+        self._dropped = 0
+        self._closed = False
+        self._mu = threading.Lock()
+        try:
+            self._attach()
+        except NotFoundError:
+            self._next = 1  # no store yet: every frame is new
+
+    # -- position --
+
+    def _attach(self) -> _shmcore.FrameStore:
+        """This subscription's own store handle (its pins and waits are its own)."""
+        store = self._store
+        if store is None:
+            store = _shmcore.FrameStore.attach(self._image.native_key, user_key=self._image.key)
+            with self._mu:
+                if self._closed:
+                    store.cancel_waits()
+                self._store = store
+            if self._next == 0:
+                self._next = self._first(store)
+            self._register(store)
+        elif store.successor is not None:
+            old, store = store, store.live
+            if self._entry >= 0:
+                old.unsubscribe(self._entry)
+                self._entry = -1
+            self._store = store
+            self._register(store)
+        return store
+
+    def _register(self, store: _shmcore.FrameStore) -> None:
+        """A lossless subscription's entry in the store's registry."""
+        if self._lossless:
+            try:
+                self._entry, self._next = store.subscribe_lossless(self._next)
+            except OutOfResourcesError as exc:
+                raise OutOfResourcesError(f"subscribe to {self._where}: {exc}") from None
+
+    def _first(self, store: _shmcore.FrameStore) -> int:
+        newest = store.generation
+        if self._start == "next":
+            return newest + 1
+        if self._start == "latest":
+            return max(newest, 1)
+        return max(newest - store.options["history"] + 1, 1)
+
+    @property
+    def dropped(self) -> int:
+        """Frames this subscription never saw: overwritten before it took them."""
+        return self._dropped
+
+    # -- taking frames --
+
+    def _take(self) -> Frame | None:
+        """The next frame if the store has it now, else None."""
+        try:
+            got = self._attach().view_from(self._next, self._copy)
+        except EndOfStream:
+            raise EndOfStream(f"{self._where}: the writer ended the stream") from None
+        if got is None:
+            return None
+        store, pixels, facts = got
+        info = frame_info(facts, self._where)
+        self._dropped += info.generation - self._next
+        self._next = info.generation + 1
+        if self._entry >= 0 and store is self._store:
+            store.advance(self._entry, self._next)
+        return Frame(pixels, info)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NotAttachedError(f"subscription to {self._where}: closed")
+
+    def next(self, timeout: float | None = None) -> Frame:
+        """The next frame, blocking until there is one.
+
+        Parameters
+        ----------
+        timeout
+            Seconds; None waits as long as it takes.
+
+        Returns
+        -------
+        Frame
+            Zero-copy and pinned while referenced, or a private copy when
+            the subscription was made with ``copy=True``.
+
+        Raises
+        ------
+        TimeoutError
+            No frame within `timeout`.
+        EndOfStream
+            The writer ended the stream and every kept frame was returned.
+        NotAttachedError
+            The subscription was closed (from another thread too).
+        """
+        deadline = None if timeout is None else time.monotonic() + max(float(timeout), 0.0)
+        while True:
+            self._check_open()
+            try:
+                frame = self._take()
+            except NotFoundError:
+                self._image.wait(_left(deadline), after=0)
+                continue
+            if frame is not None:
+                return frame
+            if not self._attach().wait_from(self._next, _left(deadline)):
+                raise TimeoutError(f"no frame from {self._where} within the timeout")
+
+    async def next_async(self, timeout: float | None = None) -> Frame:
+        """As `next`, without blocking the event loop.
+
+        The process's one waiter thread sleeps in the kernel for every
+        pending call and wakes this coroutine's loop; the frame is taken in
+        the loop's thread, so a cancelled call consumes no frame.
+
+        Parameters
+        ----------
+        timeout
+            Seconds; None waits as long as it takes.
+
+        Returns
+        -------
+        Frame
+
+        Raises
+        ------
+        TimeoutError, EndOfStream, NotAttachedError
+            As for `next`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + max(float(timeout), 0.0)
+        while True:
+            self._check_open()
+            try:
+                frame = self._take()
+            except NotFoundError:
+                frame = None  # no store yet: look again every 20 ms
+                await asyncio.sleep(0.02)
+            if frame is not None:
+                return frame
+            if self._store is None:
+                if deadline is not None and loop.time() >= deadline:
+                    raise TimeoutError(f"no frame from {self._where} within the timeout")
+                continue
+            wait = Wait(self._store, self._next, loop, loop.create_future())
+            WAITER.add(wait)
+            try:
+                left = None if deadline is None else max(deadline - loop.time(), 0.0)
+                await asyncio.wait_for(wait.future, left)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no frame from {self._where} within the timeout") from None
+            finally:
+                WAITER.discard(wait)
+
+    def close(self) -> None:
+        """Stop: a `next()` blocked in another thread raises `NotAttachedError`.
+        Frames already returned stay valid while referenced."""
+        with self._mu:
+            self._closed = True
+            store, self._store = self._store, None
+            entry, self._entry = self._entry, -1
+        if store is not None:
+            if entry >= 0:
+                store.unsubscribe(entry)
+            store.cancel_waits()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` was called."""
+        return self._closed
+
+    # -- protocols --
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self
+
+    def __next__(self) -> Frame:
+        try:
+            return self.next()
+        except EndOfStream:
+            raise StopIteration from None
+        except NotAttachedError:
+            if self._closed:
+                raise StopIteration from None
+            raise
+
+    def __aiter__(self) -> AsyncIterator[Frame]:
+        return self
+
+    async def __anext__(self) -> Frame:
+        try:
+            return await self.next_async()
+        except EndOfStream:
+            raise StopAsyncIteration from None
+        except NotAttachedError:
+            if self._closed:
+                raise StopAsyncIteration from None
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Subscription does not pickle: subscribe in the receiving process")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"next={self._next}"
+        mode = "lossless" if self._lossless else "lossy"
+        return f"<Subscription {self._where} {mode} {state} dropped={self._dropped}>"
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)

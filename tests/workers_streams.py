@@ -1,0 +1,92 @@
+"""Spawned child-process workers for the stream tests (subscriptions).
+
+Workers report through a Pipe and their exit code; every wait is bounded.
+"""
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import numpy as np
+from shmimage import SharedImage
+from workers_image import REPORTED, WAIT, _error
+
+SHAPE = (4, 6)
+
+
+def index_frame(index: int) -> np.ndarray:
+    """A small frame whose every pixel carries `index` (exact below 2**32)."""
+    return np.full(SHAPE, index, dtype=np.uint32)
+
+
+def publish_indexed(key: str, first: int, count: int, history: int, end: bool, conn: Any,
+                    timeout: float = WAIT, linger: bool = False) -> None:
+    """Publish frames first..first+count-1 with meta {"i": index}, end the
+    stream when `end`; send ("ok", last generation). With `linger`, stay
+    attached until a message on `conn`."""
+    image = SharedImage(key, history=history)
+    try:
+        gen = 0
+        for i in range(first, first + count):
+            gen = image.publish(index_frame(i), meta={"i": i}, timeout=timeout)
+        if end:
+            image.end_stream()
+        conn.send(("ok", gen))
+        if linger:
+            conn.poll(WAIT)
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+def record(key: str, start: str, slow: float, copy: bool, ready: Any, conn: Any,
+           lossless: bool = False) -> None:
+    """Subscribe, say "ready", then take frames until the stream ends,
+    sleeping up to `slow` seconds at random between frames. Sends ("ok",
+    [(generation, meta index, pixel index, pixels uniform)], dropped)."""
+    rng = random.Random()
+    try:
+        with SharedImage(key).subscribe(lossless=lossless, start=start, copy=copy) as sub:
+            ready.send("ready")
+            got = []
+            for frame in sub:
+                px = frame.pixels
+                got.append((frame.info.generation, frame.info.meta.get("i"), int(px.flat[0]),
+                            bool((px == px.flat[0]).all())))
+                del frame, px
+                if slow:
+                    time.sleep(rng.uniform(0, slow))
+            conn.send(("ok", got, sub.dropped))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+
+
+def take_after(key: str, go: Any, count: int, conn: Any) -> None:
+    """Subscribe ("next"), say "ready", wait for "go", then take `count`
+    frames; send ("ok", [meta index], dropped)."""
+    try:
+        with SharedImage(key).subscribe() as sub:
+            go.send("ready")
+            if not go.poll(WAIT):
+                raise AssertionError("no go")
+            go.recv()
+            got = [sub.next(timeout=WAIT).info.meta["i"] for _ in range(count)]
+            conn.send(("ok", got, sub.dropped))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+
+
+def hold_lossless(key: str, conn: Any, take: Any) -> None:
+    """Subscribe lossless, say "ready", then take one frame per message on
+    `take` (None: stop), answering each with its generation."""
+    try:
+        with SharedImage(key).subscribe(lossless=True) as sub:
+            conn.send("ready")
+            while take.poll(WAIT):
+                if take.recv() is None:
+                    break
+                conn.send(sub.next(timeout=WAIT).info.generation)
+    except REPORTED as exc:
+        conn.send(_error(exc))
