@@ -1,5 +1,6 @@
 /* The frame protocol (layout version 2): see frames.h. */
 #include "frames.h"
+#include "compat.h"
 
 #include <errno.h>
 #include <string.h>
@@ -25,7 +26,10 @@ typedef char frm_slot_fits_8_bits[FRM_MAX_TABLE < 255 ? 1 : -1]; /* latest: slot
 #define PIN_TRIES 10000 /* races with writers lost in a row before giving up */
 #define OWN_GRACE_NS 20000000LL /* see claim_locked */
 
-/* ---- atomics, clocks, pid ---- */
+/* ---- atomics (clocks and the pid cache are compat.h's) ----
+ * Wider and more strongly ordered than compat.h's 32-bit words: 64-bit
+ * `latest`, and sequentially consistent bumps ordered before reading the
+ * count of sleepers, which the futex hand-off needs. */
 
 #if (defined(_MSC_VER) && !defined(__clang__)) || defined(FRM_FORCE_INTERLOCKED)
 /* MSVC has no __atomic builtins: aligned 32/64-bit volatile accesses are
@@ -93,37 +97,18 @@ static void publish_bytes(void *dst, const void *src, size_t n) {
 #endif
 }
 
+int64_t frm_now_ns(void) { return shmc_monotonic_ns(); }
+uint64_t frm_wall_ns(void) { return shmc_wall_ns(); }
+static uint32_t my_pid(void) { return shmc_pid(); }
+
 #if defined(_WIN32)
-int64_t frm_now_ns(void) {
-    LARGE_INTEGER f, c;
-    QueryPerformanceFrequency(&f);
-    QueryPerformanceCounter(&c);
-    return (int64_t)((double)c.QuadPart * 1e9 / (double)f.QuadPart);
-}
-uint64_t frm_wall_ns(void) {
-    FILETIME ft;
-    GetSystemTimePreciseAsFileTime(&ft);
-    uint64_t t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
-    return (t - 116444736000000000ULL) * 100; /* 1601 -> 1970, 100 ns units */
-}
 static void relax(void) { YieldProcessor(); }
 static void yield_cpu(void) { SwitchToThread(); }
-static uint32_t my_pid(void) { return (uint32_t)GetCurrentProcessId(); }
 static void mu_init(frm_mutex *m) { InitializeSRWLock(m); }
 static void mu_destroy(frm_mutex *m) { (void)m; }
 static void mu_lock(frm_mutex *m) { AcquireSRWLockExclusive(m); }
 static void mu_unlock(frm_mutex *m) { ReleaseSRWLockExclusive(m); }
 #else
-int64_t frm_now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-uint64_t frm_wall_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
-}
 static void relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -132,20 +117,6 @@ static void relax(void) {
 #endif
 }
 static void yield_cpu(void) { sched_yield(); }
-/* getpid() is a system call in current glibc: cache it, per fork. */
-static uint32_t cached_pid;
-static void forget_pid(void) { __atomic_store_n(&cached_pid, 0, __ATOMIC_RELAXED); }
-static uint32_t my_pid(void) {
-    uint32_t pid = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
-    if (!pid) {
-        static int registered;
-        if (!__atomic_exchange_n(&registered, 1, __ATOMIC_RELAXED))
-            pthread_atfork(NULL, NULL, forget_pid);
-        pid = (uint32_t)getpid();
-        __atomic_store_n(&cached_pid, pid, __ATOMIC_RELAXED);
-    }
-    return pid;
-}
 static void mu_init(frm_mutex *m) { pthread_mutex_init(m, NULL); }
 static void mu_destroy(frm_mutex *m) { pthread_mutex_destroy(m); }
 static void mu_lock(frm_mutex *m) { pthread_mutex_lock(m); }
