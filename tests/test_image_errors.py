@@ -191,3 +191,19 @@ def test_errors_name_the_key_then_the_native_name(unique_key) -> None:
         with pytest.raises(NotFoundError) as caught:
             call()
         assert str(caught.value).startswith(f"no segment {key!r} ({image.native_key})")
+
+
+def test_bad_input_errors_name_the_key_first(unique_key) -> None:
+    key = unique_key("badinput")
+    with SharedImage(key) as image:
+        where = f"{key!r} ({image.native_key}): "
+        with pytest.raises(InvalidImageError) as bad_array:
+            image.publish(np.zeros((3, 480, 640), np.uint8))
+        with pytest.raises(ValueError) as bad_meta:
+            image.publish(np.zeros((2, 2), np.uint8), meta={"x": object()})
+        with pytest.raises(InvalidImageError) as bad_shape:
+            with image.loan((2.0, 2)):
+                pass
+        for caught in (bad_array, bad_meta, bad_shape):
+            assert str(caught.value).startswith(where), caught.value
+        assert "moveaxis" in str(bad_array.value)

@@ -204,13 +204,24 @@ class SharedImage:
             This process itself pins every slot up to ``max_slots`` (raised
             at once: waiting could never end).
         """
-        data = encode_meta(meta)
-        array = as_frame_array(image, mode)
         try:
+            data = encode_meta(meta)
+            array = as_frame_array(image, mode)
             generation: int = self._writer(array.nbytes).publish(array, timeout, data)
-        except (TimeoutError, BufferError) as exc:
-            raise type(exc)(f"{self._where()}: {exc}") from None
+        except (TimeoutError, BufferError, ValueError) as exc:
+            raise self._named(exc) from None
         return generation
+
+    def _named(self, exc: BaseException) -> BaseException:
+        """`exc` with a message that names this image's key first (errors
+        from the core already do)."""
+        where = self._where()
+        message = str(exc)
+        if message.startswith((f"no segment {where}", where)):
+            return exc
+        named = type(exc)(f"{where}: {message}")
+        named.__dict__.update(exc.__dict__)  # e.g. a SharedMemoryError's code
+        return named
 
     def loan(
         self,
@@ -247,14 +258,21 @@ class SharedImage:
         TimeoutError, BufferError
             As for `publish`, on entering the block.
         """
-        return LoanBlock(self, shape, dtype, timeout, encode_meta(meta))
+        try:
+            data = encode_meta(meta)
+        except ValueError as exc:
+            raise self._named(exc) from None
+        return LoanBlock(self, shape, dtype, timeout, data)
 
     def _frame_spec(self, shape: tuple[int, ...], dtype: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
         """check_frame_spec, remembered for the last shape and dtype asked for."""
         last = self._last_spec
         if last is not None and last[1] is dtype and _same(last[0], shape):
             return last[2]
-        spec = check_frame_spec(shape, np.dtype(dtype))
+        try:
+            spec = check_frame_spec(shape, np.dtype(dtype))
+        except ValueError as exc:
+            raise self._named(exc) from None
         self._last_spec = (shape, dtype, spec)
         return spec
 
