@@ -201,9 +201,8 @@ def test_bad_input_errors_name_the_key_first(unique_key) -> None:
             image.publish(np.zeros((3, 480, 640), np.uint8))
         with pytest.raises(ValueError) as bad_meta:
             image.publish(np.zeros((2, 2), np.uint8), meta={"x": object()})
-        with pytest.raises(InvalidImageError) as bad_shape:
-            with image.loan((2.0, 2)):
-                pass
+        with pytest.raises(InvalidImageError) as bad_shape, image.loan((2.0, 2)):
+            pass
         for caught in (bad_array, bad_meta, bad_shape):
             assert str(caught.value).startswith(where), caught.value
         assert "moveaxis" in str(bad_array.value)
