@@ -303,6 +303,9 @@ class Supervisor:
             for member in self.members:  # whatever happened, no child outlives the run
                 if member.proc is not None and member.proc.is_alive():
                     os.kill(member.proc.pid, signal.SIGKILL)
+            for member in self.members:  # dead before gc judges what they held stale
+                if member.proc is not None:
+                    member.proc.join(30)
             self.ctl.detach()
             shutil.rmtree(self.workdir, ignore_errors=True)
         left, reclaimed = self.leftovers()
