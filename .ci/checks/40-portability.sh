@@ -69,6 +69,7 @@ python -m venv "$work/venv"
 pip_install "$work/venv/bin/python" "${wheel}[test]"
 mkdir "$work/run"
 cp -r tests "$work/run/tests"
+cp -r examples "$work/run/examples" # the examples are run by tests/test_examples.py
 cp pyproject.toml "$work/run/" # pytest's settings only: there is no package source here
 (
     cd "$work/run"
