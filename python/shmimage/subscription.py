@@ -5,7 +5,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _shmcore
 from .errors import EndOfStream, NotAttachedError, NotFoundError, OutOfResourcesError
@@ -15,7 +15,15 @@ from .waiter import WAITER, Wait
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from .image import SharedImage
+
+class Source(Protocol):
+    """What a subscription asks of the image it follows (`SharedImage`),
+    named here so that this module needs nothing from the image module."""
+
+    key: str
+    native_key: str
+
+    def wait(self, timeout: float | None = None, after: int | None = None) -> int: ...
 
 STARTS = ("next", "latest", "oldest")
 
@@ -32,7 +40,7 @@ class Subscription:
     closed, collected, or when its process dies (a kernel-held lock).
     """
 
-    def __init__(self, image: SharedImage, *, lossless: bool = False, start: str = "next",
+    def __init__(self, image: Source, *, lossless: bool = False, start: str = "next",
                  copy: bool = False) -> None:
         if start not in STARTS:
             raise ValueError(f"start must be one of {', '.join(STARTS)}, not {start!r}")
