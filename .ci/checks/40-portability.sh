@@ -89,6 +89,7 @@ mingw=(x86_64-w64-mingw32-gcc -std=gnu11 -O2 -Wall -Wextra -Wshadow -Werror
 "${mingw[@]}" -c src/shmcore/qt_ipc.c -o "$work/qt_ipc.o"
 # The frame protocol and the key watch build for Windows too.
 "${mingw[@]}" -c src/shmcore/frames.c -o "$work/frames.o"
+"${mingw[@]}" -DFRM_FORCE_INTERLOCKED -c src/shmcore/frames.c -o "$work/frames_interlocked.o"
 "${mingw[@]}" -c src/shmcore/keywatch.c -o "$work/keywatch.o"
 "${mingw[@]}" -Wpedantic -o "$work/test_win32.exe" tests/c/test_win32.c src/shmcore/shm_win32.c \
     src/shmcore/admission.c
