@@ -576,10 +576,16 @@ static int spin_for_seq(frm_ctrl *c, uint32_t seq, int64_t spin_ns) {
     }
 }
 
+/* When a blocking call returns EINTR so the caller can check for signals:
+ * one slice from now, or the deadline when that comes first. */
+static int64_t slice_end_for(int64_t deadline) {
+    int64_t end = frm_now_ns() + FRM_SLICE_NS;
+    return deadline >= 0 && deadline < end ? deadline : end;
+}
+
 int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline, int64_t spin_ns,
              uint64_t *generation) {
-    int64_t slice_end = frm_now_ns() + FRM_SLICE_NS;
-    if (deadline >= 0 && deadline < slice_end) slice_end = deadline;
+    int64_t slice_end = slice_end_for(deadline);
     for (;;) {
         if (load32(&st->cancel)) return ECANCELED;
         frm_store *cur;
@@ -1169,8 +1175,7 @@ int frm_pin_from(frm_store *st, frm_follow *fw, uint64_t want, frm_frame *f) {
 }
 
 int frm_wait_from(frm_store *st, frm_follow *fw, uint64_t want, int64_t deadline) {
-    int64_t slice_end = frm_now_ns() + FRM_SLICE_NS;
-    if (deadline >= 0 && deadline < slice_end) slice_end = deadline;
+    int64_t slice_end = slice_end_for(deadline);
     for (;;) {
         if (load32(&st->cancel)) return ECANCELED;
         frm_store *cur;
