@@ -2,8 +2,8 @@
 
 Each frame is rendered in place into `SharedImage.loan()` (no copy), with its
 index in the frame's meta. The "camera" is synthetic numpy frames (a moving
-bar over a gradient): no OpenCV needed; a real decoder would write into the
-loaned array the same way, e.g. ``capture.read(frame)`` with OpenCV.
+bar over a gradient), with no dependency beyond numpy; ``camera.py`` does the
+same with OpenCV decoding a video file into the loaned array.
 
     python examples/producer.py --key camera --frames 100 --fps 30
 """

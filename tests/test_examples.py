@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,6 +32,30 @@ def finish(process: subprocess.Popen[str]) -> str:
         pytest.fail(f"{process.args} hung; stderr: {err[-2000:]}")
     assert process.returncode == 0, f"{process.args} exited {process.returncode}: {err[-2000:]}"
     return out
+
+
+def first_line(process: subprocess.Popen[str]) -> str:
+    """The process's first line of output, within TIMEOUT (it is still running)."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], TIMEOUT)
+    if not ready:
+        process.kill()
+        pytest.fail(f"{process.args} printed nothing within {TIMEOUT} s")
+    return process.stdout.readline()
+
+
+def decoded_rgb(video: Path) -> list[np.ndarray]:
+    """Every frame of `video` as OpenCV decodes it, in RGB: what the camera shares."""
+    import cv2
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
 
 
 @pytest.fixture
@@ -72,11 +97,67 @@ def test_recorder_writes_the_published_pixels(producer, tmp_path: Path) -> None:
     key, process = producer
     out = finish(start("recorder.py", "--key", key, "--out", str(tmp_path), "--frames", "4"))
     files = sorted(tmp_path.glob("frame_*.png"))
-    assert len(files) == 4 and out.split() == [str(f) for f in files]
-    for path in files:
-        index = int(path.stem.split("_")[1])
+    lines = out.splitlines()
+    assert lines[0] == f"recording {key!r}" and lines[-1] == "recorded 4 frames, dropped 0"
+    assert len(files) == 4 and lines[1:-1] == [str(f) for f in files]
+    indices = [int(path.stem.split("_")[1]) for path in files]
+    assert indices == list(range(indices[0], indices[0] + 4))  # lossless: no gap
+    for path, index in zip(files, indices):
         np.testing.assert_array_equal(np.asarray(Image.open(path)), drawn(index))
     finish(process)
+
+
+def test_camera_decodes_a_video_into_a_lossless_recorder(unique_key, tmp_path: Path) -> None:
+    pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless, the test extra)")
+    key, video, out_dir = unique_key("camera"), tmp_path / "clip.avi", tmp_path / "frames"
+    recorder = start("recorder.py", "--key", key, "--out", str(out_dir))
+    try:
+        assert first_line(recorder) == f"recording {key!r}\n"
+        # 40 frames at the video's 25 fps; the store keeps 16, so a recorder
+        # that registers within 0.6 s of the first frame sees every one.
+        camera = start("camera.py", "--key", key, "--video", str(video), "--make", "40",
+                       "--history", "16", "--linger", "0.5")
+        assert finish(camera).strip() == f"published 40 frames to {key!r}"
+        out = finish(recorder)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.communicate()
+    assert out.splitlines()[-1] == "recorded 40 frames, dropped 0"
+    expected = decoded_rgb(video)
+    assert len(expected) == 40
+    files = sorted(out_dir.glob("frame_*.png"))
+    assert [int(path.stem.split("_")[1]) for path in files] == list(range(40))  # meta index
+    for path, frame in zip(files, expected):
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), frame, err_msg=str(path))
+    assert len({frame.tobytes() for frame in expected}) == 40  # the frames really differ
+
+
+def test_camera_into_an_async_lossy_consumer(unique_key, tmp_path: Path) -> None:
+    pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless, the test extra)")
+    key, video = unique_key("camera"), tmp_path / "clip.avi"
+    consumer = start("async_consumer.py", "--key", key)
+    try:
+        assert first_line(consumer) == f"following {key!r}\n"
+        camera = start("camera.py", "--key", key, "--video", str(video), "--make", "30",
+                       "--linger", "0.5")
+        assert finish(camera).strip() == f"published 30 frames to {key!r}"
+        out = finish(consumer)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.communicate()
+    expected = decoded_rgb(video)
+    lines = re.findall(r"generation (\d+) index (\d+) shape \((\d+), (\d+), 3\) sum (\d+)", out)
+    consumed, dropped = map(int, re.findall(r"consumed (\d+) frames, dropped (\d+)", out)[0])
+    assert consumed == len(lines) >= 1 and consumed + dropped == 30, out
+    generations = [int(g) for g, *_ in lines]
+    assert generations == sorted(set(generations))  # in order, each once
+    for generation, index, height, width, total in lines:
+        frame = expected[int(index)]
+        assert int(generation) - 1 == int(index)   # meta index travels with its frame
+        assert (int(height), int(width)) == frame.shape[:2]
+        assert int(total) == int(frame.sum(dtype=np.uint64))  # the decoded pixels
 
 
 def test_qt_window_shows_frames(producer) -> None:
