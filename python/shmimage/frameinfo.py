@@ -28,6 +28,15 @@ class FrameInfo:
         The publishing process.
     meta
         The dict published with it (empty when none was).
+
+    Examples
+    --------
+    >>> import numpy as np, os, shmimage
+    >>> with shmimage.SharedImage("docs-frame-info") as img:
+    ...     _ = img.publish(np.zeros((4, 6, 3), np.uint8), meta={"index": 0})
+    ...     info = img.info()
+    ...     info.shape, info.generation, info.writer_pid == os.getpid(), info.meta
+    ((4, 6, 3), 1, True, {'index': 0})
     """
 
     shape: tuple[int, ...]
@@ -53,6 +62,15 @@ class Frame(NamedTuple):
         The frame's pixels.
     info : FrameInfo
         Generation, timestamp, writer and meta of those very pixels.
+
+    Examples
+    --------
+    >>> import numpy as np, shmimage
+    >>> with shmimage.SharedImage("docs-frame") as img:
+    ...     _ = img.publish(np.zeros((2, 2), np.uint8), meta={"index": 4})
+    ...     pixels, info = img.read_frame()       # a Frame unpacks as a tuple
+    ...     pixels.shape, info.meta["index"]
+    ((2, 2), 4)
     """
 
     pixels: np.ndarray

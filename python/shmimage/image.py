@@ -71,6 +71,22 @@ class SharedImage:
     -----
     Only an explicit option that differs from the existing store's rebuilds
     the store, under the same name, carrying every kept frame.
+
+    Raises
+    ------
+    TypeError
+        `key` is not a str.
+    ValueError
+        An option is out of its range.
+
+    Examples
+    --------
+    >>> import numpy as np, shmimage
+    >>> with shmimage.SharedImage("docs-image", history=4) as img:
+    ...     img.publish(np.zeros((480, 640, 3), np.uint8), meta={"index": 0})
+    ...     img.info().shape
+    1
+    (480, 640, 3)
     """
 
     def __init__(
@@ -203,6 +219,16 @@ class SharedImage:
         BufferError
             This process itself pins every slot up to ``max_slots`` (raised
             at once: waiting could never end).
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-publish") as img:
+        ...     img.publish(np.arange(6, dtype=np.uint16).reshape(2, 3), meta={"t": 1})
+        ...     img.read()
+        1
+        array([[0, 1, 2],
+               [3, 4, 5]], dtype=uint16)
         """
         try:
             data = encode_meta(meta)
@@ -257,6 +283,15 @@ class SharedImage:
             `meta` is not JSON-serialisable or larger than 64 KiB encoded.
         TimeoutError, BufferError
             As for `publish`, on entering the block.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-loan") as img:
+        ...     with img.loan((2, 4), np.uint8, meta={"index": 0}) as frame:
+        ...         frame[:] = 7                      # filled in place: no copy
+        ...     int(img.read().sum()), img.info().meta
+        (56, {'index': 0})
         """
         try:
             data = encode_meta(meta)
@@ -305,6 +340,14 @@ class SharedImage:
             The file is not an image, truncated, or too large.
         FileNotFoundError
             No such file.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> from shmimage.sample import SAMPLE_PATH
+        >>> with shmimage.SharedImage("docs-load-file") as img:
+        ...     img.load_from_file(SAMPLE_PATH).shape[2]
+        4
         """
         pixels = load_image_file(path)
         self.publish(pixels)
@@ -337,6 +380,15 @@ class SharedImage:
             `out` does not match the frame.
         NoFrameError, NotFoundError
             Nothing published yet, or no segment.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-read") as img:
+        ...     _ = img.publish(np.full((2, 2), 9, np.uint8))
+        ...     buffer = np.empty((2, 2), np.uint8)
+        ...     img.read(out=buffer) is buffer, int(buffer[0, 0])
+        (True, 9)
         """
         return self._read(out)[0]
 
@@ -353,6 +405,20 @@ class SharedImage:
         Frame
             ``(pixels, info)``; ``info.generation`` and ``info.meta`` are
             those of the copied pixels.
+
+        Raises
+        ------
+        ValueError, NoFrameError, NotFoundError
+            As for `read`.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-read-frame") as img:
+        ...     _ = img.publish(np.zeros((2, 2), np.uint8), meta={"index": 3})
+        ...     pixels, info = img.read_frame()
+        ...     info.generation, info.meta["index"]
+        (1, 3)
         """
         pixels, facts = self._read(out)
         return Frame(pixels, frame_info(facts, self._where()))
@@ -367,6 +433,20 @@ class SharedImage:
             derived from it, never changes while it is referenced: its slot
             stays pinned until the last reference is gone (the block's end
             drops only the block's own reference).
+
+        Raises
+        ------
+        NoFrameError, NotFoundError
+            On entering the block: nothing published yet, or no segment.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-view") as img:
+        ...     _ = img.publish(np.ones((2, 3), np.uint8))
+        ...     with img.view() as pixels:      # zero-copy, read-only
+        ...         print(pixels.shape, pixels.flags.writeable)
+        (2, 3) False
         """
         return ViewBlock(self)
 
@@ -412,6 +492,14 @@ class SharedImage:
         ------
         InvalidImageError
             For any other frame, naming its shape and dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-to-pil") as img:
+        ...     _ = img.publish(np.zeros((2, 3, 3), np.uint8))
+        ...     img.to_pil().mode, img.to_pil().size
+        ('RGB', (3, 2))
         """
         return array_to_pil(self.read())
 
@@ -421,6 +509,20 @@ class SharedImage:
         Returns
         -------
         FrameInfo
+
+        Raises
+        ------
+        NoFrameError, NotFoundError
+            Nothing published yet, or no segment.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-info") as img:
+        ...     _ = img.publish(np.zeros((4, 6, 3), np.uint8), meta={"camera": 2})
+        ...     info = img.info()
+        ...     info.width, info.height, info.channels, info.dtype, info.meta
+        (6, 4, 3, dtype('uint8'), {'camera': 2})
         """
         store = self._attach()
         facts = store.info()
@@ -451,6 +553,20 @@ class SharedImage:
             None within `timeout`.
         NotAttachedError
             `detach()` was called meanwhile, from another thread.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-wait") as img:
+        ...     seen = img.publish(np.zeros((2, 2), np.uint8))
+        ...     _ = img.publish(np.ones((2, 2), np.uint8))
+        ...     img.wait(timeout=1.0, after=seen)       # returns at once: a newer frame exists
+        ...     try:
+        ...         img.wait(timeout=0.05)
+        ...     except TimeoutError:
+        ...         print("no newer frame")
+        2
+        no newer frame
         """
         deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
         epoch = self._detaches
@@ -512,6 +628,24 @@ class SharedImage:
         Returns
         -------
         Subscription
+
+        Raises
+        ------
+        ValueError
+            `start` is not one of the three.
+        OutOfResourcesError
+            A lossless subscription beyond 64 at once.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-subscribe", history=4) as img:
+        ...     sub = img.subscribe(lossless=True, start="next")
+        ...     for i in range(3):
+        ...         _ = img.publish(np.full((2, 2), i, np.uint8))
+        ...     [int(sub.next(timeout=1.0).pixels[0, 0]) for _ in range(3)]
+        ...     sub.close()
+        [0, 1, 2]
         """
         return Subscription(self, lossless=lossless, start=start, copy=copy)
 
@@ -523,6 +657,23 @@ class SharedImage:
         ----------
         timeout
             Seconds to wait for the segment's lock; None: as long as it takes.
+
+        Raises
+        ------
+        NotFoundError
+            No segment has the key.
+        TimeoutError
+            The lock was not taken within `timeout`.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-end-stream", history=4) as img:
+        ...     sub = img.subscribe(start="next")
+        ...     _ = img.publish(np.zeros((2, 2), np.uint8))
+        ...     img.end_stream()
+        ...     len(list(sub))                    # the kept frame, then the end
+        1
         """
         self._attach().end_stream(timeout)
 
@@ -536,6 +687,20 @@ class SharedImage:
             history, slot_capacity), ``slots_in_use`` and ``table_slots``,
             ``generation``, ``persistent``, ``pins`` (a list of ``{"pid",
             "pins", "slots"}``, one per pinning handle) and ``subscribers``.
+
+        Raises
+        ------
+        NotFoundError
+            No segment has the key.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-status") as img:
+        ...     _ = img.publish(np.zeros((2, 2), np.uint8))
+        ...     status = img.status()
+        ...     status["generation"], status["options"]["history"]
+        (1, 1)
         """
         store = self._attach()
         used, table = store.slots_in_use()
@@ -569,6 +734,14 @@ class SharedImage:
             No segment has the key.
         NoFrameError
             Nothing was published yet.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-load-memory") as img:
+        ...     _ = img.publish(np.zeros((2, 2, 4), np.uint8))
+        ...     shmimage.SharedImage("docs-load-memory").load_from_memory().shape
+        (2, 2, 4)
         """
         memory = SharedMemory(self.key)
         memory.attach()
@@ -601,6 +774,14 @@ class SharedImage:
         -------
         bool
             Whether it was attached.
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> img = shmimage.SharedImage("docs-detach")
+        >>> _ = img.publish(np.zeros((2, 2), np.uint8))
+        >>> img.detach(), img.detach()
+        (True, False)
         """
         with self._mu:
             self._detaches += 1

@@ -113,6 +113,14 @@ class SharedMemory(_shmcore.SegmentHolder):
         ------
         TypeError
             When `key` is not a str or None.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> shm = shmimage.SharedMemory()
+        >>> shm.set_key("docs-set-key")
+        >>> shm.key, shm.native_key.startswith("/")
+        ('docs-set-key', True)
         """
         _check_key(key, "key")
         self.detach()
@@ -131,6 +139,14 @@ class SharedMemory(_shmcore.SegmentHolder):
         ------
         TypeError
             When `native_key` is not a str.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> shm = shmimage.SharedMemory()
+        >>> shm.set_native_key("/docs-native")
+        >>> shm.key is None, shm.native_key
+        (True, '/docs-native')
         """
         _check_key(native_key, "native_key")
         self.detach()
@@ -196,6 +212,14 @@ class SharedMemory(_shmcore.SegmentHolder):
             This object is already attached.
         TypeError
             `size` is not an int.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> with shmimage.SharedMemory("docs-create") as shm:
+        ...     shm.create(1024)
+        ...     shm.size, shm.is_attached
+        (1024, True)
         """
         try:
             if not isinstance(size, int) or isinstance(size, bool):
@@ -245,6 +269,17 @@ class SharedMemory(_shmcore.SegmentHolder):
             No or bad key.
         SharedMemoryError
             This object is already attached.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> with shmimage.SharedMemory("docs-attach") as owner:
+        ...     owner.create(4)
+        ...     owner.data[:2] = b"hi"
+        ...     with shmimage.SharedMemory("docs-attach") as other:
+        ...         other.attach()
+        ...         bytes(other.data[:2])
+        b'hi'
         """
         try:
             if self._seg is not None:
@@ -275,6 +310,14 @@ class SharedMemory(_shmcore.SegmentHolder):
         ------
         BufferError
             While memoryviews of `data` are still alive.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> shm = shmimage.SharedMemory("docs-detach-memory")
+        >>> shm.create(4)
+        >>> shm.detach(), shm.detach()
+        (True, False)
         """
         seg = self._seg
         if seg is None:
@@ -302,6 +345,15 @@ class SharedMemory(_shmcore.SegmentHolder):
             No segment has the name.
         InvalidKeyError
             An empty key.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> shm = shmimage.SharedMemory("docs-remove")
+        >>> shm.create(4, persistent=True)
+        >>> shm.detach()
+        True
+        >>> shmimage.SharedMemory.remove("docs-remove")   # the persistent segment goes
         """
         _check_key(key, "key")
         if not key:
@@ -322,7 +374,19 @@ class SharedMemory(_shmcore.SegmentHolder):
         return self._seg is not None
 
     def isAttached(self) -> bool:
-        """Qt's spelling of `is_attached`."""
+        """Qt's spelling of `is_attached`.
+
+        Returns
+        -------
+        bool
+            As `is_attached`.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> shmimage.SharedMemory("docs-is-attached").isAttached()
+        False
+        """
         return self.is_attached
 
     @property
@@ -390,6 +454,14 @@ class SharedMemory(_shmcore.SegmentHolder):
             The lock was not acquired within `timeout`.
         LockError
             This thread already holds it, or the mapping is read-only.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> with shmimage.SharedMemory("docs-locked") as shm:
+        ...     shm.create(4)
+        ...     with shm.locked(timeout=1.0):
+        ...         shm.data[0] = 1
         """
         if not self.lock(timeout):
             raise TimeoutError(f"could not lock {self._subject()} within {timeout} s")

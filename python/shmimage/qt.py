@@ -168,6 +168,13 @@ def decode_qimage_stream(data: bytes) -> np.ndarray:
         A null QImage, or no bytes.
     InvalidImageError
         The bytes are not a QImage stream.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from shmimage.qt import decode_qimage_stream, encode_qimage_stream
+    >>> decode_qimage_stream(encode_qimage_stream(np.zeros((3, 2), np.uint8))).shape
+    (3, 2, 4)
     """
     head = bytes(data[:4])
     if head == _NULL_MARKER or not data:
@@ -291,6 +298,15 @@ class QtSharedImage:
             No Qt segment for `key` under the backend(s).
         TimeoutError
             Qt's lock was not acquired in time.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from shmimage.qt import QtSharedImage
+        >>> with QtSharedImage("docs-qt-bytes") as qt:
+        ...     qt.publish(np.zeros((2, 2, 4), np.uint8))
+        ...     QtSharedImage("docs-qt-bytes").read_bytes()[5:8]   # after the 4-byte marker: PNG
+        b'PNG'
         """
         for segment in _segments(self.key, self.backend):
             try:
@@ -324,11 +340,45 @@ class QtSharedImage:
             The segment does not hold a QImage stream.
         TimeoutError
             Qt's lock was not acquired in time.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from shmimage.qt import QtSharedImage
+        >>> with QtSharedImage("docs-qt-read") as qt:
+        ...     qt.publish(np.full((2, 3, 3), 200, np.uint8))
+        ...     QtSharedImage("docs-qt-read").read().shape        # RGBA, as Qt's example shows it
+        (2, 3, 4)
         """
         return decode_qimage_stream(self.read_bytes(timeout))
 
     def to_pil(self, timeout: float | None = None) -> Image.Image:
-        """As `read`, as an RGBA `PIL.Image.Image`; raises as `read` does."""
+        """As `read`, as an RGBA `PIL.Image.Image`.
+
+        Parameters
+        ----------
+        timeout : float or None
+            Seconds to wait for Qt's lock; None: the object's `timeout`.
+
+        Returns
+        -------
+        PIL.Image.Image
+            An ``RGBA`` image.
+
+        Raises
+        ------
+        NotFoundError, NoFrameError, InvalidImageError, TimeoutError
+            As for `read`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from shmimage.qt import QtSharedImage
+        >>> with QtSharedImage("docs-qt-to-pil") as qt:
+        ...     qt.publish(np.zeros((2, 3, 4), np.uint8))
+        ...     QtSharedImage("docs-qt-to-pil").to_pil().size
+        (3, 2)
+        """
         return Image.fromarray(self.read(timeout))
 
     def publish(self, image: ImageLike, timeout: float | None = None) -> None:
@@ -352,6 +402,15 @@ class QtSharedImage:
             Another process already has a Qt segment under `key`.
         TimeoutError
             Qt's lock was not acquired in time.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from shmimage.qt import QtSharedImage
+        >>> with QtSharedImage("docs-qt-publish") as qt:    # stays attached until detach()
+        ...     qt.publish(np.zeros((4, 4, 4), np.uint8))
+        ...     qt.is_attached
+        True
         """
         data = encode_qimage_stream(_as_pixels(image))
         segment = self._published
@@ -378,6 +437,14 @@ class QtSharedImage:
         ------
         InvalidImageError
             The file is not an image.
+
+        Examples
+        --------
+        >>> from shmimage.qt import QtSharedImage
+        >>> from shmimage.sample import SAMPLE_PATH
+        >>> with QtSharedImage("docs-qt-load-file") as qt:
+        ...     qt.load_from_file(SAMPLE_PATH).dtype
+        dtype('uint8')
         """
         pixels = _as_pixels(path)
         self.publish(pixels)
@@ -390,6 +457,20 @@ class QtSharedImage:
         -------
         numpy.ndarray
             RGBA uint8 pixels, (H, W, 4).
+
+        Raises
+        ------
+        NotFoundError, NoFrameError, InvalidImageError, TimeoutError
+            As for `read`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from shmimage.qt import QtSharedImage
+        >>> with QtSharedImage("docs-qt-load-memory") as qt:
+        ...     qt.publish(np.zeros((2, 2, 4), np.uint8))
+        ...     QtSharedImage("docs-qt-load-memory").load_from_memory().shape
+        (2, 2, 4)
         """
         return self.read()
 
@@ -405,6 +486,15 @@ class QtSharedImage:
         -------
         bool
             True when detached now, False when not attached.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from shmimage.qt import QtSharedImage
+        >>> qt = QtSharedImage("docs-qt-detach")
+        >>> qt.publish(np.zeros((2, 2, 4), np.uint8))
+        >>> qt.detach(), qt.detach()
+        (True, False)
         """
         segment, self._published = self._published, None
         if segment is None:
@@ -444,6 +534,12 @@ class QtSharedImage:
             A System V segment is still in use.
         ValueError
             An unknown backend.
+
+        Examples
+        --------
+        >>> from shmimage.qt import QtSharedImage
+        >>> QtSharedImage.remove("docs-qt-nothing-left")       # nothing under that key
+        False
         """
         _check_backend(backend)
         removed = False

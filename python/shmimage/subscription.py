@@ -38,6 +38,30 @@ class Subscription:
     subscription is registered in the segment (at most 64), and the writer
     waits before dropping a frame it has not taken; it is unregistered when
     closed, collected, or when its process dies (a kernel-held lock).
+
+    Parameters
+    ----------
+    image
+        The `SharedImage` whose frames it follows; made before the key
+        exists, it takes every frame from the first one.
+    lossless, start, copy
+        As for `SharedImage.subscribe`.
+
+    Raises
+    ------
+    ValueError
+        `start` is not ``"next"``, ``"latest"`` or ``"oldest"``.
+
+    Examples
+    --------
+    >>> import numpy as np, shmimage
+    >>> with shmimage.SharedImage("docs-subscription", history=8) as img:
+    ...     with img.subscribe(start="next") as sub:
+    ...         for i in range(3):
+    ...             _ = img.publish(np.full((2, 2), i, np.uint8), meta={"index": i})
+    ...         img.end_stream()
+    ...         [frame.info.meta["index"] for frame in sub], sub.dropped
+    ([0, 1, 2], 0)
     """
 
     def __init__(self, image: Source, *, lossless: bool = False, start: str = "next",
@@ -148,6 +172,17 @@ class Subscription:
             The writer ended the stream and every kept frame was returned.
         NotAttachedError
             The subscription was closed (from another thread too).
+
+        Examples
+        --------
+        >>> import numpy as np, shmimage
+        >>> with shmimage.SharedImage("docs-next") as img:
+        ...     sub = img.subscribe(start="next")
+        ...     _ = img.publish(np.ones((2, 2), np.uint8))
+        ...     frame = sub.next(timeout=1.0)
+        ...     frame.info.generation, frame.pixels.flags.writeable
+        ...     del frame; sub.close()
+        (1, False)
         """
         deadline = None if timeout is None else time.monotonic() + max(float(timeout), 0.0)
         while True:
@@ -182,6 +217,18 @@ class Subscription:
         ------
         TimeoutError, EndOfStream, NotAttachedError
             As for `next`.
+
+        Examples
+        --------
+        >>> import asyncio, numpy as np, shmimage
+        >>> async def first_frame(img):
+        ...     with img.subscribe(start="latest") as sub:
+        ...         frame = await sub.next_async(timeout=1.0)
+        ...         return frame.info.generation
+        >>> with shmimage.SharedImage("docs-next-async") as img:
+        ...     _ = img.publish(np.zeros((2, 2), np.uint8))
+        ...     asyncio.run(first_frame(img))
+        1
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + max(float(timeout), 0.0)
@@ -210,7 +257,16 @@ class Subscription:
 
     def close(self) -> None:
         """Stop: a `next()` blocked in another thread raises `NotAttachedError`.
-        Frames already returned stay valid while referenced."""
+        Frames already returned stay valid while referenced.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> sub = shmimage.SharedImage("docs-close").subscribe(lossless=True)
+        >>> sub.close()
+        >>> sub.closed
+        True
+        """
         with self._mu:
             self._closed = True
             store, self._store = self._store, None

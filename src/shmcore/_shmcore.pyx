@@ -1,6 +1,8 @@
 # cython: language_level=3
 # cython: boundscheck=False, wraparound=False, binding=False
+# cython: embedsignature.format=clinic
 """Low-level shared memory segments: names mirror shm_platform.h's calls."""
+cimport cython
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_FillInfo,
                              PyBuffer_Release, PyObject_GetBuffer)
 from cpython.exc cimport PyErr_CheckSignals
@@ -476,15 +478,71 @@ cdef class SegmentHolder:
     def __cinit__(self):
         self._errors = ErrorRecord()
 
+    @cython.embedsignature(True)
     def lock(self, timeout=None):
-        """Take the segment's process-shared mutex: True when acquired, False
-        on timeout; LockError when this thread holds it already."""
+        """Take the segment's process-shared mutex.
+
+        Robust: when the previous holder died holding it, the lock is still
+        acquired and `owner_died` is True until the next `lock()`. Ownership
+        is per thread and not recursive. A blocking wait releases the GIL.
+
+        Parameters
+        ----------
+        timeout : float or None
+            Seconds to wait; None waits as long as it takes, 0 only tries.
+
+        Returns
+        -------
+        bool
+            True when acquired, False when `timeout` passed first.
+
+        Raises
+        ------
+        LockError
+            This thread already holds the lock, or the segment is mapped
+            read-only (a read-only mapping cannot take a mutex).
+        NotAttachedError
+            The object is not attached.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> with shmimage.SharedMemory("docs-lock") as shm:
+        ...     shm.create(8)
+        ...     shm.lock(timeout=1.0)
+        ...     shm.data[0] = 42
+        ...     shm.unlock()
+        True
+        """
         if self._seg is None:
             return self._refuse()
         return self._seg._lock(timeout) == 1
 
+    @cython.embedsignature(True)
     def unlock(self):
-        """Release the mutex; LockError when this thread does not hold it."""
+        """Release the mutex taken by `lock()` in this thread.
+
+        Raises
+        ------
+        LockError
+            The calling thread does not hold the lock.
+        NotAttachedError
+            The object is not attached.
+
+        Examples
+        --------
+        >>> import shmimage
+        >>> with shmimage.SharedMemory("docs-unlock") as shm:
+        ...     shm.create(8)
+        ...     shm.lock()
+        ...     shm.unlock()
+        ...     try:
+        ...         shm.unlock()
+        ...     except shmimage.LockError:
+        ...         print("not held")
+        True
+        not held
+        """
         if self._seg is None:
             return self._refuse()
         self._seg._unlock()

@@ -63,6 +63,7 @@ class Relay:
         Called about once a second with a status line (fps, MB/s, dropped).
     on_notice
         Called with a sentence when the server grants less than was asked.
+
     Raises
     ------
     TypeError
@@ -109,7 +110,15 @@ class Relay:
         self._on_notice = on_notice
 
     def stop(self) -> None:
-        """End `run()` within a moment; safe from any thread or a signal handler."""
+        """End `run()` within a moment; safe from any thread or a signal handler.
+
+        Examples
+        --------
+        >>> from shmimage.net import Relay
+        >>> relay = Relay("tcp://127.0.0.1:5560", key="docs-relay-stop")
+        >>> relay.stop()
+        >>> relay.run()           # stopped already: returns at once
+        """
         self._stopping.set()
 
     def run(self) -> None:
@@ -117,6 +126,24 @@ class Relay:
 
         Sets `connected` at the server's first welcome; malformed or
         oversized messages are counted in `stats` and dropped.
+
+        Raises
+        ------
+        zmq.ZMQError
+            The endpoint cannot be connected to (e.g. an unknown host name).
+
+        Examples
+        --------
+        See `Server.run` for a server and a relay exchanging a frame.
+
+        >>> import threading
+        >>> from shmimage.net import Relay
+        >>> relay = Relay("tcp://127.0.0.1:5560", key="docs-relay-run")
+        >>> worker = threading.Thread(target=relay.run)
+        >>> worker.start()
+        >>> relay.connected.wait(0.1)    # no server there: it keeps trying
+        False
+        >>> relay.stop(); worker.join()
         """
         context: zmq.Context[Any] = zmq.Context()
         try:
@@ -290,7 +317,40 @@ def relay(connect: str, key: str | None = None, *, lossless: bool = False,
           curve: str | None = None, on_progress: Callable[[str], None] | None = None) -> Stats:
     """Relay the server at ``connect`` into ``key`` until Ctrl+C, SIGTERM or `Relay.stop()`.
 
-    Parameters are `Relay`'s. Returns the final counters.
+    Parameters
+    ----------
+    connect
+        The server's ZeroMQ endpoint, e.g. ``tcp://camhost:5560``.
+    key
+        The local key to publish into; None: the key the server serves.
+    lossless
+        Ask for every frame in order.
+    curve
+        A directory in ``zmq.auth.create_certificates`` layout (see `Relay`).
+    on_progress
+        Called about once a second with a status line.
+
+    Returns
+    -------
+    Stats
+        The final counters.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for `Relay`.
+    zmq.ZMQError
+        The endpoint cannot be connected to.
+
+    Examples
+    --------
+    It blocks until Ctrl+C or SIGTERM, like ``shmimage relay tcp://camhost:5560``:
+
+    .. code-block:: python
+
+        from shmimage.net import relay
+        stats = relay("tcp://camhost:5560", key="camera", curve="certificates/")
+        print(stats.frames, "frames received,", stats.dropped, "dropped")
     """
     runner = Relay(connect, key, lossless=lossless, curve=curve, on_progress=on_progress)
     with stop_on_signals(runner.stop):

@@ -68,6 +68,7 @@ class Server:
         that are sent from a private copy, so a writer is never held up.
     on_progress
         Called about once a second with a status line (fps, MB/s, dropped).
+
     Raises
     ------
     TypeError
@@ -110,7 +111,15 @@ class Server:
         self._frames: LatestFrames | None = None
 
     def stop(self) -> None:
-        """End `run()` within a moment; safe from any thread or a signal handler."""
+        """End `run()` within a moment; safe from any thread or a signal handler.
+
+        Examples
+        --------
+        >>> from shmimage.net import Server
+        >>> server = Server("docs-net-stop", "tcp://127.0.0.1:*")
+        >>> server.stop()
+        >>> server.run()          # stopped already: binds, then returns at once
+        """
         self._stopping.set()
 
     def run(self) -> None:
@@ -122,6 +131,30 @@ class Server:
         ------
         zmq.ZMQError
             The endpoint cannot be bound (e.g. the port is taken).
+
+        Examples
+        --------
+        A server and a relay in threads of one process (on two hosts, each runs in
+        its own process: ``shmimage serve`` and ``shmimage relay``):
+
+        >>> import threading, numpy as np, shmimage
+        >>> from shmimage.net import Relay, Server
+        >>> camera = shmimage.SharedImage("docs-net-camera")
+        >>> _ = camera.publish(np.full((2, 2), 5, np.uint8))
+        >>> server = Server("docs-net-camera", "tcp://127.0.0.1:*")   # any free port
+        >>> serving = threading.Thread(target=server.run)
+        >>> serving.start()
+        >>> server.ready.wait(10)
+        True
+        >>> relay = Relay(server.endpoint, key="docs-net-copy")
+        >>> relaying = threading.Thread(target=relay.run)
+        >>> relaying.start()
+        >>> copy = shmimage.SharedImage("docs-net-copy")
+        >>> copy.wait(timeout=10, after=0) >= 1 and int(copy.read()[0, 0])
+        5
+        >>> relay.stop(); server.stop(); relaying.join(); serving.join()
+        >>> copy.detach() and camera.detach()
+        True
         """
         context: zmq.Context[Any] = zmq.Context()
         auth = frames = watcher = None
@@ -386,7 +419,44 @@ def serve(key: str, bind: str = DEFAULT_BIND, *, lossless: bool = False,
           on_progress: Callable[[str], None] | None = None) -> Stats:
     """Serve ``key`` on ``bind`` until Ctrl+C, SIGTERM or `Server.stop()`.
 
-    Parameters are `Server`'s. Returns the final counters.
+    Parameters
+    ----------
+    key
+        The local key whose frames are sent.
+    bind
+        A ZeroMQ endpoint; ``tcp://127.0.0.1:5560`` by default.
+    lossless
+        Whether relays may ask for every frame in order.
+    compress
+        ``None``/``"none"``, ``"lz4"``, ``"zstd"``, ``"png"``, ``"jpeg"`` or ``"jpeg:Q"``.
+    curve
+        A directory in ``zmq.auth.create_certificates`` layout (see `Server`).
+    insecure
+        Allow a non-local bind without CURVE.
+    on_progress
+        Called about once a second with a status line.
+
+    Returns
+    -------
+    Stats
+        The final counters.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for `Server`.
+    zmq.ZMQError
+        The endpoint cannot be bound (e.g. the port is taken).
+
+    Examples
+    --------
+    It blocks until Ctrl+C or SIGTERM, like ``shmimage serve camera``:
+
+    .. code-block:: python
+
+        from shmimage.net import serve
+        stats = serve("camera", "tcp://0.0.0.0:5560", curve="certificates/")
+        print(stats.frames, "frames sent")
     """
     server = Server(key, bind, lossless=lossless, compress=compress, curve=curve,
                     insecure=insecure, on_progress=on_progress)

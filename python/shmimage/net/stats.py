@@ -16,12 +16,30 @@ PROGRESS_SECONDS = 1.0
 class Stats:
     """What a server sent or a relay received, since it started.
 
-    ``frames``/``bytes``: frames sent (server, one per relay) or published
-    (relay) and their payload bytes. ``dropped``: generations a relay never
-    received (skipped as lossy, overwritten before the server read them, or
-    missed across a reconnect), as the relay counts them; on the server, the
-    same gaps as it reported them. ``rejected``: malformed, hostile or
-    oversized messages, dropped unused. ``relays``: relays the server serves.
+    Attributes
+    ----------
+    frames, bytes
+        Frames sent (server, one per relay) or published (relay), and their
+        payload bytes.
+    dropped
+        Generations a relay never received (skipped as lossy, overwritten
+        before the server read them, or missed across a reconnect), as the
+        relay counts them; on the server, the same gaps as relays reported them.
+    rejected
+        Malformed, hostile or oversized messages, dropped unused.
+    relays
+        Relays the server serves now.
+    reconnects
+        Times a relay connected again after losing its server.
+    last_generation
+        The generation of the last frame sent or published.
+
+    Examples
+    --------
+    >>> from shmimage.net import Stats
+    >>> stats = Stats(frames=3, bytes=12)
+    >>> stats.snapshot()["frames"], stats.dropped
+    (3, 0)
     """
 
     frames: int = 0
@@ -33,6 +51,19 @@ class Stats:
     last_generation: int = 0
 
     def snapshot(self) -> dict[str, int]:
+        """The counters as a plain dict, a copy taken now.
+
+        Returns
+        -------
+        dict of str to int
+            One entry per counter.
+
+        Examples
+        --------
+        >>> from shmimage.net import Stats
+        >>> Stats(relays=2).snapshot()["relays"]
+        2
+        """
         return asdict(self)
 
 

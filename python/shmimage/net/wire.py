@@ -29,7 +29,18 @@ CONTROL_OPS = frozenset({"hello", "credit", "ping", "bye", "welcome", "reset"})
 
 
 class WireError(ValueError):
-    """A message that breaks the protocol: counted and dropped, never used."""
+    """A message that breaks the protocol: counted and dropped, never used.
+
+    Examples
+    --------
+    >>> from shmimage.net import WireError
+    >>> from shmimage.net.wire import parse_control
+    >>> try:
+    ...     parse_control(b"not a control message")
+    ... except WireError:
+    ...     print("dropped")
+    dropped
+    """
 
 
 @dataclass(frozen=True)
