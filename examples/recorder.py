@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 import numpy as np
 from PIL import Image
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--key", default="camera")
     parser.add_argument("--out", default="frames")
     parser.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    parser.add_argument("--delay", type=float, default=0.0,
+                        help="seconds to sleep after each frame, as a slow disk would")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     # "oldest": start with the oldest frame the store still keeps (its
@@ -49,6 +52,7 @@ def main() -> None:
         for frame in sub:  # blocks between frames; ends with the stream
             print(save(frame, args.out), flush=True)
             del frame      # unpin: the writer may reuse the slot
+            time.sleep(args.delay)
             count += 1
             if count == args.frames:
                 break

@@ -110,11 +110,12 @@ def test_recorder_writes_the_published_pixels(producer, tmp_path: Path) -> None:
 def test_camera_decodes_a_video_into_a_lossless_recorder(unique_key, tmp_path: Path) -> None:
     pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless, the test extra)")
     key, video, out_dir = unique_key("camera"), tmp_path / "clip.avi", tmp_path / "frames"
-    recorder = start("recorder.py", "--key", key, "--out", str(out_dir))
+    # The recorder takes 0.1 s per frame, the camera decodes at the video's
+    # 25 fps and the store keeps 16 frames: only backpressure from the
+    # lossless subscription keeps the 24 frames beyond the history from loss.
+    recorder = start("recorder.py", "--key", key, "--out", str(out_dir), "--delay", "0.1")
     try:
         assert first_line(recorder) == f"recording {key!r}\n"
-        # 40 frames at the video's 25 fps; the store keeps 16, so a recorder
-        # that registers within 0.6 s of the first frame sees every one.
         camera = start("camera.py", "--key", key, "--video", str(video), "--make", "40",
                        "--history", "16", "--linger", "0.5")
         assert finish(camera).strip() == f"published 40 frames to {key!r}"
