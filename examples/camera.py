@@ -5,7 +5,7 @@ lends (``capture.read(image=frame)`` writes into the array it is given when
 shape and dtype match), turned from OpenCV's BGR into RGB in place, and
 published when the block ends, with its index in the frame's meta: no copy
 and no allocation per frame. A real camera is ``cv2.VideoCapture(0)``.
-``--make N`` first writes a generated N-frame video (lossless FFV1) to
+``--make N`` first writes a generated N-frame video (FFV1, else MJPG) to
 ``--video``, so the example needs no file of its own. Headless.
 
     python examples/camera.py --key camera --video demo.avi --make 60
@@ -23,9 +23,12 @@ from shmimage import SharedImage
 def make_video(path: str, frames: int, width: int = 64, height: int = 48,
                fps: float = 25.0) -> None:
     """Write `frames` generated BGR frames (a bar moving over a gradient) to `path`."""
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path} with FFV1")
+    for codec in ("FFV1", "MJPG"):  # lossless where OpenCV's build has it
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps, (width, height))
+        if writer.isOpened():
+            break
+    else:
+        raise RuntimeError(f"OpenCV cannot write {path} with FFV1 or MJPG")
     frame = np.empty((height, width, 3), np.uint8)
     for index in range(frames):
         frame[:] = np.linspace(0, 255, width, dtype=np.uint8)[None, :, None]
