@@ -24,7 +24,8 @@ typedef char frm_slot_fits_8_bits[FRM_MAX_TABLE < 255 ? 1 : -1]; /* latest: slot
 
 #define FOLLOW_MAX 64   /* replacements followed in one call before refusing */
 #define PIN_TRIES 10000 /* races with writers lost in a row before giving up */
-#define OWN_GRACE_NS 20000000LL /* see claim_locked */
+#define OWN_LOOK_NS 10000000LL /* see claim_locked */
+#define TALLY_THREADS 64      /* threads whose pins are told apart */
 
 /* ---- atomics (clocks and the pid cache are compat.h's) ----
  * Wider and more strongly ordered than compat.h's 32-bit words: 64-bit
@@ -108,6 +109,7 @@ static void mu_init(frm_mutex *m) { InitializeSRWLock(m); }
 static void mu_destroy(frm_mutex *m) { (void)m; }
 static void mu_lock(frm_mutex *m) { AcquireSRWLockExclusive(m); }
 static void mu_unlock(frm_mutex *m) { ReleaseSRWLockExclusive(m); }
+#define MU_STATIC SRWLOCK_INIT
 #else
 static void relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -121,7 +123,61 @@ static void mu_init(frm_mutex *m) { pthread_mutex_init(m, NULL); }
 static void mu_destroy(frm_mutex *m) { pthread_mutex_destroy(m); }
 static void mu_lock(frm_mutex *m) { pthread_mutex_lock(m); }
 static void mu_unlock(frm_mutex *m) { pthread_mutex_unlock(m); }
+#define MU_STATIC PTHREAD_MUTEX_INITIALIZER
 #endif
+
+/* ---- which thread took this process's pins ----
+ * A claim blocked by this process's own pins may fail at once only when the
+ * calling thread took every pin the process holds: then no other thread can
+ * free one. Pins are tallied per taking thread over all stores; threads past
+ * TALLY_THREADS count in the total only, so they always look like others. */
+static struct {
+    uintptr_t thread;
+    uint32_t pins;
+} tally[TALLY_THREADS];
+static uint32_t tally_total, tally_pid;
+static frm_mutex tally_mu = MU_STATIC;
+
+uintptr_t frm_thread(void) {
+    static SHMC_THREAD_LOCAL char me;
+    return (uintptr_t)&me;
+}
+
+/* Mutex held. A forked child starts with no pins: forget the parent's. */
+static void tally_own_process(void) {
+    if (tally_pid == my_pid()) return;
+    memset(tally, 0, sizeof tally);
+    tally_total = 0;
+    tally_pid = my_pid();
+}
+
+static void tally_add(uintptr_t thread, int delta) {
+    mu_lock(&tally_mu);
+    tally_own_process();
+    int at = -1;
+    for (int i = 0; i < TALLY_THREADS && at < 0; i++)
+        if (tally[i].pins && tally[i].thread == thread) at = i;
+    for (int i = 0; i < TALLY_THREADS && at < 0 && delta > 0; i++)
+        if (tally[i].pins == 0) at = i;
+    if (at >= 0 && (delta > 0 || tally[at].pins)) {
+        tally[at].thread = thread;
+        tally[at].pins += (uint32_t)delta;
+    }
+    if (delta > 0 || tally_total) tally_total += (uint32_t)delta;
+    mu_unlock(&tally_mu);
+}
+
+/* Did the calling thread take every pin this process holds? */
+static int tally_all_mine(void) {
+    uintptr_t me = frm_thread();
+    int all = 0;
+    mu_lock(&tally_mu);
+    tally_own_process();
+    for (int i = 0; i < TALLY_THREADS; i++)
+        if (tally[i].pins && tally[i].thread == me) all = tally[i].pins == tally_total;
+    mu_unlock(&tally_mu);
+    return all;
+}
 
 static int past(int64_t deadline) { return deadline >= 0 && frm_now_ns() >= deadline; }
 
@@ -474,6 +530,7 @@ static void note_pins(frm_store *st, int slot, int pinned_now) {
 
 /* Counts one more pin of `slot`, whose lock this handle holds. Mutex held. */
 static void add_pin(frm_store *st, int slot) {
+    tally_add(frm_thread(), 1);
     register_pinner(st);
     st->total_pins++;
     note_pins(st, slot, ++st->pins[slot] > 0);
@@ -513,11 +570,14 @@ static int pin_slot(frm_store *st, int slot) {
     return rc;
 }
 
-int frm_unpin(frm_store *st, int slot) {
+int frm_unpin(frm_store *st, int slot) { return frm_unpin_taken(st, slot, frm_thread()); }
+
+int frm_unpin_taken(frm_store *st, int slot, uintptr_t taker) {
     if (slot < 0 || (uint32_t)slot >= st->table_slots) return EINVAL;
     int rc = 0;
     enter(st);
     if (st->pins[slot]) {
+        tally_add(taker, -1);
         st->total_pins--;
         if (--st->pins[slot] == 0) rc = shmp_range_unlock(st->seg, (uint64_t)slot);
         note_pins(st, slot, st->pins[slot] > 0);
@@ -937,8 +997,7 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
         shmp_unlock(cur->seg);
         return rc;
     }
-    int64_t start = frm_now_ns(), looked = start;
-    int own = 0; /* looks in a row that found only this process's pins */
+    int64_t start = frm_now_ns(), looked = -1;
     for (;;) {
         int err;
         int slot = find_slot(cur, &err);
@@ -950,15 +1009,17 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
             out->pixels = out->meta + cur->meta_capacity;
             return 0;
         }
-        /* Other threads' pins come and go: blame this process only when
-         * two looks 10 ms apart, after 20 ms, find nothing but its pins. */
+        /* Waiting cannot end when the calling thread took every pin of
+         * this process and those are all that block: at the first look.
+         * Other threads' pins come and go: look again every 10 ms. */
         int64_t now = frm_now_ns();
-        if (!err && now - start >= OWN_GRACE_NS && now - looked >= OWN_GRACE_NS / 2) {
+        int own = 0;
+        if (!err && (looked < 0 || now - looked >= OWN_LOOK_NS)) {
             looked = now;
-            own = only_own_pins(cur) ? own + 1 : 0;
+            own = tally_all_mine() && only_own_pins(cur);
         }
         if (err) rc = err;
-        else if (own >= 2) rc = FRM_EOWNPINS;
+        else if (own) rc = FRM_EOWNPINS;
         else if (past(deadline)) rc = FRM_EPINNED;
         else if (frm_now_ns() - start >= FRM_SLICE_NS) rc = EINTR;
         if (rc) {
