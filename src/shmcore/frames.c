@@ -1,6 +1,7 @@
 /* The frame protocol (layout version 2): see frames.h. */
 #include "frames.h"
 #include "compat.h"
+#include "keywatch.h"
 
 #include <errno.h>
 #include <string.h>
@@ -384,6 +385,7 @@ int frm_attach(frm_store *st, shmp_seg *seg, const char *name, int writable, int
         rc = shmp_link(seg, name);
         if (rc == 0) {
             *created = 1;
+            kw_announce(name); /* wakes wait() calls made before it existed */
             return 0;
         }
         frm_close(st);
@@ -1113,7 +1115,9 @@ static int commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation, in
     note_size(st, nbytes);
     bump_and_wake(st);
     *generation = gen;
-    return shmp_unlock(st->seg);
+    rc = shmp_unlock(st->seg);
+    if (gen == 1) kw_announce(st->seg->name); /* a waiter may have missed the creation */
+    return rc;
 }
 
 int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation) {
