@@ -133,6 +133,11 @@ gcc -std=gnu11 -O2 -Wall -Wextra -Werror -DSHMP_FORCE_PORTABLE -Isrc/shmcore \
     src/shmcore/shm_posix.c src/shmcore/admission.c -lpthread
 "$work/test_keywatch"
 
+# macOS's kqueue branch, type-checked against a declaration-only
+# <sys/event.h> (Linux has no kqueue and Debian no libkqueue): compiled, not run.
+gcc -std=gnu11 -O2 -Wall -Wextra -Werror -DKW_FORCE_KQUEUE -DSHMP_FORCE_PORTABLE -Isrc/shmcore \
+    -Itests/c/stubs -c src/shmcore/keywatch.c -o "$work/keywatch_kqueue.o"
+
 step "ls and gc through the portable core (segments outside /dev/shm)"
 pip_install python cython
 python -m pytest -q -p no:cacheprovider tests/test_memory_portable.py

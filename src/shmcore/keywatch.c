@@ -141,8 +141,11 @@ static int drain_names(kw_watch *w) {
 /* Segments are files in one directory (shm_posix.c's portable paths): a
  * name added to it is a write to the directory (EVFILT_VNODE NOTE_WRITE).
  * kqueue does not say which name, so every change is a sign to look. */
+#if !defined(O_EVTONLY)
+#define O_EVTONLY O_RDONLY /* macOS: a descriptor for events only */
+#endif
 static void watch_dir(kw_watch *w) {
-    int dir = open(shmp_dir(), O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+    int dir = open(shmp_dir(), O_EVTONLY | O_CLOEXEC | O_DIRECTORY);
     int kq = dir >= 0 ? kqueue() : -1;
     struct kevent ev;
     EV_SET(&ev, dir, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE | NOTE_EXTEND, 0, NULL);
