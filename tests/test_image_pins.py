@@ -216,6 +216,38 @@ def test_another_threads_pin_is_waited_for_not_a_buffer_error(unique_key) -> Non
         assert frame_generation(mine) == 1
 
 
+def test_another_threads_pins_on_another_key_do_not_delay_buffer_error(unique_key) -> None:
+    with SharedImage(unique_key()) as other, \
+            SharedImage(unique_key(), slots=2, max_slots=2) as image:
+        other.publish(gen_frame(SHAPE, 9))
+        pinned, release = threading.Event(), threading.Event()
+
+        def hold_a_view_of_the_other_key() -> None:
+            with other.view() as theirs:
+                pass
+            pinned.set()
+            release.wait(WAIT)
+            del theirs
+
+        holder = threading.Thread(target=hold_a_view_of_the_other_key)
+        holder.start()
+        try:
+            assert pinned.wait(WAIT)
+            image.publish(gen_frame(SHAPE, 1))
+            with image.view() as first:
+                pass
+            image.publish(gen_frame(SHAPE, 2))
+            with image.view() as second:
+                pass
+            image.publish(gen_frame(SHAPE, 3))
+            with pytest.raises(BufferError, match="pins every slot"):
+                image.publish(gen_frame(SHAPE, 4), timeout=0)
+        finally:
+            release.set()
+            holder.join(WAIT)
+        del first, second
+
+
 def test_a_sigkilled_pinning_reader_frees_the_waiting_writer(unique_key, procs) -> None:
     with SharedImage(unique_key(), slots=2, max_slots=2) as image:
         image.publish(gen_frame(SHAPE, 1))

@@ -26,7 +26,6 @@ typedef char frm_slot_fits_8_bits[FRM_MAX_TABLE < 255 ? 1 : -1]; /* latest: slot
 #define FOLLOW_MAX 64   /* replacements followed in one call before refusing */
 #define PIN_TRIES 10000 /* races with writers lost in a row before giving up */
 #define OWN_LOOK_NS 10000000LL /* see claim_locked */
-#define TALLY_THREADS 64      /* threads whose pins are told apart */
 
 /* ---- atomics (clocks and the pid cache are compat.h's) ----
  * Wider and more strongly ordered than compat.h's 32-bit words: 64-bit
@@ -129,14 +128,17 @@ static void mu_unlock(frm_mutex *m) { pthread_mutex_unlock(m); }
 
 /* ---- which thread took this process's pins ----
  * A claim blocked by this process's own pins may fail at once only when the
- * calling thread took every pin the process holds: then no other thread can
- * free one. Pins are tallied per taking thread over all stores; threads past
- * TALLY_THREADS count in the total only, so they always look like others. */
+ * calling thread took every pin the process holds in that store: then no
+ * other thread can free one. Pins are tallied per taking thread and store
+ * (its name's hash: a collision, or a store replaced under its name, only
+ * makes a claim wait). Pins past TALLY_ENTRIES pairs count as others'. */
+#define TALLY_ENTRIES 256
 static struct {
     uintptr_t thread;
+    uint32_t store;
     uint32_t pins;
-} tally[TALLY_THREADS];
-static uint32_t tally_total, tally_pid;
+} tally[TALLY_ENTRIES];
+static uint32_t tally_lost, tally_pid;
 static frm_mutex tally_mu = MU_STATIC;
 
 uintptr_t frm_thread(void) {
@@ -144,40 +146,54 @@ uintptr_t frm_thread(void) {
     return (uintptr_t)&me;
 }
 
+static uint32_t store_hash(const frm_store *st) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = st->seg->name; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
+    return h;
+}
+
 /* Mutex held. A forked child starts with no pins: forget the parent's. */
 static void tally_own_process(void) {
     if (tally_pid == my_pid()) return;
     memset(tally, 0, sizeof tally);
-    tally_total = 0;
+    tally_lost = 0;
     tally_pid = my_pid();
 }
 
-static void tally_add(uintptr_t thread, int delta) {
+static void tally_add(const frm_store *st, uintptr_t thread, int delta) {
+    uint32_t store = store_hash(st);
     mu_lock(&tally_mu);
     tally_own_process();
     int at = -1;
-    for (int i = 0; i < TALLY_THREADS && at < 0; i++)
-        if (tally[i].pins && tally[i].thread == thread) at = i;
-    for (int i = 0; i < TALLY_THREADS && at < 0 && delta > 0; i++)
+    for (int i = 0; i < TALLY_ENTRIES && at < 0; i++)
+        if (tally[i].pins && tally[i].thread == thread && tally[i].store == store) at = i;
+    for (int i = 0; i < TALLY_ENTRIES && at < 0 && delta > 0; i++)
         if (tally[i].pins == 0) at = i;
-    if (at >= 0 && (delta > 0 || tally[at].pins)) {
+    if (at >= 0) {
         tally[at].thread = thread;
+        tally[at].store = store;
         tally[at].pins += (uint32_t)delta;
+    } else if (delta > 0 || tally_lost) {
+        tally_lost += (uint32_t)delta;
     }
-    if (delta > 0 || tally_total) tally_total += (uint32_t)delta;
     mu_unlock(&tally_mu);
 }
 
-/* Did the calling thread take every pin this process holds? */
-static int tally_all_mine(void) {
+/* Did the calling thread take every pin this process holds in `st`? */
+static int tally_all_mine(const frm_store *st) {
+    uint32_t store = store_hash(st);
     uintptr_t me = frm_thread();
-    int all = 0;
+    uint32_t mine = 0, all = 0;
     mu_lock(&tally_mu);
     tally_own_process();
-    for (int i = 0; i < TALLY_THREADS; i++)
-        if (tally[i].pins && tally[i].thread == me) all = tally[i].pins == tally_total;
+    for (int i = 0; i < TALLY_ENTRIES; i++) {
+        if (!tally[i].pins || tally[i].store != store) continue;
+        all += tally[i].pins;
+        if (tally[i].thread == me) mine = tally[i].pins;
+    }
+    int lost = tally_lost != 0;
     mu_unlock(&tally_mu);
-    return all;
+    return !lost && mine > 0 && mine == all;
 }
 
 static int past(int64_t deadline) { return deadline >= 0 && frm_now_ns() >= deadline; }
@@ -532,7 +548,7 @@ static void note_pins(frm_store *st, int slot, int pinned_now) {
 
 /* Counts one more pin of `slot`, whose lock this handle holds. Mutex held. */
 static void add_pin(frm_store *st, int slot) {
-    tally_add(frm_thread(), 1);
+    tally_add(st, frm_thread(), 1);
     register_pinner(st);
     st->total_pins++;
     note_pins(st, slot, ++st->pins[slot] > 0);
@@ -579,7 +595,7 @@ int frm_unpin_taken(frm_store *st, int slot, uintptr_t taker) {
     int rc = 0;
     enter(st);
     if (st->pins[slot]) {
-        tally_add(taker, -1);
+        tally_add(st, taker, -1);
         st->total_pins--;
         if (--st->pins[slot] == 0) rc = shmp_range_unlock(st->seg, (uint64_t)slot);
         note_pins(st, slot, st->pins[slot] > 0);
@@ -1018,7 +1034,7 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
         int own = 0;
         if (!err && (looked < 0 || now - looked >= OWN_LOOK_NS)) {
             looked = now;
-            own = tally_all_mine() && only_own_pins(cur);
+            own = tally_all_mine(cur) && only_own_pins(cur);
         }
         if (err) rc = err;
         else if (own) rc = FRM_EOWNPINS;
