@@ -25,30 +25,25 @@ static int appear_name(wchar_t *out, const char *name) {
                                                                                          : EINVAL;
 }
 
-static int last_errno(void) {
-    DWORD e = GetLastError();
-    if (e == ERROR_ACCESS_DENIED) return EACCES;
-    if (e == ERROR_INVALID_HANDLE) return EEXIST; /* the name is another kind of object */
-    return ENOMEM;
-}
-
 int kw_open(kw_watch *w, const char *name) {
     wchar_t wname[KW_WNAME_MAX];
     memset(w, 0, sizeof *w);
     strncpy(w->name, name, sizeof w->name - 1);
-    int rc = appear_name(wname, w->name);
-    if (rc) return rc;
     w->cancel_event = CreateEventW(NULL, TRUE, FALSE, NULL);
-    if (w->cancel_event) w->appear_event = CreateEventW(NULL, TRUE, FALSE, wname);
-    if (!w->appear_event) {
-        rc = last_errno();
-        kw_close(w);
-    }
-    return rc;
+    if (!w->cancel_event) return ENOMEM;
+    /* No event (a name too long, or taken by another kind of object): poll. */
+    if (appear_name(wname, w->name) == 0)
+        w->appear_event = CreateEventW(NULL, TRUE, FALSE, wname);
+    return 0;
 }
 
 int kw_wait(kw_watch *w, int64_t timeout_ns) {
     HANDLE both[2] = {(HANDLE)w->cancel_event, (HANDLE)w->appear_event};
+    if (!both[1]) {
+        int64_t ns = (timeout_ns < 0 || timeout_ns > KW_POLL_NS) ? KW_POLL_NS : timeout_ns;
+        DWORD rc = WaitForSingleObject(both[0], (DWORD)(ns / 1000000));
+        return rc == WAIT_OBJECT_0 ? ECANCELED : 0; /* the poll interval passed: look */
+    }
     DWORD ms = INFINITE;
     if (timeout_ns >= 0) {
         int64_t m = (timeout_ns + 999999) / 1000000;

@@ -202,6 +202,34 @@ static void test_two_waiters_are_both_woken(void) {
     kw_close(&b);
     frm_detach(&c.s.st);
 }
+
+/* The event's name taken by another kind of object: the watch polls. */
+static void test_a_taken_event_name_falls_back_to_polling(void) {
+    char name[64];
+    wchar_t taken[128];
+    unique_name(name, sizeof name, "taken");
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s_appear", name);
+    MultiByteToWideChar(CP_UTF8, 0, buf, -1, taken, 128);
+    HANDLE squatter = CreateMutexW(NULL, FALSE, taken);
+    CHECK(squatter != NULL);
+    kw_watch w;
+    CHECK_RC(kw_open(&w, name), 0);
+    CHECK_RC(kw_wait(&w, LONG_NS), 0); /* one poll interval, then look */
+    creator c;
+    creator_init(&c, name, 0, -1);
+    thread_t t;
+    CHECK(start(&t, creator_thread, &c) == 0);
+    join(t);
+    CHECK_RC(c.rc, 0);
+    CHECK_RC(kw_wait(&w, LONG_NS), 0);
+    CHECK(exists(name));
+    CHECK_RC(kw_cancel(&w), 0);
+    CHECK_RC(kw_wait(&w, -1), ECANCELED);
+    kw_close(&w);
+    frm_detach(&c.s.st);
+    CloseHandle(squatter);
+}
 #endif
 
 /* kw_cancel from another thread ends a wait with no timeout, for good. */
@@ -237,6 +265,7 @@ static const check_test tests[] = {
 #if defined(_WIN32)
     CHECK_TEST(test_the_first_frame_signals_again),
     CHECK_TEST(test_two_waiters_are_both_woken),
+    CHECK_TEST(test_a_taken_event_name_falls_back_to_polling),
 #endif
     CHECK_TEST(test_cancel_from_another_thread_ends_the_wait),
     CHECK_TEST(test_announce_without_waiters_is_harmless),
