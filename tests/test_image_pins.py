@@ -248,6 +248,31 @@ def test_another_threads_pins_on_another_key_do_not_delay_buffer_error(unique_ke
         del first, second
 
 
+def test_views_handed_over_by_an_ended_thread_count_as_the_callers(unique_key) -> None:
+    with SharedImage(unique_key(), slots=2, max_slots=2) as image:
+        image.publish(gen_frame(SHAPE, 1))
+        handed: list = []
+
+        def take_a_view() -> None:
+            with image.view() as pixels:
+                handed.append(pixels)
+
+        worker = threading.Thread(target=take_a_view)
+        worker.start()
+        worker.join(WAIT)
+        image.publish(gen_frame(SHAPE, 2))
+        with image.view() as mine:
+            pass
+        image.publish(gen_frame(SHAPE, 3))
+        # The ended thread frees nothing: waiting could not end.
+        with pytest.raises(BufferError, match="pins every slot"):
+            image.publish(gen_frame(SHAPE, 4), timeout=0)
+        assert frame_generation(handed[0]) == 1 and frame_generation(mine) == 2
+        handed.clear()
+        assert image.publish(gen_frame(SHAPE, 4), timeout=WAIT) == 4
+        del mine
+
+
 def test_a_sigkilled_pinning_reader_frees_the_waiting_writer(unique_key, procs) -> None:
     with SharedImage(unique_key(), slots=2, max_slots=2) as image:
         image.publish(gen_frame(SHAPE, 1))

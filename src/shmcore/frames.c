@@ -141,10 +141,51 @@ static struct {
 static uint32_t tally_lost, tally_pid;
 static frm_mutex tally_mu = MU_STATIC;
 
+static uint32_t tally_threads;          /* serials handed out */
+static SHMC_THREAD_LOCAL uintptr_t tally_me; /* this thread's serial, 0: none yet */
+static SHMC_THREAD_LOCAL int tally_hooked;   /* its exit is watched */
+
+/* Threads are told apart by a serial, never reused (an address would be). */
 uintptr_t frm_thread(void) {
-    static SHMC_THREAD_LOCAL char me;
-    return (uintptr_t)&me;
+    if (!tally_me) tally_me = shmc_add_u32(&tally_threads, 1);
+    return tally_me;
 }
+
+/* A thread that ends leaves its pins to whoever holds its arrays now: they
+ * become orphans, counted as no other thread's (a dead thread frees none). */
+static void tally_orphan(uintptr_t thread) {
+    mu_lock(&tally_mu);
+    for (int i = 0; i < TALLY_ENTRIES; i++)
+        if (tally[i].pins && tally[i].thread == thread) tally[i].thread = 0;
+    mu_unlock(&tally_mu);
+}
+
+#if defined(_WIN32)
+static DWORD tally_fls = FLS_OUT_OF_INDEXES;
+static INIT_ONCE tally_once = INIT_ONCE_STATIC_INIT;
+static void WINAPI tally_exit(void *thread) {
+    if (thread) tally_orphan((uintptr_t)thread);
+}
+static BOOL CALLBACK tally_init(INIT_ONCE *once, void *arg, void **ctx) {
+    (void)once, (void)arg, (void)ctx;
+    tally_fls = FlsAlloc(tally_exit);
+    return TRUE;
+}
+static void tally_watch_exit(void) {
+    InitOnceExecuteOnce(&tally_once, tally_init, NULL, NULL);
+    if (tally_fls != FLS_OUT_OF_INDEXES) FlsSetValue(tally_fls, (void *)frm_thread());
+}
+#else
+static pthread_key_t tally_key;
+static pthread_once_t tally_once = PTHREAD_ONCE_INIT;
+static int tally_key_ok;
+static void tally_exit(void *thread) { tally_orphan((uintptr_t)thread); }
+static void tally_init(void) { tally_key_ok = pthread_key_create(&tally_key, tally_exit) == 0; }
+static void tally_watch_exit(void) {
+    pthread_once(&tally_once, tally_init);
+    if (tally_key_ok) pthread_setspecific(tally_key, (void *)frm_thread());
+}
+#endif
 
 static uint32_t store_hash(const frm_store *st) {
     uint32_t h = 2166136261u; /* FNV-1a */
@@ -162,11 +203,17 @@ static void tally_own_process(void) {
 
 static void tally_add(const frm_store *st, uintptr_t thread, int delta) {
     uint32_t store = store_hash(st);
+    if (delta > 0 && !tally_hooked) {
+        tally_watch_exit();
+        tally_hooked = 1;
+    }
     mu_lock(&tally_mu);
     tally_own_process();
     int at = -1;
     for (int i = 0; i < TALLY_ENTRIES && at < 0; i++)
         if (tally[i].pins && tally[i].thread == thread && tally[i].store == store) at = i;
+    for (int i = 0; i < TALLY_ENTRIES && at < 0 && delta < 0; i++)
+        if (tally[i].pins && tally[i].thread == 0 && tally[i].store == store) at = i; /* orphaned */
     for (int i = 0; i < TALLY_ENTRIES && at < 0 && delta > 0; i++)
         if (tally[i].pins == 0) at = i;
     if (at >= 0) {
@@ -179,21 +226,22 @@ static void tally_add(const frm_store *st, uintptr_t thread, int delta) {
     mu_unlock(&tally_mu);
 }
 
-/* Did the calling thread take every pin this process holds in `st`? */
+/* Does no live thread but the calling one hold pins this process took in
+ * `st`? (Pins of ended threads are the caller's for all anyone can tell.) */
 static int tally_all_mine(const frm_store *st) {
     uint32_t store = store_hash(st);
     uintptr_t me = frm_thread();
-    uint32_t mine = 0, all = 0;
+    uint32_t others = 0, any = 0;
     mu_lock(&tally_mu);
     tally_own_process();
     for (int i = 0; i < TALLY_ENTRIES; i++) {
         if (!tally[i].pins || tally[i].store != store) continue;
-        all += tally[i].pins;
-        if (tally[i].thread == me) mine = tally[i].pins;
+        any += tally[i].pins;
+        if (tally[i].thread != me && tally[i].thread != 0) others += tally[i].pins;
     }
     int lost = tally_lost != 0;
     mu_unlock(&tally_mu);
-    return !lost && mine > 0 && mine == all;
+    return !lost && any > 0 && others == 0;
 }
 
 static int past(int64_t deadline) { return deadline >= 0 && frm_now_ns() >= deadline; }
