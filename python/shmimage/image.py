@@ -204,8 +204,9 @@ class SharedImage:
         BufferError
             The calling thread took every pin this process holds and those
             pin every slot up to ``max_slots``: raised at once, since no one
-            else could free a slot. Pins held by other threads of this
-            process are waited for, as other processes' are.
+            else could free a slot. Pins taken by other live threads of
+            this process are waited for, as other processes' are (those of
+            a thread that has ended count as the caller's).
         """
         try:
             data = encode_meta(meta)

@@ -288,7 +288,8 @@ void frm_get_options(const frm_store *st, frm_options *o);
  * kept or pinned it waits: FRM_EPINNED at the deadline, FRM_EOWNPINS at
  * once when the calling thread took every pin this process holds and no
  * other process pins a blocking slot (waiting cannot end). Pins of other
- * threads of this process may go: it waits for them (looking every 10 ms). */
+ * live threads of this process may go: it waits for them (looking every
+ * 10 ms); those of ended threads count as the caller's. */
 int frm_claim(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
               int64_t deadline, frm_claim_t *out);
 /* Publishes a claimed slot; *generation is its generation. Unlocks. */
