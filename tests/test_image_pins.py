@@ -16,6 +16,7 @@ from workers_frames import (
     exit_with_live_views,
     keep_views_out_of_phase,
     pin_and_wait,
+    pin_every_slot_then_publish,
     publish_frames,
 )
 from workers_image import WAIT, frame_generation, gen_frame, shm_path
@@ -150,6 +151,127 @@ def test_all_pins_held_by_the_caller_raise_buffer_error_at_once(unique_key) -> N
         assert (frame_generation(first), frame_generation(second)) == (1, 2)
         del first
         assert image.publish(gen_frame(SHAPE, 4), timeout=WAIT) == 4
+
+
+def test_every_pin_held_by_the_calling_thread_raises_without_waiting(unique_key, procs) -> None:
+    # No timeout: the child's publish could only end by raising at once. The
+    # watchdog is the parent's bounded wait, not a measure of speed.
+    parent_end, child_end = ctx.Pipe()
+    child = procs.start(pin_every_slot_then_publish, unique_key(), child_end)
+    status, outcome = receive(parent_end, "outcome (publish blocked: no BufferError)")
+    finish(child)
+    assert status == "ok", outcome
+    assert outcome[0].startswith("BufferError:") and "pins every slot" in outcome[0], outcome
+    assert outcome[1].startswith("BufferError:"), outcome
+    assert outcome[2] == 12  # the pinned frames never changed
+
+
+def test_a_deadline_already_past_says_buffer_error_not_timeout(unique_key) -> None:
+    # One look is all a claim gets with timeout=0: the caller's own pins are
+    # recognised at the first one, not after a grace period.
+    with SharedImage(unique_key(), slots=2, max_slots=2) as image:
+        image.publish(gen_frame(SHAPE, 1))
+        with image.view() as first:
+            pass
+        image.publish(gen_frame(SHAPE, 2))
+        with image.view() as second:
+            pass
+        image.publish(gen_frame(SHAPE, 3))
+        with pytest.raises(BufferError, match="pins every slot"):
+            image.publish(gen_frame(SHAPE, 4), timeout=0)
+        del first, second
+
+
+def test_another_threads_pin_is_waited_for_not_a_buffer_error(unique_key) -> None:
+    with SharedImage(unique_key(), slots=2, max_slots=2) as image:
+        image.publish(gen_frame(SHAPE, 1))
+        with image.view() as mine:
+            pass
+        image.publish(gen_frame(SHAPE, 2))
+        pinned, release = threading.Event(), threading.Event()
+        events: list[str] = []
+
+        def hold_a_view() -> None:
+            with image.view() as theirs:
+                pass
+            pinned.set()
+            release.wait(WAIT)
+            events.append("released")
+            del theirs
+
+        holder = threading.Thread(target=hold_a_view)
+        holder.start()
+        try:
+            assert pinned.wait(WAIT)
+            image.publish(gen_frame(SHAPE, 3))  # the latest is kept: every spare pinned
+            with pytest.raises(TimeoutError):  # another thread may let go: not BufferError
+                image.publish(gen_frame(SHAPE, 4), timeout=0.2)
+            threading.Timer(0.3, release.set).start()
+            generation = image.publish(gen_frame(SHAPE, 4), timeout=WAIT)
+            events.append("published")
+        finally:
+            release.set()
+            holder.join(WAIT)
+        assert generation == 4 and events == ["released", "published"]
+        assert frame_generation(mine) == 1
+
+
+def test_another_threads_pins_on_another_key_do_not_delay_buffer_error(unique_key) -> None:
+    with SharedImage(unique_key()) as other, \
+            SharedImage(unique_key(), slots=2, max_slots=2) as image:
+        other.publish(gen_frame(SHAPE, 9))
+        pinned, release = threading.Event(), threading.Event()
+
+        def hold_a_view_of_the_other_key() -> None:
+            with other.view() as theirs:
+                pass
+            pinned.set()
+            release.wait(WAIT)
+            del theirs
+
+        holder = threading.Thread(target=hold_a_view_of_the_other_key)
+        holder.start()
+        try:
+            assert pinned.wait(WAIT)
+            image.publish(gen_frame(SHAPE, 1))
+            with image.view() as first:
+                pass
+            image.publish(gen_frame(SHAPE, 2))
+            with image.view() as second:
+                pass
+            image.publish(gen_frame(SHAPE, 3))
+            with pytest.raises(BufferError, match="pins every slot"):
+                image.publish(gen_frame(SHAPE, 4), timeout=0)
+        finally:
+            release.set()
+            holder.join(WAIT)
+        del first, second
+
+
+def test_views_handed_over_by_an_ended_thread_count_as_the_callers(unique_key) -> None:
+    with SharedImage(unique_key(), slots=2, max_slots=2) as image:
+        image.publish(gen_frame(SHAPE, 1))
+        handed: list = []
+
+        def take_a_view() -> None:
+            with image.view() as pixels:
+                handed.append(pixels)
+
+        worker = threading.Thread(target=take_a_view)
+        worker.start()
+        worker.join(WAIT)
+        image.publish(gen_frame(SHAPE, 2))
+        with image.view() as mine:
+            pass
+        image.publish(gen_frame(SHAPE, 3))
+        # The ended thread frees nothing: waiting could not end. (Its OS
+        # thread may end a moment after join() returns: a timeout, not 0.)
+        with pytest.raises(BufferError, match="pins every slot"):
+            image.publish(gen_frame(SHAPE, 4), timeout=WAIT)
+        assert frame_generation(handed[0]) == 1 and frame_generation(mine) == 2
+        handed.clear()
+        assert image.publish(gen_frame(SHAPE, 4), timeout=WAIT) == 4
+        del mine
 
 
 def test_a_sigkilled_pinning_reader_frees_the_waiting_writer(unique_key, procs) -> None:

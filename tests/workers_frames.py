@@ -121,3 +121,35 @@ def create_later(key: str, delay: float, conn: Any) -> None:
 
 def pid() -> int:
     return os.getpid()
+
+
+def pin_every_slot_then_publish(key: str, conn: Any) -> None:
+    """In one thread: pin every spare of a slots=max_slots=2 store, then
+    publish with no timeout. Send what publish and loan raised (or "ok")."""
+    shape = (48, 64)
+    image = SharedImage(key, slots=2, max_slots=2)
+    try:
+        image.publish(gen_frame(shape, 1))
+        with image.view() as first:
+            pass
+        image.publish(gen_frame(shape, 2))
+        with image.view() as second:
+            pass
+        image.publish(gen_frame(shape, 3))
+        outcome = []
+        for attempt in ("publish", "loan"):
+            try:
+                if attempt == "publish":
+                    image.publish(gen_frame(shape, 4))
+                else:
+                    with image.loan(shape, np.float32):
+                        pass
+                outcome.append("ok")
+            except BufferError as exc:
+                outcome.append(f"BufferError: {exc}")
+        outcome.append(frame_generation(first) * 10 + frame_generation(second))
+        conn.send(("ok", outcome))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()

@@ -52,6 +52,12 @@ c_tests() {
     say "C frame protocol tests under ThreadSanitizer (writer and readers as threads, one mapping)"
     clang "${flags[@]}" -fsanitize=thread "${frames[@]}" -o "$work/test_frames_tsan" -lpthread
     TSAN_OPTIONS=halt_on_error=1 setarch "$(uname -m)" -R "$work/test_frames_tsan" threads
+    say "C key watch tests (inotify) under AddressSanitizer + UndefinedBehaviorSanitizer"
+    clang "${flags[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all \
+        tests/c/test_keywatch.c src/shmcore/keywatch.c "${frames[@]:1}" \
+        -o "$work/test_keywatch_asan" -lpthread
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+        "$work/test_keywatch_asan"
     say "C memory admission tests under AddressSanitizer + UndefinedBehaviorSanitizer"
     clang "${flags[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all \
         tests/c/test_admission.c src/shmcore/shm_posix.c src/shmcore/admission.c \

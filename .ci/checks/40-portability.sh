@@ -90,7 +90,6 @@ mingw=(x86_64-w64-mingw32-gcc -std=gnu11 -O2 -Wall -Wextra -Wshadow -Werror
 # The frame protocol and the key watch build for Windows too.
 "${mingw[@]}" -c src/shmcore/frames.c -o "$work/frames.o"
 "${mingw[@]}" -DFRM_FORCE_INTERLOCKED -c src/shmcore/frames.c -o "$work/frames_interlocked.o"
-"${mingw[@]}" -c src/shmcore/keywatch.c -o "$work/keywatch.o"
 "${mingw[@]}" -Wpedantic -o "$work/test_win32.exe" tests/c/test_win32.c src/shmcore/shm_win32.c \
     src/shmcore/admission.c
 # Every function shm_platform.h declares must link from the Windows layer.
@@ -107,6 +106,11 @@ wine=$(command -v wine64 || command -v /usr/lib/wine/wine64 || command -v wine)
 # The Windows C runtime ends lines with CR LF.
 (cd "$work" && "$wine" test_win32.exe) | tr -d '\r' | tee "$work/wine.log"
 grep -Eq '^[0-9]+ passed, 0 failed$' "$work/wine.log"
+# wait() before the key exists: the per-key named event, set by the creator.
+"${mingw[@]}" -Wpedantic -o "$work/test_keywatch.exe" tests/c/test_keywatch.c \
+    src/shmcore/keywatch.c src/shmcore/frames.c src/shmcore/shm_win32.c src/shmcore/admission.c
+(cd "$work" && "$wine" test_keywatch.exe) | tr -d '\r' | tee "$work/wine_keywatch.log"
+grep -Eq '^[0-9]+ passed, 0 failed$' "$work/wine_keywatch.log"
 
 step "macOS's portable paths, built on Linux with SHMP_FORCE_PORTABLE"
 # Once with Linux's futex standing in for macOS's __ulock_wait, once as a
@@ -122,6 +126,17 @@ for variant in "-DSHMP_FORCE_PORTABLE" "-U__linux__ -U__gnu_linux__ -Ulinux"; do
     gcc -std=gnu11 $variant -Isrc/shmcore -o "$work/api" "$work/api.c" src/shmcore/shm_posix.c \
         src/shmcore/admission.c -lpthread
 done
+
+step "the key watch on the portable segment directory (inotify on Linux)"
+gcc -std=gnu11 -O2 -Wall -Wextra -Werror -DSHMP_FORCE_PORTABLE -Isrc/shmcore \
+    -o "$work/test_keywatch" tests/c/test_keywatch.c src/shmcore/keywatch.c src/shmcore/frames.c \
+    src/shmcore/shm_posix.c src/shmcore/admission.c -lpthread
+"$work/test_keywatch"
+
+# macOS's kqueue branch, type-checked against a declaration-only
+# <sys/event.h> (Linux has no kqueue and Debian no libkqueue): compiled, not run.
+gcc -std=gnu11 -O2 -Wall -Wextra -Werror -DKW_FORCE_KQUEUE -DSHMP_FORCE_PORTABLE -Isrc/shmcore \
+    -Itests/c/stubs -c src/shmcore/keywatch.c -o "$work/keywatch_kqueue.o"
 
 step "ls and gc through the portable core (segments outside /dev/shm)"
 pip_install python cython

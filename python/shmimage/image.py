@@ -215,10 +215,14 @@ class SharedImage:
             `meta` is not JSON-serialisable or larger than 64 KiB encoded.
         TimeoutError
             Every slot up to ``max_slots`` stayed pinned by other processes
-            past `timeout`; the message names them and their pins.
+            or other threads past `timeout`; the message names the
+            processes and their pins.
         BufferError
-            This process itself pins every slot up to ``max_slots`` (raised
-            at once: waiting could never end).
+            The calling thread took every pin this process holds and those
+            pin every slot up to ``max_slots``: raised at once, since no one
+            else could free a slot. Pins taken by other live threads of
+            this process are waited for, as other processes' are (those of
+            a thread that has ended count as the caller's).
 
         Examples
         --------

@@ -162,6 +162,7 @@ cdef class FramePin:
     cdef bint pinned
     cdef bint readonly
     cdef uint32_t pid
+    cdef uintptr_t taker  # the thread that pinned (frm_thread)
 
     def __getbuffer__(self, Py_buffer *view, int flags):
         if (flags & PyBUF_WRITABLE) and self.readonly:
@@ -176,7 +177,7 @@ cdef class FramePin:
         cdef FrameStore store = self.store
         if self.pinned and store is not None and self.pid == frm_pid():
             if store.segment is not None and store.segment.attached:
-                frm_unpin(&store.st, self.slot)
+                frm_unpin_taken(&store.st, self.slot, self.taker)
         self.pinned = False
 
     def __dealloc__(self):
@@ -406,7 +407,8 @@ cdef class FrameStore:
             total = sum(p[1] for p in self.pinners() if p[0] == frm_pid())
             raise BufferError(
                 f"{what}: this process pins every slot up to max_slots={self.st.max_slots} "
-                f"({total} pins held by arrays from view()/loan()): drop some first")
+                f"({total} pins held by arrays from view()/loan(), all taken by this "
+                f"thread): drop some first")
         if rc == FRM_ESLOW:
             raise TimeoutError(
                 f"{what}: timed out waiting for lossless subscriber pid {self.st.slow_pid}, "
@@ -513,6 +515,7 @@ cdef class FrameStore:
         gen = self._end(slot, &spec, pin is not None)
         if pin is not None:
             pin.pinned = True
+            pin.taker = frm_thread()
         return gen
 
     cdef uint64_t _end(self, int slot, frm_spec *spec, bint keep) except? 0:
@@ -553,6 +556,7 @@ cdef class FrameStore:
         pin.size = nbytes
         pin.readonly = readonly or not self.segment.seg.writable
         pin.pid = frm_pid()
+        pin.taker = frm_thread()
         return pin
 
     def view(self):

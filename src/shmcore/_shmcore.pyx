@@ -8,7 +8,7 @@ from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_FillIn
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from libc.errno cimport EBUSY, EINVAL, ENOMEM, ENOSPC, EPERM, ETIMEDOUT
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memset, strlen
 
 from _errors cimport check_rc, subject_of, timeout_ns

@@ -1,6 +1,7 @@
 /* The frame protocol (layout version 2): see frames.h. */
 #include "frames.h"
 #include "compat.h"
+#include "keywatch.h"
 
 #include <errno.h>
 #include <string.h>
@@ -24,7 +25,7 @@ typedef char frm_slot_fits_8_bits[FRM_MAX_TABLE < 255 ? 1 : -1]; /* latest: slot
 
 #define FOLLOW_MAX 64   /* replacements followed in one call before refusing */
 #define PIN_TRIES 10000 /* races with writers lost in a row before giving up */
-#define OWN_GRACE_NS 20000000LL /* see claim_locked */
+#define OWN_LOOK_NS 10000000LL /* see claim_locked */
 
 /* ---- atomics (clocks and the pid cache are compat.h's) ----
  * Wider and more strongly ordered than compat.h's 32-bit words: 64-bit
@@ -108,6 +109,7 @@ static void mu_init(frm_mutex *m) { InitializeSRWLock(m); }
 static void mu_destroy(frm_mutex *m) { (void)m; }
 static void mu_lock(frm_mutex *m) { AcquireSRWLockExclusive(m); }
 static void mu_unlock(frm_mutex *m) { ReleaseSRWLockExclusive(m); }
+#define MU_STATIC SRWLOCK_INIT
 #else
 static void relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -121,7 +123,126 @@ static void mu_init(frm_mutex *m) { pthread_mutex_init(m, NULL); }
 static void mu_destroy(frm_mutex *m) { pthread_mutex_destroy(m); }
 static void mu_lock(frm_mutex *m) { pthread_mutex_lock(m); }
 static void mu_unlock(frm_mutex *m) { pthread_mutex_unlock(m); }
+#define MU_STATIC PTHREAD_MUTEX_INITIALIZER
 #endif
+
+/* ---- which thread took this process's pins ----
+ * A claim blocked by this process's own pins may fail at once only when the
+ * calling thread took every pin the process holds in that store: then no
+ * other thread can free one. Pins are tallied per taking thread and store
+ * (its name's hash: a collision, or a store replaced under its name, only
+ * makes a claim wait). Pins past TALLY_ENTRIES pairs count as others'. */
+#define TALLY_ENTRIES 256
+static struct {
+    uintptr_t thread;
+    uint32_t store;
+    uint32_t pins;
+} tally[TALLY_ENTRIES];
+static uint32_t tally_lost, tally_pid;
+static frm_mutex tally_mu = MU_STATIC;
+
+static uint32_t tally_threads;          /* serials handed out */
+static SHMC_THREAD_LOCAL uintptr_t tally_me; /* this thread's serial, 0: none yet */
+static SHMC_THREAD_LOCAL int tally_hooked;   /* its exit is watched */
+
+/* Threads are told apart by a serial, never reused (an address would be). */
+uintptr_t frm_thread(void) {
+    if (!tally_me) tally_me = shmc_add_u32(&tally_threads, 1);
+    return tally_me;
+}
+
+/* A thread that ends leaves its pins to whoever holds its arrays now: they
+ * become orphans, counted as no other thread's (a dead thread frees none). */
+static void tally_orphan(uintptr_t thread) {
+    mu_lock(&tally_mu);
+    for (int i = 0; i < TALLY_ENTRIES; i++)
+        if (tally[i].pins && tally[i].thread == thread) tally[i].thread = 0;
+    mu_unlock(&tally_mu);
+}
+
+#if defined(_WIN32)
+static DWORD tally_fls = FLS_OUT_OF_INDEXES;
+static INIT_ONCE tally_once = INIT_ONCE_STATIC_INIT;
+static void WINAPI tally_exit(void *thread) {
+    if (thread) tally_orphan((uintptr_t)thread);
+}
+static BOOL CALLBACK tally_init(INIT_ONCE *once, void *arg, void **ctx) {
+    (void)once, (void)arg, (void)ctx;
+    tally_fls = FlsAlloc(tally_exit);
+    return TRUE;
+}
+static void tally_watch_exit(void) {
+    InitOnceExecuteOnce(&tally_once, tally_init, NULL, NULL);
+    if (tally_fls != FLS_OUT_OF_INDEXES) FlsSetValue(tally_fls, (void *)frm_thread());
+}
+#else
+static pthread_key_t tally_key;
+static pthread_once_t tally_once = PTHREAD_ONCE_INIT;
+static int tally_key_ok;
+static void tally_exit(void *thread) { tally_orphan((uintptr_t)thread); }
+static void tally_init(void) { tally_key_ok = pthread_key_create(&tally_key, tally_exit) == 0; }
+static void tally_watch_exit(void) {
+    pthread_once(&tally_once, tally_init);
+    if (tally_key_ok) pthread_setspecific(tally_key, (void *)frm_thread());
+}
+#endif
+
+static uint32_t store_hash(const frm_store *st) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = st->seg->name; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
+    return h;
+}
+
+/* Mutex held. A forked child starts with no pins: forget the parent's. */
+static void tally_own_process(void) {
+    if (tally_pid == my_pid()) return;
+    memset(tally, 0, sizeof tally);
+    tally_lost = 0;
+    tally_pid = my_pid();
+}
+
+static void tally_add(const frm_store *st, uintptr_t thread, int delta) {
+    uint32_t store = store_hash(st);
+    if (delta > 0 && !tally_hooked) {
+        tally_watch_exit();
+        tally_hooked = 1;
+    }
+    mu_lock(&tally_mu);
+    tally_own_process();
+    int at = -1;
+    for (int i = 0; i < TALLY_ENTRIES && at < 0; i++)
+        if (tally[i].pins && tally[i].thread == thread && tally[i].store == store) at = i;
+    for (int i = 0; i < TALLY_ENTRIES && at < 0 && delta < 0; i++)
+        if (tally[i].pins && tally[i].thread == 0 && tally[i].store == store) at = i; /* orphaned */
+    for (int i = 0; i < TALLY_ENTRIES && at < 0 && delta > 0; i++)
+        if (tally[i].pins == 0) at = i;
+    if (at >= 0) {
+        tally[at].thread = thread;
+        tally[at].store = store;
+        tally[at].pins += (uint32_t)delta;
+    } else if (delta > 0 || tally_lost) {
+        tally_lost += (uint32_t)delta;
+    }
+    mu_unlock(&tally_mu);
+}
+
+/* Does no live thread but the calling one hold pins this process took in
+ * `st`? (Pins of ended threads are the caller's for all anyone can tell.) */
+static int tally_all_mine(const frm_store *st) {
+    uint32_t store = store_hash(st);
+    uintptr_t me = frm_thread();
+    uint32_t others = 0, any = 0;
+    mu_lock(&tally_mu);
+    tally_own_process();
+    for (int i = 0; i < TALLY_ENTRIES; i++) {
+        if (!tally[i].pins || tally[i].store != store) continue;
+        any += tally[i].pins;
+        if (tally[i].thread != me && tally[i].thread != 0) others += tally[i].pins;
+    }
+    int lost = tally_lost != 0;
+    mu_unlock(&tally_mu);
+    return !lost && any > 0 && others == 0;
+}
 
 static int past(int64_t deadline) { return deadline >= 0 && frm_now_ns() >= deadline; }
 
@@ -328,6 +449,7 @@ int frm_attach(frm_store *st, shmp_seg *seg, const char *name, int writable, int
         rc = shmp_link(seg, name);
         if (rc == 0) {
             *created = 1;
+            kw_announce(name); /* wakes wait() calls made before it existed */
             return 0;
         }
         frm_close(st);
@@ -474,6 +596,7 @@ static void note_pins(frm_store *st, int slot, int pinned_now) {
 
 /* Counts one more pin of `slot`, whose lock this handle holds. Mutex held. */
 static void add_pin(frm_store *st, int slot) {
+    tally_add(st, frm_thread(), 1);
     register_pinner(st);
     st->total_pins++;
     note_pins(st, slot, ++st->pins[slot] > 0);
@@ -513,11 +636,14 @@ static int pin_slot(frm_store *st, int slot) {
     return rc;
 }
 
-int frm_unpin(frm_store *st, int slot) {
+int frm_unpin(frm_store *st, int slot) { return frm_unpin_taken(st, slot, frm_thread()); }
+
+int frm_unpin_taken(frm_store *st, int slot, uintptr_t taker) {
     if (slot < 0 || (uint32_t)slot >= st->table_slots) return EINVAL;
     int rc = 0;
     enter(st);
     if (st->pins[slot]) {
+        tally_add(st, taker, -1);
         st->total_pins--;
         if (--st->pins[slot] == 0) rc = shmp_range_unlock(st->seg, (uint64_t)slot);
         note_pins(st, slot, st->pins[slot] > 0);
@@ -937,8 +1063,7 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
         shmp_unlock(cur->seg);
         return rc;
     }
-    int64_t start = frm_now_ns(), looked = start;
-    int own = 0; /* looks in a row that found only this process's pins */
+    int64_t start = frm_now_ns(), looked = -1;
     for (;;) {
         int err;
         int slot = find_slot(cur, &err);
@@ -950,15 +1075,17 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
             out->pixels = out->meta + cur->meta_capacity;
             return 0;
         }
-        /* Other threads' pins come and go: blame this process only when
-         * two looks 10 ms apart, after 20 ms, find nothing but its pins. */
+        /* Waiting cannot end when the calling thread took every pin of
+         * this process and those are all that block: at the first look.
+         * Other threads' pins come and go: look again every 10 ms. */
         int64_t now = frm_now_ns();
-        if (!err && now - start >= OWN_GRACE_NS && now - looked >= OWN_GRACE_NS / 2) {
+        int own = 0;
+        if (!err && (looked < 0 || now - looked >= OWN_LOOK_NS)) {
             looked = now;
-            own = only_own_pins(cur) ? own + 1 : 0;
+            own = tally_all_mine(cur) && only_own_pins(cur);
         }
         if (err) rc = err;
-        else if (own >= 2) rc = FRM_EOWNPINS;
+        else if (own) rc = FRM_EOWNPINS;
         else if (past(deadline)) rc = FRM_EPINNED;
         else if (frm_now_ns() - start >= FRM_SLICE_NS) rc = EINTR;
         if (rc) {
@@ -1052,7 +1179,9 @@ static int commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation, in
     note_size(st, nbytes);
     bump_and_wake(st);
     *generation = gen;
-    return shmp_unlock(st->seg);
+    rc = shmp_unlock(st->seg);
+    if (gen == 1) kw_announce(st->seg->name); /* a waiter may have missed the creation */
+    return rc;
 }
 
 int frm_commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation) {

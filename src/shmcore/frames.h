@@ -73,8 +73,7 @@
 #define FRM_ENOFRAME 0x10101 /* nothing published yet */
 #define FRM_ETORN 0x10102    /* the writer died mid-publish, no complete frame */
 #define FRM_EPINNED 0x10103  /* timed out: every slot up to max_slots is kept or pinned */
-#define FRM_EOWNPINS 0x10104 /* every pin that blocks a claim is this process's own
-                              * (seen twice, 10 ms apart, within 40 ms) */
+#define FRM_EOWNPINS 0x10104 /* every pin that blocks a claim is the calling thread's */
 #define FRM_ESLOW 0x10106    /* timed out: a live lossless subscriber (slow_pid) holds
                               * back the frame the next publish drops */
 #define FRM_EEND 0x10105     /* the writer ended the stream before this generation */
@@ -286,8 +285,11 @@ void frm_get_options(const frm_store *st, frm_options *o);
  * and `meta_len` metadata bytes; grows the store first when it does not
  * fit (shrinks it after FRM_SHRINK_AFTER small frames), follows a replaced
  * store. The slot's pages are reserved. When every slot up to max_slots is
- * kept or pinned it waits: FRM_EPINNED at the deadline, FRM_EOWNPINS as
- * soon as the pins are all this process's own (waiting cannot end). */
+ * kept or pinned it waits: FRM_EPINNED at the deadline, FRM_EOWNPINS at
+ * once when the calling thread took every pin this process holds and no
+ * other process pins a blocking slot (waiting cannot end). Pins of other
+ * live threads of this process may go: it waits for them (looking every
+ * 10 ms); those of ended threads count as the caller's. */
 int frm_claim(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
               int64_t deadline, frm_claim_t *out);
 /* Publishes a claimed slot; *generation is its generation. Unlocks. */
@@ -308,7 +310,11 @@ int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *
 int frm_latest(frm_store *st, frm_follow *fw, frm_frame *f);
 /* Pins the latest complete frame's slot (in follow->store when moved). */
 int frm_pin(frm_store *st, frm_follow *fw, frm_frame *f);
-int frm_unpin(frm_store *st, int slot);
+int frm_unpin(frm_store *st, int slot); /* a pin the calling thread took */
+/* Drops a pin that thread `taker` (its frm_thread()) took. */
+int frm_unpin_taken(frm_store *st, int slot, uintptr_t taker);
+/* The calling thread, as pins are told apart (see frm_claim). */
+uintptr_t frm_thread(void);
 /* Validates slot `slot`'s descriptor into *f (the caller pins it). */
 int frm_decode(frm_store *st, int slot, frm_frame *f);
 

@@ -1,4 +1,4 @@
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
 
 from shm_platform cimport shmp_seg
 
@@ -110,6 +110,8 @@ cdef extern from "frames.h" nogil:
     int frm_latest(frm_store *st, frm_follow *fw, frm_frame *f)
     int frm_pin(frm_store *st, frm_follow *fw, frm_frame *f)
     int frm_unpin(frm_store *st, int slot)
+    int frm_unpin_taken(frm_store *st, int slot, uintptr_t taker)
+    uintptr_t frm_thread()
     int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline,
                  int64_t spin_ns, uint64_t *generation)
     int64_t frm_now_ns()

@@ -845,6 +845,103 @@ static pid_t pinning_child(const char *name, int frames, int ready_fd, int go_fd
     _exit(0);
 }
 
+typedef struct pin_holder {
+    handle *h;
+    int slot;        /* pinned by the thread; -1 on failure */
+    int release_ms;  /* unpins after this long */
+    int pinned;      /* set once it holds its pin */
+} pin_holder;
+
+static void *pin_holder_thread(void *arg) {
+    pin_holder *p = (pin_holder *)arg;
+    frm_frame f;
+    p->slot = frm_pin(H(p->h), NULL, &f) == 0 ? f.slot : -1;
+    __atomic_store_n(&p->pinned, 1, __ATOMIC_RELEASE);
+    if (p->slot < 0) return NULL;
+    struct timespec nap = {0, (long)p->release_ms * 1000000L};
+    nanosleep(&nap, NULL);
+    frm_unpin(H(p->h), p->slot);
+    return NULL;
+}
+
+/* Every spare pinned by this process: a claim fails at its first look when
+ * the calling thread took every pin, and waits when another thread holds
+ * one (that thread may let go). */
+static void test_threads_own_pins_fail_at_once_others_are_waited_for(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, r;
+    frm_options o = {4096, 2, 2, 1, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    CHECK_RC(open_store(&r, name, 0, NULL), 0);
+    uint64_t gen;
+    frm_frame mine;
+    CHECK_RC(put(&w, 8, 8, 1, in_ms(1000), &gen), 0);
+    CHECK_RC(frm_pin(H(&r), NULL, &mine), 0);
+    CHECK_RC(put(&w, 8, 8, 2, in_ms(1000), &gen), 0);
+    pin_holder p = {&r, -1, 300, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, pin_holder_thread, &p) == 0);
+    while (!__atomic_load_n(&p.pinned, __ATOMIC_ACQUIRE)) sched_yield();
+    CHECK(p.slot >= 0);
+    CHECK_RC(put(&w, 8, 8, 3, in_ms(1000), &gen), 0); /* the latest is kept: all pinned */
+    /* a deadline already past: another thread's pin makes it a timeout */
+    CHECK_RC(put(&w, 8, 8, 4, frm_now_ns(), &gen), FRM_EPINNED);
+    /* with time left it waits until that thread lets go */
+    CHECK_RC(put(&w, 8, 8, 4, in_ms(20000), &gen), 0);
+    CHECK(gen == 4);
+    pthread_join(t, NULL);
+    /* now this thread holds every pin: refused at the first look, even
+     * with a deadline already past (no time to look twice) */
+    frm_frame also;
+    CHECK_RC(frm_pin(H(&r), NULL, &also), 0);
+    CHECK_RC(put(&w, 8, 8, 5, in_ms(1000), &gen), 0);
+    CHECK_RC(put(&w, 8, 8, 6, frm_now_ns(), &gen), FRM_EOWNPINS);
+    CHECK_RC(put(&w, 8, 8, 6, -1, &gen), FRM_EOWNPINS); /* no deadline: still at once */
+    CHECK(uniform(H(&r), &mine, 1) && uniform(H(&r), &also, 4));
+    CHECK_RC(frm_unpin(H(&r), mine.slot), 0);
+    CHECK_RC(frm_unpin(H(&r), also.slot), 0);
+    CHECK_RC(put(&w, 8, 8, 6, in_ms(1000), &gen), 0);
+    close_store(&r);
+    close_store(&w);
+}
+
+static void *pin_and_end_thread(void *arg) {
+    pin_holder *p = (pin_holder *)arg;
+    frm_frame f;
+    p->slot = frm_pin(H(p->h), NULL, &f) == 0 ? f.slot : -1;
+    return NULL; /* ends holding the pin: its array was handed over */
+}
+
+/* A pin whose taking thread has ended is no other thread's to free: with
+ * the rest the caller's own, the claim fails at once; dropped from here,
+ * it is counted off. */
+static void test_threads_an_ended_threads_pins_count_as_the_callers(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, r;
+    frm_options o = {4096, 2, 2, 1, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    CHECK_RC(open_store(&r, name, 0, NULL), 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 8, 8, 1, in_ms(1000), &gen), 0);
+    pin_holder p = {&r, -1, 0, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, pin_and_end_thread, &p) == 0);
+    pthread_join(t, NULL);
+    CHECK(p.slot >= 0);
+    frm_frame mine;
+    CHECK_RC(put(&w, 8, 8, 2, in_ms(1000), &gen), 0);
+    CHECK_RC(frm_pin(H(&r), NULL, &mine), 0);
+    CHECK_RC(put(&w, 8, 8, 3, in_ms(1000), &gen), 0);
+    CHECK_RC(put(&w, 8, 8, 4, -1, &gen), FRM_EOWNPINS);
+    CHECK_RC(frm_unpin(H(&r), p.slot), 0); /* the orphan, dropped by this thread */
+    CHECK_RC(put(&w, 8, 8, 4, in_ms(1000), &gen), 0);
+    CHECK_RC(frm_unpin(H(&r), mine.slot), 0);
+    close_store(&r);
+    close_store(&w);
+}
+
 static void test_foreign_pins_time_out_naming_them_and_die_with_their_process(void) {
     char name[64];
     unique_name(name, sizeof name, "");
@@ -1145,6 +1242,8 @@ static const check_test tests[] = {
     CHECK_TEST(test_forked_child_holds_no_pins),
     CHECK_TEST(test_threads_writer_readers_waiter),
     CHECK_TEST(test_threads_two_loaning_writers),
+    CHECK_TEST(test_threads_own_pins_fail_at_once_others_are_waited_for),
+    CHECK_TEST(test_threads_an_ended_threads_pins_count_as_the_callers),
     CHECK_TEST(test_foreign_pins_time_out_naming_them_and_die_with_their_process),
     CHECK_TEST(test_pins_per_handle_are_listed_and_counted),
     CHECK_TEST(test_commit_pinned_keeps_the_writers_frame),
