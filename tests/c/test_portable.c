@@ -226,6 +226,62 @@ static void test_zombie_holder(void) {
     close(go[0]), close(go[1]);
     shmp_detach(&a);
 }
+
+/* A dead holder's pid taken by another process: the lock records the
+ * holder's start time too, so a live process under that pid that started
+ * at another time does not keep the lock. Reuse is simulated by changing
+ * the recorded start time of a live holder (a child that keeps running). */
+static void test_reused_pid_does_not_keep_the_lock(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "r");
+    shmp_seg a;
+    int died = 0, go[2], done[2], status = 0;
+    char c = 0;
+    CHECK_RC(make_segment(&a, name, 64), 0);
+    CHECK(pipe(go) == 0 && pipe(done) == 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        shmp_seg s;
+        int d = 0;
+        close(done[1]);
+        if (shmp_attach(&s, name, 1) || shmp_lock_try(&s, &d)) _exit(2);
+        if (write(go[1], "l", 1) != 1) _exit(3);
+        _exit(read(done[0], &c, 1) == 0 ? 0 : 4); /* alive, holding it, until we end */
+    }
+    close(done[0]);
+    CHECK(read(go[0], &c, 1) == 1);
+    shmp_header *h = shmp_hdr(&a);
+    uint64_t start = __atomic_load_n(&h->lock_owner_start, __ATOMIC_SEQ_CST);
+    CHECK(h->lock_owner_pid == (uint32_t)child && start != 0);
+    /* The real holder, pid and start time: held. */
+    CHECK_RC(shmp_lock_try(&a, &died), EBUSY);
+    CHECK_RC(shmp_lock_wait(&a, 20000000, &died), ETIMEDOUT);
+    /* An older segment's record, pid alone: still held, the pid is alive. */
+    __atomic_store_n(&h->lock_owner_start, 0, __ATOMIC_SEQ_CST);
+    CHECK_RC(shmp_lock_try(&a, &died), EBUSY);
+    /* The pid now names a process that started at another time. */
+    __atomic_store_n(&h->lock_owner_start, start + 1, __ATOMIC_SEQ_CST);
+    CHECK_RC(shmp_lock_wait(&a, 5000000000LL, &died), 0);
+    CHECK(died && h->lock_owner_pid == (uint32_t)getpid());
+    uint64_t mine = __atomic_load_n(&h->lock_owner_start, __ATOMIC_SEQ_CST);
+    CHECK(mine != 0 && mine != start + 1);
+    CHECK_RC(shmp_unlock(&a), 0);
+    CHECK(h->lock_owner_pid == 0 && h->lock_owner_start == 0);
+    /* Our own pid, recorded by a process that had it before us: dead too,
+     * not EDEADLK. */
+    h->reserved0 = 0;
+    __atomic_store_n(&h->lock_owner_start, mine + 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->lock_owner_pid, (uint32_t)getpid(), __ATOMIC_SEQ_CST);
+    CHECK_RC(shmp_lock_try(&a, &died), 0);
+    CHECK(died);
+    CHECK_RC(shmp_lock_try(&a, &died), EDEADLK); /* and now it is really ours */
+    CHECK_RC(shmp_unlock(&a), 0);
+    close(done[1]);
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(go[0]), close(go[1]);
+    shmp_detach(&a);
+}
 #endif
 
 #define INCREMENTS 20000
@@ -311,6 +367,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_holder_dies_while_waited_for),
 #if defined(__linux__) || defined(__APPLE__)
     CHECK_TEST(test_zombie_holder),
+    CHECK_TEST(test_reused_pid_does_not_keep_the_lock),
 #endif
     CHECK_TEST(test_lock_excludes_across_processes),
     CHECK_TEST(test_wait_wake),
