@@ -26,22 +26,6 @@
 
 static const frm_options DEFAULTS = {4096, 2, 2, 1, FRM_META_MAX, 0};
 
-static int name_exists(const char *name) {
-    char path[128];
-    struct stat st;
-    snprintf(path, sizeof path, "%s%s", shmp_dir(), name);
-    return stat(path, &st) == 0;
-}
-
-static int reap(pid_t pid) {
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) return -1;
-    }
-    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-    return WEXITSTATUS(status);
-}
-
 static int64_t in_ms(int n) { return frm_now_ns() + (int64_t)n * 1000000; }
 
 /* A store handle that follows replacements: two sets of storage, the
