@@ -41,6 +41,7 @@ def test_soak_survives_kills_and_stops(summary: dict[str, Any]) -> None:
 
 
 def test_soak_streams_and_the_bridge_checked_frames(summary: dict[str, Any]) -> None:
+    print(summary)  # shown on failure
     assert summary["lossless_frames"] > 0 and summary["lossy_frames"] > 0
     assert summary["dropped_miscounted"] == 0, summary["error_samples"]
     if importlib.util.find_spec("zmq") is not None:
