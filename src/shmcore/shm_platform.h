@@ -49,7 +49,11 @@ typedef struct shmp_header {
      * still attached to them count as attached to this one. */
     uint64_t pred_dev[SHMP_MAX_PRED];
     uint64_t pred_ino[SHMP_MAX_PRED];
-    uint8_t pad[512 - 56 - (SHMP_KEY_MAX + 1) - 16 * SHMP_MAX_PRED];
+    /* Where mutexes are not robust: the lock holder's process start time
+     * (+1), so that a dead holder's pid reused by another process does not
+     * keep the lock; 0 while the holder changes. */
+    uint64_t lock_owner_start;
+    uint8_t pad[512 - 56 - (SHMP_KEY_MAX + 1) - 16 * SHMP_MAX_PRED - 8];
 #if !defined(_WIN32)
     pthread_mutex_t mutex; /* at offset 512 */
 #endif

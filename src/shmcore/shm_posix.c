@@ -154,6 +154,125 @@ _Static_assert(offsetof(shmp_header, key) == 56, "header layout");
 
 #define my_pid shmc_pid
 
+/* ---- descriptors of files this process holds record locks on ---- */
+
+#if defined(SHMP_PORTABLE)
+/* Without OFD locks (macOS), a process's POSIX record locks on a file (slot
+ * pins, the subscriber registry) all drop when it closes ANY descriptor of
+ * that file. So while a segment of a file is open here, no descriptor of
+ * that file is closed: closes wait, per inode, until its last user leaves,
+ * and a probe of such a file borrows an open descriptor instead of opening
+ * (and closing) its own. */
+typedef struct held_file {
+    dev_t dev;
+    ino_t ino;
+    int users; /* open segments and borrowers */
+    int nfds;
+    int *fds; /* every descriptor of it kept here, closed together at the end */
+    struct held_file *next;
+} held_file;
+
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+static held_file *held_files;
+static uint32_t held_pid;
+
+/* The entry of (dev, ino) or where it would go. held_mu held. A forked
+ * child starts with an empty list: its locks are its own. */
+static held_file **held_find(dev_t dev, ino_t ino) {
+    if (held_pid != my_pid()) {
+        held_files = NULL; /* the parent's entries stay the parent's */
+        held_pid = my_pid();
+    }
+    held_file **p = &held_files;
+    while (*p && ((*p)->dev != dev || (*p)->ino != ino)) p = &(*p)->next;
+    return p;
+}
+
+static int held_keep(held_file *f, int fd) {
+    for (int i = 0; i < f->nfds; i++)
+        if (f->fds[i] == fd) return 0;
+    int *more = realloc(f->fds, (size_t)(f->nfds + 1) * sizeof *more);
+    if (!more) return ENOMEM;
+    f->fds = more;
+    f->fds[f->nfds++] = fd;
+    return 0;
+}
+
+static int held_member(const held_file *f, int fd) {
+    for (int i = 0; i < f->nfds; i++)
+        if (f->fds[i] == fd) return 1;
+    return 0;
+}
+
+/* Counts `fd`, a new descriptor of a segment file, as one more user. */
+static int held_add(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return errno;
+    pthread_mutex_lock(&held_mu);
+    held_file **p = held_find(st.st_dev, st.st_ino);
+    int fresh = *p == NULL, rc = 0;
+    if (fresh && (*p = calloc(1, sizeof **p)) == NULL) rc = ENOMEM;
+    if (!rc) {
+        (*p)->dev = st.st_dev;
+        (*p)->ino = st.st_ino;
+        rc = held_keep(*p, fd);
+        if (!rc) (*p)->users++;
+        else if (fresh) {
+            free(*p);
+            *p = NULL;
+        }
+    }
+    pthread_mutex_unlock(&held_mu);
+    return rc;
+}
+
+/* Closes `fd` unless this process still uses its file: then it waits for
+ * the last user. One user fewer when `fd` was one. */
+static void held_close(int fd) {
+    struct stat st;
+    held_file *done = NULL;
+    int now = 1;
+    if (fstat(fd, &st) == 0) {
+        pthread_mutex_lock(&held_mu);
+        held_file **p = held_find(st.st_dev, st.st_ino);
+        held_file *f = *p;
+        if (f && held_member(f, fd) && --f->users == 0) {
+            *p = f->next;
+            done = f;
+        } else if (f) {
+            now = held_keep(f, fd) != 0; /* out of memory: close, as before */
+        }
+        pthread_mutex_unlock(&held_mu);
+    }
+    if (done) {
+        for (int i = 0; i < done->nfds; i++) close(done->fds[i]);
+        free(done->fds);
+        free(done);
+    } else if (now) {
+        close(fd);
+    }
+}
+
+/* An open descriptor of the file `path` names, when this process uses that
+ * file (a user until held_close), else -1. */
+static int held_borrow(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+    pthread_mutex_lock(&held_mu);
+    held_file *f = *held_find(st.st_dev, st.st_ino);
+    int fd = f && f->nfds ? f->fds[0] : -1;
+    if (fd >= 0) f->users++;
+    pthread_mutex_unlock(&held_mu);
+    return fd;
+}
+#else
+/* OFD locks belong to their open file description: closing another one
+ * drops none of them. */
+static int held_add(int fd) { return (void)fd, 0; }
+static void held_close(int fd) { close(fd); }
+static int held_borrow(const char *path) { return (void)path, -1; }
+#endif
+
 const char *shmp_dir(void) { return SHM_DIR; }
 
 int shmp_name_check(const char *name) {
@@ -388,7 +507,7 @@ static void pins_here(shmp_seg *s) {
 static void close_fds(shmp_seg *s) {
     if (s->pin_fd > 0 && s->pin_fd != s->fd && s->pin_pid == my_pid()) close(s->pin_fd);
     s->pin_fd = -1;
-    if (s->fd >= 0) close(s->fd);
+    if (s->fd >= 0) held_close(s->fd);
     s->fd = -1;
 }
 
@@ -438,6 +557,13 @@ int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve_bytes, int pers
     if (rc) return rc;
     s->fd = open_unnamed(s->tmp, sizeof s->tmp);
     if (s->fd < 0) return errno;
+    rc = held_add(s->fd);
+    if (rc) {
+        close(s->fd);
+        s->fd = -1;
+        shmp_discard(s);
+        return rc;
+    }
     if (fchmod(s->fd, 0600) != 0 || ftruncate(s->fd, (off_t)total) != 0) rc = errno;
     if (!rc) {
         void *p = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
@@ -516,13 +642,17 @@ static int open_segment_file(const char *path, int flags, int *out) {
  * the segment. 0 (fd in *out), EWOULDBLOCK when held, ESTALE when the name
  * moved meanwhile, or an errno (ENOENT). */
 static int lock_alone(const char *path, int *out) {
-    int fd = -1;
+    int fd = held_borrow(path);
+    if (fd >= 0) { /* this process holds it: not alone, and nothing to close */
+        held_close(fd);
+        return EWOULDBLOCK;
+    }
     int rc = open_segment_file(path, O_RDONLY, &fd);
     if (rc) return rc;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) rc = errno == EWOULDBLOCK ? EWOULDBLOCK : errno;
     if (!rc) rc = same_inode(fd, path);
     if (rc) {
-        close(fd);
+        held_close(fd);
         return rc;
     }
     *out = fd;
@@ -594,9 +724,13 @@ int shmp_attachments(const shmp_probe_info *infos, size_t n, int *counts) {
 }
 
 /* Does any process hold a flock on a segment this one replaced? Those
- * inodes have no name left, so ask the kernel's lock table. */
-static int predecessors_held(const shmp_header *h) {
+ * inodes have no name left, so ask the kernel's lock table. A file system
+ * that reuses inode numbers (ext4, for the portable directory) may give a
+ * predecessor's number to the segment itself (dev, ino): that one is not a
+ * predecessor, and its own flock is the caller's. */
+static int predecessors_held(const shmp_header *h, uint64_t dev, uint64_t ino) {
     for (int i = 0; i < SHMP_MAX_PRED && h->pred_ino[i]; i++) {
+        if (h->pred_dev[i] == dev && h->pred_ino[i] == ino) continue;
         int n = flocks_on(h->pred_dev[i], h->pred_ino[i]);
 #if defined(__linux__)
         if (n != 0) return 1; /* held, or the table unreadable: keep it */
@@ -615,7 +749,10 @@ int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
     int fd = -1;
     rc = lock_alone(path, &fd);
     int stale = rc == 0;
-    if (rc == EWOULDBLOCK) rc = open_segment_file(path, O_RDONLY, &fd);
+    if (rc == EWOULDBLOCK) {
+        fd = held_borrow(path);
+        rc = fd >= 0 ? 0 : open_segment_file(path, O_RDONLY, &fd);
+    }
     if (rc) return rc == ESTALE ? EAGAIN : rc;
     shmp_header h;
     off_t size;
@@ -630,13 +767,13 @@ int shmp_probe(const char *name, int reclaim, shmp_probe_info *info) {
         info->persistent = (h.flags & SHMP_FLAG_PERSISTENT) != 0;
         info->data_size = h.data_size;
         memcpy(info->key, h.key, h.key_len);
-        if (stale && predecessors_held(&h)) stale = 0;
+        if (stale && predecessors_held(&h, info->dev, info->ino)) stale = 0;
     }
     info->stale = stale;
     if (stale && reclaim && info->ours && !info->persistent) {
         if (unlink(path) == 0) info->reclaimed = 1;
     }
-    close(fd);
+    held_close(fd);
     return rc == SHMP_EINCOMPAT ? 0 : rc;
 }
 
@@ -712,6 +849,7 @@ static int owned_privately(int fd) {
 
 static int attach_once(shmp_seg *s, const char *path, int writable) {
     int rc = open_segment_file(path, writable ? O_RDWR : O_RDONLY, &s->fd);
+    if (!rc && (rc = held_add(s->fd)) != 0) close(s->fd);
     if (rc) {
         s->fd = -1;
         return rc;
@@ -795,9 +933,9 @@ int shmp_leave(shmp_seg *s) {
     if (lock_alone(path, &fd) != 0) return 0; /* others still hold it, or it is gone */
     struct stat st;
     if (fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino &&
-        !predecessors_held(shmp_hdr(s)))
+        !predecessors_held(shmp_hdr(s), (uint64_t)dev, (uint64_t)ino))
         unlink(path);
-    close(fd);
+    held_close(fd);
     return 0;
 }
 
@@ -854,11 +992,13 @@ int shmp_unlock(shmp_seg *s) {
 }
 #else /* SHMP_PORTABLE */
 /* No robust mutex here: lock_owner_pid itself is the lock, taken by CAS from
- * 0 to the taker's pid. A holder found dead (kill(pid, 0) gives ESRCH) is
- * replaced by CAS too, and the taker is told owner_died. reserved0 names the
- * holding thread, for EDEADLK. Waiters sleep on the word (word_wait) in
- * slices, rechecking the holder's liveness after each. A dead holder's pid
- * reused by a live process keeps the lock held until that process exits. */
+ * 0 to the taker's pid. A holder found dead is replaced by CAS too, and the
+ * taker is told owner_died. Dead means gone (kill(pid, 0) gives ESRCH), a
+ * zombie, or a pid now naming another process: lock_owner_start holds the
+ * holder's start time, and a live process under that pid that started at
+ * another time is not the holder. reserved0 names the holding thread, for
+ * EDEADLK. Waiters sleep on the word (word_wait) in slices, rechecking the
+ * holder's liveness after each. */
 #define LIVENESS_SLICE_NS 100000000
 static uint32_t thread_token(void) {
     static _Thread_local uint32_t token;
@@ -867,18 +1007,29 @@ static uint32_t thread_token(void) {
     return token;
 }
 
-/* Gone, or a zombie that its parent has not reaped yet. */
-static int holder_dead(uint32_t pid) {
-    if (pid == 0) return 0;
-    if (kill((pid_t)pid, 0) != 0) return errno == ESRCH;
+static uint64_t load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static void store_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static int cas_u64(uint64_t *p, uint64_t *expected, uint64_t desired) {
+    return __atomic_compare_exchange_n(p, expected, desired, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+}
+
+/* What the system says of a pid: *zombie, and *start, its start time + 1
+ * (0 where unknown). ESRCH when there is no such process. */
+static int proc_facts(uint32_t pid, int *zombie, uint64_t *start) {
+    *zombie = 0;
+    *start = 0;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) return ESRCH;
 #if defined(__APPLE__)
     int mib[4] = {CTL_KERN, KERN_PROC, KERN_PROC_PID, (int)pid};
     struct kinfo_proc kp;
     size_t len = sizeof kp;
-    return sysctl(mib, 4, &kp, &len, NULL, 0) == 0 && len == sizeof kp &&
-           kp.kp_proc.p_stat == SZOMB;
+    if (sysctl(mib, 4, &kp, &len, NULL, 0) != 0 || len != sizeof kp) return 0;
+    *zombie = kp.kp_proc.p_stat == SZOMB;
+    const struct timeval *t = &kp.kp_proc.p_starttime;
+    *start = (uint64_t)t->tv_sec * 1000000u + (uint64_t)t->tv_usec + 1;
 #elif defined(__linux__)
-    char path[32], buf[64];
+    char path[32], buf[1024];
     snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
     FILE *f = fopen(path, "re");
     if (!f) return 0;
@@ -886,10 +1037,40 @@ static int holder_dead(uint32_t pid) {
     fclose(f);
     buf[n] = '\0';
     const char *end = strrchr(buf, ')'); /* the command name may hold spaces */
-    return end && end[1] == ' ' && end[2] == 'Z';
-#else
-    return 0;
+    if (!end || end[1] != ' ') return 0;
+    *zombie = end[2] == 'Z';
+    /* Field 22, starttime, in clock ticks since boot; the state is field 3. */
+    unsigned long long ticks;
+    const char *p = end + 2;
+    for (int field = 3; field < 22 && p; field++) {
+        p = strchr(p, ' ');
+        if (p) p++;
+    }
+    if (p && sscanf(p, "%llu", &ticks) == 1) *start = (uint64_t)ticks + 1;
 #endif
+    return 0;
+}
+
+/* This process's start time + 1 (0 where unknown); a forked child asks again. */
+static uint64_t my_start(void) {
+    static uint64_t start;
+    static uint32_t of;
+    if (of != my_pid()) {
+        int zombie;
+        proc_facts(my_pid(), &zombie, &start);
+        of = my_pid();
+    }
+    return start;
+}
+
+/* Is the holder recorded as (pid, start) gone? start 0: not known (a taker
+ * between its CAS and storing it, or an older segment): the pid alone says. */
+static int holder_dead(uint32_t pid, uint64_t start) {
+    if (pid == 0) return 0;
+    int zombie;
+    uint64_t now;
+    if (proc_facts(pid, &zombie, &now) == ESRCH || zombie) return 1;
+    return start != 0 && now != 0 && now != start;
 }
 
 int shmp_lock_try(shmp_seg *s, int *owner_died) {
@@ -897,12 +1078,19 @@ int shmp_lock_try(shmp_seg *s, int *owner_died) {
     uint32_t me = my_pid(), seen = 0;
     *owner_died = 0;
     if (!shmc_cas_u32(&h->lock_owner_pid, &seen, me)) {
-        if (seen == me && shmc_load_relaxed_u32(&h->reserved0) == thread_token())
-            return EDEADLK;
-        if (seen == me || !holder_dead(seen)) return EBUSY;
+        uint64_t start = load_u64(&h->lock_owner_start);
+        /* Our pid, but another start time: a dead process that had it. */
+        int ours = seen == me && (start == 0 || start == my_start());
+        if (ours && shmc_load_relaxed_u32(&h->reserved0) == thread_token()) return EDEADLK;
+        if (ours || shmc_load_u32(&h->lock_owner_pid) != seen || !holder_dead(seen, start))
+            return EBUSY;
+        /* Clear the dead holder's start time before taking its place, so
+         * that nobody judges the new holder by it. */
+        if (start && !cas_u64(&h->lock_owner_start, &start, 0)) return EBUSY;
         if (!shmc_cas_u32(&h->lock_owner_pid, &seen, me)) return EBUSY;
         *owner_died = 1;
     }
+    store_u64(&h->lock_owner_start, my_start());
     shmc_store_relaxed_u32(&h->reserved0, thread_token());
     return 0;
 }
@@ -933,6 +1121,7 @@ int shmp_unlock(shmp_seg *s) {
         shmc_load_relaxed_u32(&h->reserved0) != thread_token())
         return EPERM;
     shmc_store_relaxed_u32(&h->reserved0, 0);
+    store_u64(&h->lock_owner_start, 0); /* before the pid: see shmp_lock_try */
     shmc_store_u32(&h->lock_owner_pid, 0);
     word_wake(&h->lock_owner_pid);
     return 0;
@@ -969,6 +1158,11 @@ int shmp_wake(shmp_seg *s, uint32_t *word) {
 /* This process's own descriptor for pins: a forked child reopens the file
  * once, so its pins and its parent's never merge or release each other. */
 static int pin_fd_of(shmp_seg *s) {
+#if defined(SHMP_PORTABLE)
+    /* Record locks belong to the process: a child's never merge with its
+     * parent's, and a second descriptor would only risk dropping them. */
+    return s->fd;
+#else
     if (s->pin_pid != my_pid()) {
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", s->fd);
@@ -978,6 +1172,7 @@ static int pin_fd_of(shmp_seg *s) {
         s->pin_pid = my_pid();
     }
     return s->pin_fd;
+#endif
 }
 
 static int range_op(shmp_seg *s, uint64_t index, short type, int cmd, struct flock *out) {

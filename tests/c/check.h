@@ -21,6 +21,9 @@
 #if defined(_WIN32)
 #include <windows.h>
 #else
+#include <errno.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #endif
 
@@ -106,6 +109,28 @@ static inline int make_segment(shmp_seg *s, const char *name, uint64_t size) {
     if (rc) shmp_discard(s);
     return rc;
 }
+
+#if !defined(_WIN32)
+/* Does a segment file of that name exist in the directory the layer uses? */
+static inline int name_exists(const char *name) {
+    char path[320];
+    struct stat st;
+    snprintf(path, sizeof path, "%s%s", shmp_dir(), name);
+    return stat(path, &st) == 0;
+}
+
+/* ---- child processes ---- */
+
+/* Waits for a child; its exit status, or 128 + signal (-1: no such child). */
+static inline int reap(pid_t pid) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return -1;
+    }
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+#endif
 
 /* ---- the runner ---- */
 

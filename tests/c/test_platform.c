@@ -37,23 +37,6 @@
 
 /* ---- helpers ---- */
 
-static int name_exists(const char *name) {
-    char path[128];
-    struct stat st;
-    snprintf(path, sizeof path, "/dev/shm%s", name);
-    return stat(path, &st) == 0;
-}
-
-/* Waits for a child; its exit status, or 128 + signal. */
-static int reap(pid_t pid) {
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) return -1;
-    }
-    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-    return WEXITSTATUS(status);
-}
-
 static int64_t ms(int n) { return (int64_t)n * 1000000; }
 
 /* A pipe-based handshake between parent and forked child. */

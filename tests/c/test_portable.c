@@ -23,13 +23,6 @@
 
 #define DIR_PATH "/tmp/shmimage"
 
-static int exists(const char *name) {
-    char path[128];
-    struct stat st;
-    snprintf(path, sizeof path, "%s%s", DIR_PATH, name);
-    return stat(path, &st) == 0;
-}
-
 /* A 30-character name (the macOS shm_open limit) is a valid segment name. */
 static void test_segment_in_portable_dir(void) {
     char name[SHMP_NAME_MAX];
@@ -37,7 +30,7 @@ static void test_segment_in_portable_dir(void) {
     shmp_seg a, b;
     CHECK(strcmp(shmp_dir(), DIR_PATH) == 0); /* what ls and gc are told to list */
     CHECK_RC(make_segment(&a, name, 1000), 0);
-    CHECK(exists(name));
+    CHECK(name_exists(name));
     shmp_probe_info info;
     CHECK_RC(shmp_probe(name, 0, &info), 0);
     CHECK(info.ours && !info.stale && info.data_size == 1000);
@@ -55,7 +48,7 @@ static void test_segment_in_portable_dir(void) {
     CHECK(memcmp(shmp_data(&b), "hello", 6) == 0 && shmp_hdr(&b)->data_size == 1000);
     shmp_detach(&b);
     shmp_detach(&a);
-    CHECK(!exists(name)); /* the last one out removed it */
+    CHECK(!name_exists(name)); /* the last one out removed it */
     char longest[] = "/shmi_abcdefgh_0123456789abcde";
     CHECK(strlen(longest) == 30);
     CHECK_RC(make_segment(&a, longest, 10), 0);
@@ -113,7 +106,7 @@ static void test_dead_holder(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "x");
     shmp_seg a;
-    int died = 0, status = 0;
+    int died = 0;
     CHECK_RC(make_segment(&a, name, 64), 0);
     pid_t child = fork();
     CHECK(child >= 0);
@@ -123,7 +116,7 @@ static void test_dead_holder(void) {
         if (shmp_attach(&c, name, 1) || shmp_lock_try(&c, &d)) _exit(2);
         _exit(0); /* dies holding the lock */
     }
-    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(reap(child) == 0);
     CHECK(shmp_hdr(&a)->lock_owner_pid == (uint32_t)child);
     CHECK_RC(shmp_lock_wait(&a, 5000000000LL, &died), 0);
     CHECK(died);
@@ -138,7 +131,7 @@ static void test_live_holder_blocks(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "h");
     shmp_seg a;
-    int died = 0, go[2], done[2], status = 0;
+    int died = 0, go[2], done[2];
     char c = 0;
     CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK(pipe(go) == 0 && pipe(done) == 0);
@@ -155,7 +148,7 @@ static void test_live_holder_blocks(void) {
     CHECK_RC(shmp_lock_try(&a, &died), EBUSY);
     CHECK_RC(shmp_lock_wait(&a, 20000000, &died), ETIMEDOUT);
     CHECK(write(done[1], "u", 1) == 1);
-    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(reap(child) == 0);
     CHECK_RC(shmp_lock_wait(&a, 5000000000LL, &died), 0);
     CHECK(!died); /* released properly, not abandoned */
     CHECK_RC(shmp_unlock(&a), 0);
@@ -169,7 +162,7 @@ static void test_holder_dies_while_waited_for(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "w");
     shmp_seg a;
-    int died = 0, go[2], status = 0;
+    int died = 0, go[2];
     char c = 0;
     CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK(pipe(go) == 0);
@@ -194,7 +187,7 @@ static void test_holder_dies_while_waited_for(void) {
     CHECK_RC(shmp_lock_wait(&a, 10000000000LL, &died), 0);
     CHECK(died);
     CHECK_RC(shmp_unlock(&a), 0);
-    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(reap(child) == 0);
     close(go[0]), close(go[1]);
     shmp_detach(&a);
 }
@@ -205,7 +198,7 @@ static void test_zombie_holder(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "z");
     shmp_seg a;
-    int died = 0, go[2], status = 0;
+    int died = 0, go[2];
     char c = 0;
     CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK(pipe(go) == 0);
@@ -222,7 +215,63 @@ static void test_zombie_holder(void) {
     CHECK_RC(shmp_lock_wait(&a, 10000000000LL, &died), 0);
     CHECK(died);
     CHECK_RC(shmp_unlock(&a), 0);
-    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(reap(child) == 0);
+    close(go[0]), close(go[1]);
+    shmp_detach(&a);
+}
+
+/* A dead holder's pid taken by another process: the lock records the
+ * holder's start time too, so a live process under that pid that started
+ * at another time does not keep the lock. Reuse is simulated by changing
+ * the recorded start time of a live holder (a child that keeps running). */
+static void test_reused_pid_does_not_keep_the_lock(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "r");
+    shmp_seg a;
+    int died = 0, go[2], done[2];
+    char c = 0;
+    CHECK_RC(make_segment(&a, name, 64), 0);
+    CHECK(pipe(go) == 0 && pipe(done) == 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        shmp_seg s;
+        int d = 0;
+        close(done[1]);
+        if (shmp_attach(&s, name, 1) || shmp_lock_try(&s, &d)) _exit(2);
+        if (write(go[1], "l", 1) != 1) _exit(3);
+        _exit(read(done[0], &c, 1) == 0 ? 0 : 4); /* alive, holding it, until we end */
+    }
+    close(done[0]);
+    CHECK(read(go[0], &c, 1) == 1);
+    shmp_header *h = shmp_hdr(&a);
+    uint64_t start = __atomic_load_n(&h->lock_owner_start, __ATOMIC_SEQ_CST);
+    CHECK(h->lock_owner_pid == (uint32_t)child && start != 0);
+    /* The real holder, pid and start time: held. */
+    CHECK_RC(shmp_lock_try(&a, &died), EBUSY);
+    CHECK_RC(shmp_lock_wait(&a, 20000000, &died), ETIMEDOUT);
+    /* An older segment's record, pid alone: still held, the pid is alive. */
+    __atomic_store_n(&h->lock_owner_start, 0, __ATOMIC_SEQ_CST);
+    CHECK_RC(shmp_lock_try(&a, &died), EBUSY);
+    /* The pid now names a process that started at another time. */
+    __atomic_store_n(&h->lock_owner_start, start + 1, __ATOMIC_SEQ_CST);
+    CHECK_RC(shmp_lock_wait(&a, 5000000000LL, &died), 0);
+    CHECK(died && h->lock_owner_pid == (uint32_t)getpid());
+    uint64_t mine = __atomic_load_n(&h->lock_owner_start, __ATOMIC_SEQ_CST);
+    CHECK(mine != 0 && mine != start + 1);
+    CHECK_RC(shmp_unlock(&a), 0);
+    CHECK(h->lock_owner_pid == 0 && h->lock_owner_start == 0);
+    /* Our own pid, recorded by a process that had it before us: dead too,
+     * not EDEADLK. */
+    h->reserved0 = 0;
+    __atomic_store_n(&h->lock_owner_start, mine + 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->lock_owner_pid, (uint32_t)getpid(), __ATOMIC_SEQ_CST);
+    CHECK_RC(shmp_lock_try(&a, &died), 0);
+    CHECK(died);
+    CHECK_RC(shmp_lock_try(&a, &died), EDEADLK); /* and now it is really ours */
+    CHECK_RC(shmp_unlock(&a), 0);
+    close(done[1]);
+    CHECK(reap(child) == 0);
     close(go[0]), close(go[1]);
     shmp_detach(&a);
 }
@@ -235,7 +284,7 @@ static void test_lock_excludes_across_processes(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "e");
     shmp_seg a;
-    int go[2], status = 0;
+    int go[2];
     CHECK_RC(make_segment(&a, name, 64), 0);
     CHECK(pipe(go) == 0);
     pid_t kids[3];
@@ -261,8 +310,7 @@ static void test_lock_excludes_across_processes(void) {
     }
     close(go[1]); /* EOF: everyone starts */
     for (int k = 0; k < 3; k++)
-        CHECK(waitpid(kids[k], &status, 0) == kids[k] && WIFEXITED(status) &&
-              WEXITSTATUS(status) == 0);
+        CHECK(reap(kids[k]) == 0);
     close(go[0]);
     CHECK(*(volatile uint32_t *)shmp_data(&a) == 3 * INCREMENTS); /* no update lost */
     shmp_detach(&a);
@@ -273,7 +321,7 @@ static void test_wait_wake(void) {
     char name[SHMP_NAME_MAX];
     unique_name(name, sizeof name, "k");
     shmp_seg a;
-    int go[2], status = 0;
+    int go[2];
     char c = 0;
     CHECK_RC(make_segment(&a, name, 64), 0);
     uint32_t *word = (uint32_t *)shmp_data(&a);
@@ -297,7 +345,7 @@ static void test_wait_wake(void) {
     CHECK(read(go[0], &c, 1) == 1);
     __atomic_store_n(word, 1, __ATOMIC_RELEASE);
     CHECK_RC(shmp_wake(&a, word), 0);
-    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(reap(child) == 0);
     close(go[0]), close(go[1]);
     shmp_detach(&a);
 }
@@ -311,6 +359,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_holder_dies_while_waited_for),
 #if defined(__linux__) || defined(__APPLE__)
     CHECK_TEST(test_zombie_holder),
+    CHECK_TEST(test_reused_pid_does_not_keep_the_lock),
 #endif
     CHECK_TEST(test_lock_excludes_across_processes),
     CHECK_TEST(test_wait_wake),

@@ -17,6 +17,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -53,6 +54,8 @@ class Plan:
     churn_prefix: str
     churn_keys: int
     workdir: str
+    relay_key: str = ""  # where the network relay republishes the image key
+    net_port: int = 0  # the server's port on 127.0.0.1
     timeout: float = 2.0  # bound of every blocking call a participant makes
     pace: float = 0.001  # pause between steps: the machine may be shared
     warmup: float = 5.0  # seconds before a participant's resource baseline is taken
@@ -62,7 +65,8 @@ class Plan:
 
     def all_keys(self) -> list[str]:
         churn = [self.churn_key(n) for n in range(self.churn_keys)]
-        return [self.image_key, self.cli_key, self.ctl_key, *churn]
+        relay = [self.relay_key] if self.relay_key else []
+        return [self.image_key, self.cli_key, self.ctl_key, *relay, *churn]
 
 
 class Counters(dict):  # type: ignore[type-arg]
@@ -450,6 +454,142 @@ class CliUser(Participant):
             self.error(f"get of the main key failed: {err[-200:]!r}")
 
 
+class StreamReader(Participant):
+    """A subscription to the image key: every frame complete, stamps never
+    back, generations strictly increasing. Lossless: no gap at all while it
+    lives (the writers wait for it), `dropped` stays 0. Lossy: the gaps are
+    what it reports as `dropped`."""
+
+    lossless: ClassVar[bool] = False
+    label: ClassVar[str] = "lossy"
+
+    def key(self) -> str:
+        return self.plan.image_key
+
+    def setup(self) -> None:
+        self.image = SharedImage(self.key())
+        self.sub = self.image.subscribe(lossless=self.lossless, copy=bool(self.rng.random() < 0.3))
+        self.last_generation = 0
+        self.dropped = 0
+
+    def teardown(self) -> None:
+        self.sub.close()
+        self.image.detach()
+
+    def step(self) -> None:
+        try:
+            frame = self.sub.next(timeout=self.plan.timeout)
+        except TimeoutError:
+            self.counts.add("stream_timeouts")
+            return
+        self.verify(frame.pixels)
+        self.counts.add(f"{self.label}_frames")
+        self.follow(frame.info.generation)
+        if self.lossless and self.rng.random() < 0.02:
+            time.sleep(self.rng.uniform(0, 0.05))  # a slow consumer: writers must wait
+        del frame
+
+    def follow(self, generation: int) -> None:
+        """Generations strictly increase; every skip is in `dropped`, and a
+        lossless subscription skips none."""
+        last, dropped = self.last_generation, self.sub.dropped
+        if last and generation <= last:
+            self.error(f"{self.label} subscription went from {last} to {generation}", "backwards")
+        elif last:
+            skipped = generation - last - 1
+            if self.lossless and skipped:
+                self.counts.add("lossless_missed", skipped)
+                self.error(f"lossless subscription skipped {last} -> {generation}, dropped "
+                           f"grew by {dropped - self.dropped}", "stream_gaps")
+            elif skipped != dropped - self.dropped:
+                self.error(f"{self.label} subscription skipped {skipped} frames, dropped grew "
+                           f"by {dropped - self.dropped}", "dropped_miscounted")
+        self.last_generation, self.dropped = max(last, generation), dropped
+        self.counts[f"{self.label}_dropped"] = dropped
+
+
+class LosslessReader(StreamReader):
+    lossless = True
+    label = "lossless"
+
+
+class LossyReader(StreamReader):
+    pass
+
+
+class RelayReader(StreamReader):
+    """A lossy subscription to the relay's key: frames that crossed
+    127.0.0.1 through `shmimage.net` must still be complete."""
+
+    label = "relayed"
+    patience: ClassVar[float] = 30.0
+
+    def key(self) -> str:
+        return self.plan.relay_key
+
+
+class Bridge(Participant):
+    """One end of the network bridge, run in a thread of this process."""
+
+    patience: ClassVar[float] = 30.0
+    label: ClassVar[str]
+
+    def make(self) -> Any:
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        self.endpoint = f"tcp://127.0.0.1:{self.plan.net_port}"
+        self.bridge = self.make()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        try:
+            self.bridge.run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the next step
+            self.failure = exc
+
+    def step(self) -> None:
+        time.sleep(0.05)
+        stats = self.bridge.stats
+        self.counts[f"{self.label}_frames"] = stats.frames
+        self.counts[f"{self.label}_rejected"] = stats.rejected
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            self.error(f"{self.label} stopped: {failure!r}")
+            self.thread.join()
+            self.setup()
+
+    def teardown(self) -> None:
+        self.bridge.stop()
+        self.thread.join(10)
+        if self.thread.is_alive():
+            self.error(f"{self.label} did not stop", "blocked")
+
+
+class NetServer(Bridge):
+    """`shmimage.net` serving the image key on 127.0.0.1."""
+
+    label = "served"
+
+    def make(self) -> Any:
+        from shmimage.net import Server
+
+        return Server(self.plan.image_key, self.endpoint)
+
+
+class NetRelay(Bridge):
+    """`shmimage.net` relaying the server into a second key."""
+
+    label = "relay"
+
+    def make(self) -> Any:
+        from shmimage.net import Relay
+
+        return Relay(self.endpoint, key=self.plan.relay_key)
+
+
 class Sleeper(Participant):
     """Blocks in its first step: the soak's own check that its watchdog sees a hang."""
 
@@ -461,7 +601,8 @@ class Sleeper(Participant):
 
 ROSTER: dict[str, type[Participant]] = {
     cls.__name__: cls
-    for cls in (Writer, Loaner, ViewReader, CopyReader, Churner, CliUser, Sleeper)
+    for cls in (Writer, Loaner, ViewReader, CopyReader, Churner, CliUser, LosslessReader,
+                LossyReader, NetServer, NetRelay, RelayReader, Sleeper)
 }
 
 # Refusals the contract promises under these faults: counted, not errors.

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import pickle
 import random
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -32,7 +34,15 @@ DEFAULT_ROSTER: list[tuple[str, bool]] = [
     ("CopyReader", True), ("CopyReader", False),
     ("Churner", True), ("Churner", False),
     ("CliUser", False),
+    ("LosslessReader", True), ("LosslessReader", False), ("LossyReader", False),
 ]
+# The network bridge: a server of the image key, a relay into a second key, a
+# reader of that key; left out where pyzmq (the `net` extra) is missing.
+NET_ROSTER: list[tuple[str, bool]] = [
+    ("NetServer", False), ("NetRelay", False), ("RelayReader", True),
+]
+if importlib.util.find_spec("zmq") is not None:
+    DEFAULT_ROSTER += NET_ROSTER
 STOP_GRACE = 90.0  # seconds members get to finish their step and leave at the end
 FD_SLACK, MAPS_SLACK, RSS_BOUND_MIB = 8, 32, 64.0
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -70,6 +80,7 @@ class Supervisor:
             run=run, image_key=f"soak-{run}-image", cli_key=f"soak-{run}-cli",
             ctl_key=f"soak-{run}-ctl", churn_prefix=f"soak-{run}-churn-", churn_keys=16,
             workdir=self.workdir, warmup=min(5.0, seconds / 3),
+            relay_key=f"soak-{run}-relay", net_port=free_port(),
         )
         self.members = [Member(kind, steady) for kind, steady in roster]
         self.ctx = multiprocessing.get_context("forkserver")
@@ -350,10 +361,29 @@ class Supervisor:
             "torn_refused": t.get("torn_refused", 0),
             "cancelled_loans": t.get("cancelled", 0),
             "cli_runs": t.get("cli_runs", 0),
+            "lossless_frames": t.get("lossless_frames", 0),
+            "lossless_gaps": t.get("stream_gaps", 0),
+            "lossless_missed": t.get("lossless_missed", 0),
+            "lossy_frames": t.get("lossy_frames", 0),
+            "lossy_dropped": t.get("lossy_dropped", 0),
+            "dropped_miscounted": t.get("dropped_miscounted", 0),
+            "stream_timeouts": t.get("stream_timeouts", 0),
+            "frames_served": t.get("served_frames", 0),
+            "frames_relayed": t.get("relay_frames", 0),
+            "relayed_frames_checked": t.get("relayed_frames", 0),
+            "net_rejected": t.get("served_rejected", 0) + t.get("relay_rejected", 0),
         }
         result["blocked"] += t.get("blocked", 0)
         result["violations"] = violations(result)
         return result
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free now, for the network bridge's server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def cpu_state(pid: int) -> tuple[float, str]:
@@ -385,7 +415,8 @@ def violations(s: dict[str, Any]) -> list[str]:
     """The invariants the soak promises; empty when it passed."""
     found = [f"{name} = {s[name]}" for name in
              ("torn", "backwards", "cancelled_seen", "views_changed", "kept_views_changed",
-              "loans_left_writable", "leaked", "blocked", "errors", "unexpected_exits")
+              "loans_left_writable", "leaked", "blocked", "errors", "unexpected_exits",
+              "lossless_gaps", "dropped_miscounted", "net_rejected")
              if s[name]]
     if s["kills"] == 0:
         found.append("no participant was killed")

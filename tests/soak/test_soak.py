@@ -4,6 +4,7 @@ The long runs are `python -m tests.soak` (CI: .ci/checks/20-reliability.sh).
 """
 from __future__ import annotations
 
+import importlib.util
 import random
 import sys
 from typing import Any
@@ -37,6 +38,24 @@ def test_soak_survives_kills_and_stops(summary: dict[str, Any]) -> None:
     assert summary["blocked"] == 0
     assert summary["unexpected_exits"] == 0
     assert summary["errors"] == 0, summary["error_samples"]
+
+
+def test_soak_streams_and_the_bridge_checked_frames(summary: dict[str, Any]) -> None:
+    print(summary)  # shown on failure
+    assert summary["lossless_frames"] > 0 and summary["lossy_frames"] > 0
+    assert summary["dropped_miscounted"] == 0, summary["error_samples"]
+    if importlib.util.find_spec("zmq") is not None:
+        assert summary["frames_served"] > 0 and summary["frames_relayed"] > 0
+        assert summary["relayed_frames_checked"] > 0
+        assert summary["net_rejected"] == 0
+
+
+@pytest.mark.xfail(strict=False, reason="a growth of the store does not carry the lossless "
+                   "subscribers' positions: the writer overwrites frames they have not taken "
+                   "until they re-register (shows in most runs, not all)")
+def test_soak_lossless_subscribers_miss_nothing(summary: dict[str, Any]) -> None:
+    assert summary["lossless_gaps"] == 0, summary["error_samples"]
+    assert summary["lossless_missed"] == 0
 
 
 def test_soak_survivors_do_not_grow(summary: dict[str, Any]) -> None:
