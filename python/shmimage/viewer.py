@@ -38,7 +38,6 @@ ATTACH_FAILED_TEXT = "Unable to attach to shared memory segment.\nLoad an image 
 BOX = (400, 300)
 BORDER = 8  # room around the image inside its box
 LIVE_POLL_MS = 30  # where Tk cannot watch a pipe (Windows)
-LIVE_WAIT_S = 0.25  # a worker's longest sleep before it looks at its stop flag
 RESIZE_DELAY_MS = 80
 Tracer = Callable[..., None]
 
@@ -116,7 +115,8 @@ class LiveFeed:
     """Follows a key with a lossy subscription and hands the newest frame to Tk.
 
     A worker thread sleeps in the subscription's ``next()`` (in the kernel, no
-    polling); when frames arrive it takes them all, keeps a private copy of the
+    polling, no timeout: ``stop()`` closes the subscription and detaches the
+    image, which wakes it); when frames arrive it takes them all, keeps a private copy of the
     newest and writes a byte to a pipe that Tk watches (``createfilehandler``),
     then waits until Tk has taken it. Frames published meanwhile stay in the
     subscription: what it skips counts as dropped, and so do frames taken but
@@ -133,6 +133,7 @@ class LiveFeed:
         self._mu = threading.Lock()
         self._item: tuple[str, Any] | None = None
         self._sub: Any = None
+        self._image: Any = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._thread = threading.Thread(target=self._run, name="shmimage-live", daemon=True)
@@ -157,9 +158,11 @@ class LiveFeed:
         self._stop.set()
         self._taken.set()
         with self._mu:
-            sub = self._sub
+            sub, image = self._sub, self._image
         if sub is not None:
             sub.close()  # a next() blocked in the worker returns at once
+        if image is not None:
+            image.detach()  # and so does a wait for the key or for a new stream
         self._thread.join(timeout=2.0)
         if not self._thread.is_alive():  # else it may still write: leave it its pipe
             os.close(self._wake_r)
@@ -202,18 +205,20 @@ class LiveFeed:
         from .image import SharedImage
 
         image = SharedImage(self.key)
+        with self._mu:
+            self._image = image
+        if self._stop.is_set():
+            image.detach()
         sub: Any = None
         try:
             while not self._stop.is_set():
                 try:
                     if sub is None:
                         sub = self._subscribe(image)
-                    frame = self._newest(sub, sub.next(timeout=LIVE_WAIT_S))
+                    frame = self._newest(sub, sub.next())
                     pixels, info = frame.pixels.copy(), frame.info
                     del frame  # the slot's pin goes with it
                     self._post("frame", (pixels, info.generation, sub.dropped + self.skipped))
-                except TimeoutError:
-                    continue
                 except EndOfStream:
                     # Until the writer starts a new stream: sleep until its next publish.
                     self._sleep_until_a_new_frame(image)
@@ -232,8 +237,8 @@ class LiveFeed:
 
     def _sleep_until_a_new_frame(self, image: Any) -> None:
         try:
-            image.wait(timeout=LIVE_WAIT_S)
-        except (TimeoutError, SharedMemoryError, OSError):
+            image.wait()
+        except (SharedMemoryError, OSError):
             pass
 
     def _restart(self, sub: Any, exc: BaseException | None) -> None:
