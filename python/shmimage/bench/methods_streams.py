@@ -19,9 +19,11 @@ subscriber's last frame (one monotonic clock for all processes), and CPU
 time of all five processes. Every subscriber checks that it saw each index
 once, in order: a gap or a dropped count fails the run, so a figure exists
 only with 0 dropped on both sides. A writer that does not finish a run in
-time (iceoryx2's blocking publisher has been seen to stay blocked with
-every subscriber's buffer empty, on a loaded machine) is killed and that
-system's figure fails with the reason; the other system goes on.
+time is killed and that system's figure fails with the reason (what each
+subscriber said); the other system goes on. iceoryx2 0.10's blocking
+publisher has been seen to do so here: blocked in ``send()`` for good while
+all 4 subscribers had waited on their listeners for seconds with empty
+buffers, more often on a loaded machine.
 """
 from __future__ import annotations
 
@@ -50,8 +52,9 @@ FRAMES = 300
 READY = b"r"
 READY_TIMEOUT = 30.0
 #: A subscriber's longest wait for one frame, and the writer's for one run.
-WAIT_SECONDS = 10.0
-RUN_SECONDS = 20.0
+#: (A run takes some tens of milliseconds: these are for what never ends.)
+WAIT_SECONDS = 5.0
+RUN_SECONDS = 8.0
 _INDEX = ctypes.c_uint32
 
 
@@ -283,9 +286,9 @@ def _one_run(writer: Reader, readers: list[Reader], name: str,
         if isinstance(exc, ReaderFailed):
             raise
         writer.process.kill()  # blocked in a native call: nothing else ends it
-        _resync(readers)
+        said = _resync(readers)
         raise Stalled(f"{name}'s writer had not sent {frames} frames after {RUN_SECONDS:g} s "
-                      "(blocked with every subscriber waiting); killed") from None
+                      f"and was killed; its subscribers said: {'; '.join(said)}") from None
     ends = []
     for reader in readers:
         end, spent = reader.reply()
@@ -294,13 +297,19 @@ def _one_run(writer: Reader, readers: list[Reader], name: str,
     return (max(ends) - start) / frames / 1e9, cpu / frames / 1e9
 
 
-def _resync(readers: list[Reader]) -> None:
-    """Collect each subscriber's answer (its own timeout) so their Pipes are in step."""
+def _resync(readers: list[Reader]) -> list[str]:
+    """Collect each subscriber's answer (its own timeout) so their Pipes are in step;
+    the last line of each, deduplicated."""
+    said: dict[str, int] = {}
     for reader in readers:
         try:
             reader.reply(timeout=WAIT_SECONDS + READY_TIMEOUT)
-        except ReaderFailed:
-            pass
+            line = "all frames taken"
+        except ReaderFailed as exc:
+            lines = str(exc).strip().splitlines()
+            line = lines[-1] if lines else "failed"
+        said[line] = said.get(line, 0) + 1
+    return [f"{n}x {line}" for line, n in said.items()]
 
 
 def stream_runs(writers: dict[str, Reader], readers: list[Reader], warmup: int, runs: int,
