@@ -326,12 +326,8 @@ class Measurements:
         ctx = multiprocessing.get_context("spawn")
         names = [name for name in streams.SYSTEMS if name not in self.skipped
                  and STREAMS + name not in self.failed]
-        writers = {name: Reader(ctx, self.pool().lock) for name in names}
-        try:
-            got = streams.stream_runs(writers, self.readers(FAN_OUT), self.warmup, self.runs)
-        finally:
-            for writer in writers.values():
-                writer.close()
+        got = streams.stream_runs(lambda: Reader(ctx, self.pool().lock), self.readers(FAN_OUT),
+                                  names, self.warmup, self.runs)
         for name, reason in got.failed.items():
             self.failed.add(STREAMS + name)
             for prefix in ("", CPU):

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import sys
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -55,6 +56,8 @@ READY_TIMEOUT = 30.0
 #: (A run takes some tens of milliseconds: these are for what never ends.)
 WAIT_SECONDS = 5.0
 RUN_SECONDS = 8.0
+#: iceoryx2 writers that may stall (and be replaced) in one call before its figure fails.
+MAX_STALLS = 2
 _INDEX = ctypes.c_uint32
 
 
@@ -173,10 +176,15 @@ class StreamRoles:
             self.image = SharedImage(image["key"])
             self.sub = self.image.subscribe(lossless=True, start="next")
         if iceoryx is not None:
-            self.ports = _StreamPorts(**iceoryx, create=False)
-            self.subscriber = (self.ports.frames.subscriber_builder()
-                               .buffer_size(HISTORY).create())
-            self.listener = self.ports.event.listener_builder().create()
+            self.open_iceoryx(None, iceoryx)
+
+    def open_iceoryx(self, conn: Connection | None, iceoryx: dict[str, Any]) -> None:
+        """Subscribe to (a new) iceoryx2 service, from its first sample."""
+        self._close_iceoryx()
+        self.ports = _StreamPorts(**iceoryx, create=False)
+        self.subscriber = self.ports.frames.subscriber_builder().buffer_size(HISTORY).create()
+        self.listener = self.ports.event.listener_builder().create()
+        self.taken[ICEORYX2] = 0
 
     def serve(self, conn: Connection, name: str, frames: int) -> tuple[int, int]:
         """Take ``frames`` frames; returns (monotonic ns at the last one, CPU ns spent)."""
@@ -218,6 +226,9 @@ class StreamRoles:
             self.sub.close()
             self.image.detach()
             self.sub = None
+        self._close_iceoryx()
+
+    def _close_iceoryx(self) -> None:
         if self.ports is not None:
             self.listener = self.subscriber = None
             self.ports.close()
@@ -267,6 +278,8 @@ class StreamRuns:
     wall: dict[str, list[float]]
     cpu: dict[str, list[float]]
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Runs whose writer stalled and was killed (not counted), per system.
+    stalls: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class Stalled(RuntimeError):
@@ -312,49 +325,66 @@ def _resync(readers: list[Reader]) -> list[str]:
     return [f"{n}x {line}" for line, n in said.items()]
 
 
-def stream_runs(writers: dict[str, Reader], readers: list[Reader], warmup: int, runs: int,
-                frames: int = FRAMES, size: str = SIZE) -> StreamRuns:
+def stream_runs(spawn: Callable[[], Reader], readers: list[Reader], systems: list[str],
+                warmup: int, runs: int, frames: int = FRAMES, size: str = SIZE) -> StreamRuns:
     """``warmup`` uncounted and ``runs`` counted runs of each system, alternating.
 
-    ``writers`` are spare reader processes, one per system to measure, that
-    play the writers; ``readers`` the subscribers.
+    ``spawn`` makes a spare process to play a writer (one per system);
+    ``readers`` are the subscribers. An iceoryx2 writer that stalls is killed,
+    the run not counted, and a new one started on a new service, up to
+    MAX_STALLS times; after that (or for shmimage at once) the system fails.
     """
     shape = make_frame(*parse_size(size)).shape
-    names = list(writers)
-    run_home = home()  # iceoryx2's files go to the run's own place
-    place = {"root": run_home.iceoryx2_root, "prefix": run_home.prefix,
-             "name": unique_name("y")}
-    got = StreamRuns({n: [] for n in names}, {n: [] for n in names})
-    ready: list[str] = []
+    got = StreamRuns({n: [] for n in systems}, {n: [] for n in systems})
+    writers: dict[str, Reader] = {}
     try:
-        args = {}
-        for name in names:
-            writers[name].setup(f"{__name__}:WriterRole",
-                                {"shape": shape, "system": name, "place": place})
-            ready.append(name)
-            args[name] = writers[name].request("call", "reader_args", ())
+        args = {name: _start_writer(writers, name, spawn, shape) for name in systems}
         roles = {"shape": shape, "image": args.get(SHMIMAGE), "iceoryx": args.get(ICEORYX2)}
         with playing(readers, f"{__name__}:StreamRoles", roles):
             for i in range(warmup + runs):
-                for name in names[i % len(names):] + names[:i % len(names)]:
-                    if name not in got.failed:
-                        _counted(got, name, i >= warmup, writers[name], readers, frames)
+                for name in systems[i % len(systems):] + systems[:i % len(systems)]:
+                    if name in got.failed:
+                        continue
+                    try:
+                        wall, cpu = _one_run(writers[name], readers, name, frames)
+                    except Stalled as exc:
+                        _stalled(got, name, str(exc), writers, spawn, shape, readers)
+                        continue
+                    if i >= warmup:
+                        got.wall[name].append(wall)
+                        got.cpu[name].append(cpu)
                 interrupt.check()
     finally:
-        for name in ready:
-            if name not in got.failed:  # a stalled writer was killed
-                writers[name].teardown()
+        for writer in writers.values():
+            if writer.process.is_alive():
+                writer.teardown()
+            writer.close()
     return got
 
 
-def _counted(got: StreamRuns, name: str, counted: bool, writer: Reader,
-             readers: list[Reader], frames: int) -> None:
-    try:
-        wall, cpu = _one_run(writer, readers, name, frames)
-    except Stalled as exc:
-        got.failed[name] = str(exc)
+def _start_writer(writers: dict[str, Reader], name: str, spawn: Callable[[], Reader],
+                  shape: tuple[int, ...]) -> dict[str, Any]:
+    """A writer process for ``name``; what its subscribers need to know."""
+    run_home = home()  # iceoryx2's files go to the run's own place
+    place = {"root": run_home.iceoryx2_root, "prefix": run_home.prefix,
+             "name": unique_name("y")}
+    writers[name] = writer = spawn()
+    writer.setup(f"{__name__}:WriterRole", {"shape": shape, "system": name, "place": place})
+    args: dict[str, Any] = writer.request("call", "reader_args", ())
+    return args
+
+
+def _stalled(got: StreamRuns, name: str, reason: str, writers: dict[str, Reader],
+             spawn: Callable[[], Reader], shape: tuple[int, ...],
+             readers: list[Reader]) -> None:
+    """Count the stall; start iceoryx2 afresh, or give the system up."""
+    got.stalls[name] = got.stalls.get(name, 0) + 1
+    print(f"    {reason}", file=sys.stderr, flush=True)
+    writers.pop(name).close()
+    if name == SHMIMAGE or got.stalls[name] > MAX_STALLS:
+        got.failed[name] = f"{reason} ({got.stalls[name]} stalls)"
         del got.wall[name], got.cpu[name]
         return
-    if counted:
-        got.wall[name].append(wall)
-        got.cpu[name].append(cpu)
+    args = _start_writer(writers, name, spawn, shape)
+    for reader in readers:
+        reader.request("call", "open_iceoryx", (args,))
