@@ -356,10 +356,18 @@ def stream_runs(spawn: Callable[[], Reader], readers: list[Reader], systems: lis
                 interrupt.check()
     finally:
         for writer in writers.values():
-            if writer.process.is_alive():
-                writer.teardown()
-            writer.close()
+            _close_writer(writer)
     return got
+
+
+def _close_writer(writer: Reader) -> None:
+    """Tear its role down if it still answers (not after a failure), then end it."""
+    try:
+        if writer.process.is_alive():
+            writer.teardown()
+    except ReaderError:  # it died, or its Pipe is out of step: closing ends it anyway
+        pass
+    writer.close()
 
 
 def _start_writer(writers: dict[str, Reader], name: str, spawn: Callable[[], Reader],
