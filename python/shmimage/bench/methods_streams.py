@@ -54,10 +54,10 @@ READY = b"r"
 READY_TIMEOUT = 30.0
 #: A subscriber's longest wait for one frame, and the writer's for one run.
 #: (A run takes some tens of milliseconds: these are for what never ends.)
-WAIT_SECONDS = 5.0
-RUN_SECONDS = 8.0
+WAIT_SECONDS = 2.0
+RUN_SECONDS = 4.0
 #: iceoryx2 writers that may stall (and be replaced) in one call before its figure fails.
-MAX_STALLS = 2
+MAX_STALLS = 1
 _INDEX = ctypes.c_uint32
 
 
