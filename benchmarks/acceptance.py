@@ -96,12 +96,14 @@ def markdown(rows: Sequence[Row]) -> str:
 
 
 def cpu_lines(doc: dict[str, Any]) -> list[str]:
-    """CPU time per round trip beside the wall-time targets: spinning cannot win unseen."""
+    """CPU time per round trip (or per streamed frame) beside the wall-time targets:
+    spinning cannot win unseen."""
     lines = []
     for f in doc["figures"]:
         if not f["id"].startswith(CPU_PREFIX) or f.get("skipped") or f.get("ratio") is None:
             continue
-        lines.append(f"  {f['id'][len(CPU_PREFIX):]} at {f['size']}: shmimage "
+        where = f" at {f['size']}" if f["size"] else " per frame, all 5 processes"
+        lines.append(f"  {f['id'][len(CPU_PREFIX):]}{where}: shmimage "
                      f"{f['value'] * 1e6:.1f} us, {f['baseline_name']} "
                      f"{f['baseline'] * 1e6:.1f} us ({f['ratio']:.3g}x)")
     return ["CPU time per round trip, both processes (own wake-ups):"] + lines if lines else []

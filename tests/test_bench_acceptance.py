@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from shmimage.bench.build import build_figures
-from shmimage.bench.measure import CPU, MEMCPY, ROUND_TRIPS, WAKE, WAKE_TRIPS
+from shmimage.bench.measure import CPU, MEMCPY, ROUND_TRIPS, STREAMS, WAKE, WAKE_TRIPS
 from shmimage.bench.suite import Results
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -95,6 +95,8 @@ def _document(sizes: list[str]) -> dict[str, Any]:
     for key in ("lock/shmimage", "lock/multiprocessing.Lock", "wake/shmimage",
                 "wake/posix_ipc", "wake/Pipe", "wake/pyshmem"):
         s[key] = [1.0] * 30
+    s[f"{STREAMS}shmimage"], s[f"{CPU}{STREAMS}shmimage"] = [0.9] * 30, [1.0] * 30
+    s[f"{STREAMS}iceoryx2"], s[f"{CPU}{STREAMS}iceoryx2"] = [1.0] * 30, [2.0] * 30
     results.memory = {"rss_before": 0, "rss_in_view": 4096, "rss_with_copy": 33 << 20}
     figures = build_figures(results, sizes)
     return {"format": acceptance.FORMAT, "machine": {"cpu": "test", "cores": 2},
@@ -121,7 +123,10 @@ def test_a_bench_document_is_judged_target_by_target(tmp_path: Path,
     assert wake.rstrip().endswith("short")  # 1.0x posix_ipc, over its 0.5x
     iox = [line for line in out.splitlines() if "iceoryx2 receive + view, own wake-ups" in line]
     assert len(iox) == 2 and all("0.5x" in row and row.rstrip().endswith("met") for row in iox)
-    assert "not measured: streams" in out and "not measured: iceoryx2" not in out
+    assert "not measured: streams" not in out and "not measured: iceoryx2" not in out
+    stream = next(line for line in out.splitlines() if line.startswith("streams:"))
+    assert "1.11x" in stream and stream.rstrip().endswith("met")  # 1/0.9 the fps
+    assert "streams/iceoryx2 per frame, all 5 processes: shmimage 1000000.0 us" in out
     assert "CPU time per round trip" in out and "view/iceoryx2 at 640x480: shmimage 1000000.0 us" in out
     assert "note:" not in out  # 30 runs per figure: verdicts count
 

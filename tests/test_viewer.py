@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import re
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+import workers_viewer
 from shmimage import SharedImage
 from shmimage.render import fit_size, to_ppm, to_rgba8
 from shmimage.sample import SAMPLE_PATH
@@ -230,6 +234,42 @@ def test_live_mode_redraws_every_frame_and_stays_responsive(display, viewers, un
         viewer.events.event("focus", widget=DISPLAY_TEXT)
     assert viewer.close() == 0
     assert not segment_exists(key)
+
+
+def _live_frames(events: Events) -> list[dict[str, Any]]:
+    frames = [json.loads(line) for line in events.seen if '"source": "live"' in line]
+    return [e for e in frames if e.get("event") == "image"]
+
+
+def test_live_mode_follows_a_producer_process_lossily(display, viewers, unique_key, procs):
+    """A producer in its own process runs flat out with history 8: the viewer shows
+    the newest frame (not one 8 behind), never slows the producer, and every
+    generation is either drawn or counted as dropped."""
+    key = unique_key("viewer-producer")
+    viewer = Viewer(display, key, LEFT, "--live")
+    viewers.append(viewer)
+    viewer.events.event("status", text=ATTACH_FAILED_TEXT)
+    ctx = multiprocessing.get_context("spawn")
+    here, there = ctx.Pipe()
+    last = (255, 0, 255)
+    procs.start(workers_viewer.produce, key, 3000, 8, last, there)
+    assert here.poll(workers_viewer.WAIT)
+    status, final = here.recv()
+    assert status == "ok", final
+    viewer.events.event("image", source="live", generation=final)
+    assert find_image(screenshot(display), solid(last)[..., :3])
+    text = viewer.events.event("info")["text"]
+    assert f"generation {final}" in text and " fps" in text, text
+    dropped = int(re.search(r"(\d+) dropped", text).group(1))
+    shown = [e["generation"] for e in _live_frames(viewer.events)]
+    assert shown == sorted(shown), "frames are drawn in generation order"
+    generations = sorted(set(shown))
+    assert generations[-1] == final
+    # Live from before the first frame: each of generations 1..final was drawn or dropped.
+    assert len(generations) + dropped == final, (len(generations), dropped, generations[:5])
+    assert dropped > 0, "a producer flat out outpaces a window"
+    here.send("go")
+    assert viewer.close() == 0
 
 
 def test_live_mode_waits_for_a_publisher_to_appear(display, viewers, unique_key):

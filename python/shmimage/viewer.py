@@ -2,12 +2,12 @@
 
 Launch two: in the first press "Load Image From File...", in the second
 "Display Image From Shared Memory".  The "Live" toggle goes beyond the
-example and redraws on every new frame, waiting on a worker thread.
+example and redraws on every new frame, from a lossy subscription.
 """
 from __future__ import annotations
 
 import json
-import queue
+import os
 import signal
 import sys
 import threading
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import InvalidImageError, SharedMemoryError
+from .errors import EndOfStream, InvalidImageError, NotAttachedError, SharedMemoryError
 from .render import BACKGROUND, RateMeter, describe, printable, to_ppm
 
 TITLE = "SharedMemory Example"
@@ -37,7 +37,7 @@ ATTACH_FAILED_TEXT = "Unable to attach to shared memory segment.\nLoad an image 
 
 BOX = (400, 300)
 BORDER = 8  # room around the image inside its box
-LIVE_POLL_MS = 30
+LIVE_POLL_MS = 30  # where Tk cannot watch a pipe (Windows)
 RESIZE_DELAY_MS = 80
 Tracer = Callable[..., None]
 
@@ -112,69 +112,144 @@ class QtStore(Store):
 
 
 class LiveFeed:
-    """Waits for new frames on a worker thread; the Tk side picks them up with ``poll()``."""
+    """Follows a key with a lossy subscription and hands the newest frame to Tk.
+
+    A worker thread sleeps in the subscription's ``next()`` (in the kernel, no
+    polling, no timeout: ``stop()`` closes the subscription and detaches the
+    image, which wakes it); when frames arrive it takes them all, keeps a private copy of the
+    newest and writes a byte to a pipe that Tk watches (``createfilehandler``),
+    then waits until Tk has taken it. Frames published meanwhile stay in the
+    subscription: what it skips counts as dropped, and so do frames taken but
+    superseded before they were shown. The copy is what Tk keeps, so this
+    window never holds a pin on the writer's slots.
+    """
 
     def __init__(self, key: str) -> None:
         self.key = key
+        self.skipped = 0  # taken from the subscription but never shown
         self._stop = threading.Event()
-        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
+        self._taken = threading.Event()
+        self._taken.set()
+        self._mu = threading.Lock()
+        self._item: tuple[str, Any] | None = None
+        self._sub: Any = None
+        self._image: Any = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
         self._thread = threading.Thread(target=self._run, name="shmimage-live", daemon=True)
         self._thread.start()
 
-    def poll(self) -> tuple[str, Any] | None:
+    def fileno(self) -> int:
+        """Readable when there is something for Tk to take."""
+        return self._wake_r
+
+    def take(self) -> tuple[str, Any] | None:
+        """The newest frame or error, once; lets the worker go on."""
         try:
-            return self._inbox.get_nowait()
-        except queue.Empty:
-            return None
+            os.read(self._wake_r, 64)
+        except BlockingIOError:
+            pass
+        with self._mu:
+            item, self._item = self._item, None
+        self._taken.set()
+        return item
 
     def stop(self) -> None:
         self._stop.set()
+        self._taken.set()
+        with self._mu:
+            sub, image = self._sub, self._image
+        if sub is not None:
+            sub.close()  # a next() blocked in the worker returns at once
+        if image is not None:
+            image.detach()  # and so does a wait for the key or for a new stream
         self._thread.join(timeout=2.0)
+        if not self._thread.is_alive():  # else it may still write: leave it its pipe
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def _post(self, kind: str, payload: Any) -> None:
-        if kind == "frame":
-            self._drop_stale_frames()
-        try:
-            self._inbox.put(item=(kind, payload), timeout=0.5)
-        except queue.Full:
-            pass
+        """Hand one item to Tk and wait until it took it (or the feed stops)."""
+        self._taken.clear()
+        with self._mu:
+            self._item = (kind, payload)
+        os.write(self._wake_w, b"x")
+        while not self._taken.wait(0.5):
+            if self._stop.is_set():
+                return
 
-    def _drop_stale_frames(self) -> None:
+    def _subscribe(self, image: Any) -> Any:
+        """A lossy subscription from the current frame; says so once when there is none yet."""
         try:
-            while True:
-                self._inbox.get_nowait()
-        except queue.Empty:
-            pass
+            image.info()
+        except (SharedMemoryError, OSError) as exc:
+            self._post("error", exc)
+        sub = image.subscribe(lossless=False, start="latest")
+        with self._mu:
+            self._sub = sub
+        if self._stop.is_set():
+            sub.close()
+        return sub
+
+    def _newest(self, sub: Any, frame: Any) -> Any:
+        """Everything the subscription has now, of which the newest frame."""
+        while True:
+            try:
+                newer = sub.next(timeout=0)
+            except TimeoutError:
+                return frame
+            self.skipped += 1
+            frame = newer
 
     def _run(self) -> None:
         from .image import SharedImage
 
-        image = None
-        after = None
-        while not self._stop.is_set():
-            try:
-                if image is None:
-                    image = SharedImage(self.key)
-                    after = image.info().generation
-                    self._post("frame", (image.read(), after))
-                after = image.wait(timeout=0.25, after=after)
-                self._post("frame", (image.read(), after))
-            except TimeoutError:
-                continue
-            except (SharedMemoryError, OSError) as exc:
-                self._post("error", exc)
-                self._drop(image)
-                image = None
-                self._stop.wait(0.5)
-        self._drop(image)
+        image = SharedImage(self.key)
+        with self._mu:
+            self._image = image
+        if self._stop.is_set():
+            image.detach()
+        sub: Any = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    if sub is None:
+                        sub = self._subscribe(image)
+                    frame = self._newest(sub, sub.next())
+                    pixels, info = frame.pixels.copy(), frame.info
+                    del frame  # the slot's pin goes with it
+                    self._post("frame", (pixels, info.generation, sub.dropped + self.skipped))
+                except EndOfStream:
+                    # Until the writer starts a new stream: sleep until its next publish.
+                    self._sleep_until_a_new_frame(image)
+                except NotAttachedError:
+                    if self._stop.is_set():
+                        break
+                    self._restart(sub, None)
+                    sub = None
+                except (SharedMemoryError, OSError) as exc:
+                    self._restart(sub, exc)
+                    sub = None
+        finally:
+            if sub is not None:
+                sub.close()
+            image.detach()
 
-    @staticmethod
-    def _drop(image: Any) -> None:
-        if image is not None:
-            try:
-                image.detach()
-            except (SharedMemoryError, OSError):
-                pass
+    def _sleep_until_a_new_frame(self, image: Any) -> None:
+        try:
+            image.wait()
+        except (SharedMemoryError, OSError):
+            pass
+
+    def _restart(self, sub: Any, exc: BaseException | None) -> None:
+        """Say what went wrong, then let the loop subscribe afresh after a moment."""
+        if sub is not None:
+            sub.close()
+        with self._mu:
+            self._sub = None
+        if exc is not None:
+            self._post("error", exc)
+        self._stop.wait(0.5)
 
 
 # ---- the dialog ----------------------------------------------------------------------
@@ -189,6 +264,8 @@ class Viewer:
         self.trace = trace or (lambda **_: None)
         self._feed: LiveFeed | None = None
         self._poll_job: str | None = None
+        self._watched: int | None = None  # the feed's pipe, while Tk watches it
+        self._dropped = 0  # frames the live window never showed
         self._photo: Any = None
         self._shown: tuple[np.ndarray, str, int | None] | None = None
         self._box = BOX
@@ -323,7 +400,7 @@ class Viewer:
         shown = generation if generation is not None else "-"
         facts = f"generation {shown}  \u00b7  {describe(frame.shape, frame.dtype)}"
         if fps is not None:
-            facts += f"  \u00b7  {fps:.1f} fps"
+            facts += f"  \u00b7  {fps:.1f} fps  \u00b7  {self._dropped} dropped"
         text = f"key {printable(self.store.key, 56)}\n{facts}"
         self.status.configure(text=text)
         self.trace(event="info", text=text)
@@ -354,22 +431,38 @@ class Viewer:
         self.live.set(on)
         if on and self._feed is None:
             self._feed = LiveFeed(self.store.key)
-            self._poll_job = self.root.after(LIVE_POLL_MS, self._poll_live)
+            self._rate = RateMeter()
+            self._watch_feed(self._feed)
         elif not on:
             self._stop_live()
         self.trace(event="live", on=on)
 
+    def _watch_feed(self, feed: LiveFeed) -> None:
+        """Tk wakes when the feed's pipe is readable; where it cannot watch one, a timer."""
+        import tkinter as tk
+
+        try:
+            self.root.tk.createfilehandler(feed.fileno(), tk.READABLE,
+                                           lambda *_: self._take_live())
+        except (AttributeError, tk.TclError):
+            self._poll_job = self.root.after(LIVE_POLL_MS, self._poll_live)
+        else:
+            self._watched = feed.fileno()
+
     def _poll_live(self) -> None:
         if self._feed is None:
             return
-        item = self._feed.poll()
+        self._take_live()
+        self._poll_job = self.root.after(LIVE_POLL_MS, self._poll_live)
+
+    def _take_live(self) -> None:
+        item = self._feed.take() if self._feed is not None else None
         if item is not None:
             self._show_live(*item)
-        self._poll_job = self.root.after(LIVE_POLL_MS, self._poll_live)
 
     def _show_live(self, kind: str, payload: Any) -> None:
         if kind == "frame":
-            frame, generation = payload
+            frame, generation, self._dropped = payload
             self.show(frame, source="live", generation=generation)
         elif self.label.cget("text") != ATTACH_FAILED_TEXT:
             self.set_text(ATTACH_FAILED_TEXT)
@@ -391,6 +484,9 @@ class Viewer:
         job, self._poll_job = self._poll_job, None
         if job is not None and not self._closed:
             self.root.after_cancel(job)
+        watched, self._watched = self._watched, None
+        if watched is not None and not self._closed:
+            self.root.tk.deletefilehandler(watched)
         feed, self._feed = self._feed, None
         if feed is not None:
             feed.stop()

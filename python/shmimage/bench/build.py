@@ -15,6 +15,7 @@ from .measure import (
     MEMCPY,
     PING_1X1,
     ROUND_TRIPS,
+    STREAMS,
     WAKE,
     ZMQ_READ,
     ZMQ_VIEW,
@@ -171,7 +172,19 @@ def _global_figures(b: _Builder) -> None:
           "multiprocessing.Pipe", "wake/Pipe")
     b.add("wake/pyshmem", "wake-up ping-pong (publish/wait)", None, "wake/shmimage",
           "pyshmem futex notification", "wake/pyshmem", needs="pyshmem")
+    _stream_figures(b)
     b.figures.append(_rss_figure(b.results))
+
+
+def _stream_figures(b: _Builder) -> None:
+    """Every frame to FAN_OUT lossless subscribers: time per frame (the ratio is in
+    frames per second, shmimage's over iceoryx2's), then CPU per frame."""
+    own, peer = STREAMS + "shmimage", STREAMS + "iceoryx2"
+    what = f"streams, {FAN_OUT} lossless subscribers, 1920x1080: time per frame"
+    b.add("streams/iceoryx2", f"{what} (ratio: fps vs iceoryx2)", None, own,
+          "iceoryx2 publish-subscribe", peer, inverse=True, needs="iceoryx2")
+    b.add("cpu/streams/iceoryx2", "CPU per frame: streams, all processes", None, CPU + own,
+          "iceoryx2 CPU", CPU + peer, needs="iceoryx2")
 
 
 def _rss_figure(results: Results) -> Figure:

@@ -17,6 +17,7 @@ import numpy as np
 from . import methods_iceoryx2 as iox
 from . import methods_peers as peers
 from . import methods_shmimage as own
+from . import methods_streams as streams
 from . import methods_wakeup as wake
 from . import methods_zmq as zq
 from .frames import make_frame, parse_size, unique_name
@@ -87,6 +88,8 @@ MEMCPY = "memcpy@"
 #: Key prefixes of the own-wake-up round trips: wall and CPU time per trip.
 WAKE = "wake-rt/"
 CPU = "cpu@"
+#: Key prefix of the stream runs (frame period and CPU per frame): ``streams/<system>``.
+STREAMS = "streams/"
 
 Samples = dict[str, list[float]]
 
@@ -156,6 +159,10 @@ class Measurements:
             Step("wake/Pipe", "wake-up ping-pong: multiprocessing.Pipe", self.wake_pipe),
             Step("wake/pyshmem", "wake-up ping-pong: pyshmem futex notification",
                  self.wake_pyshmem, "pyshmem"),
+            Step("streams", f"streams: {FAN_OUT} lossless subscribers, history "
+                 f"{streams.HISTORY}, {streams.SIZE}, loan -> view", self.streams,
+                 keys=tuple(f"{prefix}{STREAMS}{name}" for name in streams.SYSTEMS
+                            for prefix in ("", CPU))),
             Step("rss", f"{largest} reader RssAnon holding a view()",
                  lambda: self.rss(largest), "procfs", once=True),
         ]
@@ -313,6 +320,20 @@ class Measurements:
         pinger = wake.PipePingPong(reader.conn)
         return {"wake/Pipe": wake.ping_pong(reader, pinger.role, {}, pinger.exchange,
                                             self.warmup, self.runs)}
+
+    def streams(self) -> Samples:
+        """Every frame to FAN_OUT lossless subscribers, shmimage and iceoryx2 alternating."""
+        ctx = multiprocessing.get_context("spawn")
+        names = [name for name in streams.SYSTEMS if name not in self.skipped
+                 and STREAMS + name not in self.failed]
+        got = streams.stream_runs(lambda: Reader(ctx, self.pool().lock), self.readers(FAN_OUT),
+                                  names, self.warmup, self.runs)
+        for name, reason in got.failed.items():
+            self.failed.add(STREAMS + name)
+            for prefix in ("", CPU):
+                self.fail(f"{prefix}{STREAMS}{name}", reason)
+        return ({f"{STREAMS}{name}": runs for name, runs in got.wall.items()}
+                | {f"{CPU}{STREAMS}{name}": runs for name, runs in got.cpu.items()})
 
     def rss(self, size: str) -> dict[str, int]:
         """In a fresh reader: the pool's readers keep freed frames in their heaps."""
