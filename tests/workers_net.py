@@ -181,5 +181,5 @@ def consume_every(conn: Any, key: str, last: int, slow: float, stall: bool) -> N
                 if slow:
                     time.sleep(rng.uniform(0, slow))
             conn.send(("ok", got, sub.dropped))
-    except Exception as exc:  # reported to the test, which fails with it
+    except Exception as exc:  # noqa: BLE001 - reported to the test, which fails with it
         conn.send(("error", f"{type(exc).__name__}: {exc} after {got[-3:]}"))

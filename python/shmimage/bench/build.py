@@ -1,6 +1,7 @@
 """Turns the suite's runs into the report's figures: medians, ratios, intervals."""
 from __future__ import annotations
 
+from . import across_hosts as net
 from .bootstrap import ratio_interval
 from .figures import Figure
 from .measure import (
@@ -49,7 +50,7 @@ class _Builder:
 
     def add(self, figure_id: str, name: str, size: str | None, key: str, baseline_name: str,
             baseline_key: str, inverse: bool = False,
-            needs: str | tuple[str, ...] | None = None) -> None:
+            needs: str | tuple[str, ...] | None = None, unit: str = "s") -> None:
         reason = self.why_missing(key) or self.why_missing(baseline_key)
         for need in (needs,) if isinstance(needs, str) else needs or ():
             if need in self.results.skipped:
@@ -63,8 +64,8 @@ class _Builder:
         self.figures.append(Figure(
             id=figure_id, name=name, size=size, value=self.seconds.get(key),
             baseline_name=baseline_name, baseline=self.seconds.get(baseline_key),
-            inverse=inverse, interval=interval, runs=min(len(runs), len(base_runs)),
-            skipped=reason,
+            inverse=inverse, unit=unit, interval=interval,
+            runs=min(len(runs), len(base_runs)), skipped=reason,
         ))
 
 
@@ -171,7 +172,24 @@ def _global_figures(b: _Builder) -> None:
           "multiprocessing.Pipe", "wake/Pipe")
     b.add("wake/pyshmem", "wake-up ping-pong (publish/wait)", None, "wake/shmimage",
           "pyshmem futex notification", "wake/pyshmem", needs="pyshmem")
+    _net_figures(b)
     b.figures.append(_rss_figure(b.results))
+
+
+def _net_figures(b: _Builder) -> None:
+    """Across hosts: frames per second (a ratio above 1 is faster than the baseline)."""
+    def fps(own: str, peer: str, fid: str, needs: tuple[str, ...]) -> None:
+        b.add(fid, f"across hosts {net.SIZE}: {own} fps", None, net.KEY + own, peer,
+              net.KEY + peer, needs=needs, unit="fps")
+
+    for mode, own in (("lossless", net.LOSSLESS), ("lossy", net.LOSSY)):
+        fps(own, net.RAW, f"net/{mode}/pyzmq", ("pyzmq",))
+        fps(own, net.IMAGEZMQ, f"net/{mode}/imagezmq", ("pyzmq", "imagezmq"))
+    prefix = net.KEY + net.compressed("")
+    codecs = {k[len(prefix):] for k in (*b.results.samples, *b.results.failures)
+              if k.startswith(prefix)}
+    for codec in sorted(codecs):
+        fps(net.compressed(codec), net.RAW, f"net/lossy-{codec}/pyzmq", ("pyzmq",))
 
 
 def _rss_figure(results: Results) -> Figure:

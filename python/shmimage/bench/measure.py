@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import across_hosts
 from . import methods_iceoryx2 as iox
 from . import methods_peers as peers
 from . import methods_shmimage as own
@@ -99,6 +100,8 @@ class Step:
     needs: str | None = None
     #: A one-off probe (memory, not time), taken in the last round only.
     once: bool = False
+    #: Streams sustained for a while, sliced into its runs: in the last round only.
+    sustained: bool = False
     #: The keys of the runs it returns (default: its own key).
     keys: tuple[str, ...] = ()
 
@@ -129,8 +132,10 @@ class Frames:
 class Measurements:
     def __init__(self, pool: Callable[[], ReaderPool], warmup: int, runs: int,
                  skipped: dict[str, str] | None = None,
-                 fail: Callable[[str, str], None] | None = None) -> None:
+                 fail: Callable[[str, str], None] | None = None,
+                 net: across_hosts.Plan | None = None) -> None:
         self.pool, self.warmup, self.runs = pool, warmup, runs
+        self.net_plan = net or across_hosts.Plan.make(quick=False)
         self.frames = Frames()
         #: Optional packages (and features) missing here, by name.
         self.skipped = skipped or {}
@@ -156,6 +161,9 @@ class Measurements:
             Step("wake/Pipe", "wake-up ping-pong: multiprocessing.Pipe", self.wake_pipe),
             Step("wake/pyshmem", "wake-up ping-pong: pyshmem futex notification",
                  self.wake_pyshmem, "pyshmem"),
+            Step("net", f"across hosts: {across_hosts.SIZE} over loopback TCP, sustained",
+                 self.across_hosts, "pyzmq", sustained=True,
+                 keys=across_hosts.keys(self.net_plan)),
             Step("rss", f"{largest} reader RssAnon holding a view()",
                  lambda: self.rss(largest), "procfs", once=True),
         ]
@@ -313,6 +321,10 @@ class Measurements:
         pinger = wake.PipePingPong(reader.conn)
         return {"wake/Pipe": wake.ping_pong(reader, pinger.role, {}, pinger.exchange,
                                             self.warmup, self.runs)}
+
+    def across_hosts(self) -> Samples:
+        """Frames per second over loopback TCP: serve -> relay, raw pyzmq, imagezmq."""
+        return across_hosts.measure(self.net_plan, self.skipped, self.fail)
 
     def rss(self, size: str) -> dict[str, int]:
         """In a fresh reader: the pool's readers keep freed frames in their heaps."""
