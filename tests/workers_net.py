@@ -183,3 +183,29 @@ def consume_every(conn: Any, key: str, last: int, slow: float, stall: bool) -> N
             conn.send(("ok", got, sub.dropped))
     except Exception as exc:  # noqa: BLE001 - reported to the test, which fails with it
         conn.send(("error", f"{type(exc).__name__}: {exc} after {got[-3:]}"))
+
+
+def consume_every_printed(key: str, last: int, timeout: float) -> None:
+    """A lossless consumer for the namespace test: once the key has a frame, a
+    lossless subscription from it; prints "frame INDEX PID WRITER_PID" for each
+    frame whose every pixel holds its meta index (else "bad ..."), until INDEX is
+    ``last``."""
+    from shmimage import NoFrameError, NotFoundError, SharedImage
+
+    deadline = time.monotonic() + timeout
+    with SharedImage(key) as image:
+        while time.monotonic() < deadline:
+            try:
+                image.wait(timeout=0.5, after=0)
+                break
+            except (TimeoutError, NotFoundError, NoFrameError):
+                continue
+        with image.subscribe(lossless=True, start="latest") as sub:
+            index = -1
+            while index != last:
+                frame = sub.next(timeout=max(deadline - time.monotonic(), 0.0))
+                index = int(frame.info.meta.get("i", -1))
+                good = bool((frame.pixels == index).all())
+                print("frame" if good else "bad", index, os.getpid(), frame.info.writer_pid,
+                      flush=True)
+                del frame
