@@ -167,6 +167,8 @@ def test_a_relay_that_comes_back_resumes_after_its_last_frame(procs, unique_key)
                 publish(writer, index, timeout=0.5)
         finally:
             os.kill(relay.proc.pid, signal.SIGCONT)
+        # Back (on its old connection, or a new one after its own 5 s of silence).
+        server.wait_for(lambda facts: facts["relays"] == 1)
         for index in range(18, last + 1):
             publish(writer, index)
         got, dropped = consumer.result()
