@@ -68,8 +68,10 @@ class Server:
     insecure
         Allow a non-local bind without CURVE.
     max_pins
-        Frame slots the server keeps pinned for sends at once; frames beyond
-        that are sent from a private copy, so a writer is never held up.
+        Frame slots the server keeps pinned for lossy sends at once; frames
+        beyond that are sent from a private copy, so a writer is never held
+        up by lossy relays. (A lossless relay's frames stay pinned while in
+        flight: at most its window of them.)
     on_progress
         Called about once a second with a status line (fps, MB/s, dropped).
     Raises
