@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import interrupt
 from .frames import make_frame, parse_size, unique_name
 
 SIZE = "1920x1080"
@@ -178,6 +179,7 @@ def _count(method: _Method, plan: Plan, methods: list[_Method]) -> None:
     try:
         deadline = time.monotonic() + START_SECONDS
         while not flags.ready.wait(POLL):
+            interrupt.check()
             _errors(flags.errors, methods)
             if method.error:
                 return
@@ -187,6 +189,7 @@ def _count(method: _Method, plan: Plan, methods: list[_Method]) -> None:
         time.sleep(plan.warmup)
         count, at = flags.frames.value, time.monotonic()
         for _ in range(max(round(plan.seconds / SLICE), 1)):
+            interrupt.check()  # a stop asked for: the caller's finally ends every process
             time.sleep(SLICE)
             now_count, now = flags.frames.value, time.monotonic()
             method.samples.append((now_count - count) / (now - at))
@@ -199,9 +202,10 @@ def _count(method: _Method, plan: Plan, methods: list[_Method]) -> None:
 def _started(up: Any, count: int) -> None:
     """Wait until every process has its imports (start-up must not load the count)."""
     deadline = time.monotonic() + START_SECONDS
-    for _ in range(count):
-        if not up.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
-            return  # a process that cannot start: its method reports it
+    while count and time.monotonic() < deadline:  # else: a method that cannot start says so
+        interrupt.check()
+        if up.acquire(timeout=POLL):
+            count -= 1
 
 
 def _errors(errors: Any, methods: list[_Method]) -> None:
