@@ -67,7 +67,8 @@ def test_acceptance_judges_the_across_hosts_rows(lossless: float, verdict: str) 
 
 
 def test_a_short_real_run_measures_every_method_and_leaves_nothing() -> None:
-    plan = net.Plan(seconds=0.3, warmup=0.2, turns=1, codecs=("lz4",) if _has("lz4") else ())
+    plan = net.Plan(seconds=0.3, warmup=0.2, turns=1, codecs=("lz4",) if _has("lz4") else (),
+                    slice=0.1)
     skipped = {} if _has("imagezmq") else {"imagezmq": "not installed"}
     failed: dict[str, str] = {}
     before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()

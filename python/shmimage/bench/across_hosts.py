@@ -34,13 +34,12 @@ from .frames import make_frame, parse_size, unique_name
 
 SIZE = "1920x1080"
 WINDOW = 2            # frames in flight: the relay's credits, and raw pyzmq's
-SLICE = 0.1           # seconds per sample
 LOSSY_PACE = 1.25     # the lossy producer's rate, against the raw pyzmq rate
 START_SECONDS = 60.0  # a method's processes must stream within this
 POLL = 0.1            # seconds between looks at the stop flag
 POLL_MS = 100
 REPLY_SECONDS = 5.0   # an imagezmq sender without a reply this long: the hub is gone
-DRAIN_SECONDS = 0.2   # after a method's turn: what it has in flight arrives
+DRAIN_SECONDS = 0.1   # after a method's turn: what it has in flight arrives
 RAW, IMAGEZMQ = "raw pyzmq", "imagezmq REQ/REP"
 LOSSLESS, LOSSY = "shmimage lossless", "shmimage lossy"
 #: Sample keys: ``net/<method>``, in frames per second, one per slice.
@@ -54,17 +53,19 @@ def compressed(codec: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """How long each method streams without a pause (``seconds``, after ``warmup``),
-    how many turns every method takes, and which compressions are reported."""
+    how many turns every method takes, the seconds per sample (``slice``), and
+    which compressions are reported."""
 
     seconds: float
     warmup: float
     turns: int
     codecs: tuple[str, ...]
+    slice: float = 0.1
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
-        if quick:
-            return cls(0.8, 0.3, 2, ())  # 16 samples: the quick minimum is 15
+        if quick:  # 16 samples: the quick minimum is 15
+            return cls(0.8, 0.2, 1, (), slice=0.05)
         return cls(10.0, 1.0, 2, tuple(c for c in ("lz4", "zstd") if _has_codec(c)))
 
 
@@ -188,9 +189,9 @@ def _count(method: _Method, plan: Plan, methods: list[_Method]) -> None:
                 return
         time.sleep(plan.warmup)
         count, at = flags.frames.value, time.monotonic()
-        for _ in range(max(round(plan.seconds / SLICE), 1)):
+        for _ in range(max(round(plan.seconds / plan.slice), 1)):
             interrupt.check()  # a stop asked for: the caller's finally ends every process
-            time.sleep(SLICE)
+            time.sleep(plan.slice)
             now_count, now = flags.frames.value, time.monotonic()
             method.samples.append((now_count - count) / (now - at))
             count, at = now_count, now
