@@ -367,7 +367,8 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize("during", ["round trip: multiprocessing.shared_memory",
                                     "round trip: iceoryx2 receive+view",
                                     "own wake-ups",
-                                    "first publish into a new segment"])
+                                    "first publish into a new segment",
+                                    "across hosts"])
 def test_sigterm_mid_run_leaves_nothing_behind(during: str) -> None:
     before = _shm_entries()
     proc = subprocess.Popen([sys.executable, "-m", "shmimage.bench", "--quick"],

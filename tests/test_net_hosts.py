@@ -105,9 +105,11 @@ echo "left $(ls -A /dev/shm | wc -l)"
 
 def start_relay_side(hosts: dict[str, str], key: str, last: int,
                      *extra: str) -> subprocess.Popen[str]:
-    """The relay and a consumer in the relay's namespaces, with their own /dev/shm."""
+    """The relay and a consumer in the relay's namespaces, with their own /dev/shm.
+    Lossless: the consumer takes every frame through a lossless subscription."""
+    consume = "consume_every_printed" if "--lossless" in extra else "consume_until"
     consumer = (f"import sys; sys.path.insert(0, {TESTS!r}); from workers_net import "
-                f"consume_until; consume_until({key!r}, {last}, {TIMEOUT})")
+                f"{consume}; {consume}({key!r}, {last}, {TIMEOUT})")
     script = RELAY_SIDE.format(python=shlex.quote(sys.executable),
                                address=f"tcp://{hosts['server_ip']}:{PORT}",
                                key=shlex.quote(key), extra=" ".join(extra),
@@ -135,17 +137,20 @@ def test_frames_cross_between_namespaces(hosts, unique_key, lossless):
     flag = ("--lossless",) if lossless else ()
     last = 40
     with SharedImage(key) as writer:
-        writer.publish(indexed(0, (120, 160, 3), "uint8"))
+        writer.publish(indexed(0, (120, 160, 3), "uint8"), meta={"i": 0})
         server = start_server(hosts, key, *flag)
         side = start_relay_side(hosts, key, last, *flag)
         try:
             out = Lines(side.stdout)
             relay_pid = int(out.expect(lambda line: line.startswith("relay-pid")).split()[1])
             seen = [out.expect(lambda line: line.startswith("frame"))]
-            if lossless:  # each frame once it is shown: every one must arrive
+            if lossless:  # a burst: the writer is held back, every frame must arrive
                 for index in range(1, last + 1):
-                    writer.publish(indexed(index, (120, 160, 3), "uint8"))
-                    seen.append(out.expect(lambda line: line.startswith("frame")))
+                    writer.publish(indexed(index, (120, 160, 3), "uint8"), meta={"i": index},
+                                   timeout=TIMEOUT)
+                for _ in range(last):
+                    seen.append(out.expect(lambda line: line.startswith(("frame", "bad"))))
+                assert [line.split()[0] for line in seen] == ["frame"] * (last + 1)
                 assert [int(line.split()[1]) for line in seen] == list(range(last + 1))
             else:  # a burst: the newest frame must arrive
                 for index in range(1, last + 1):

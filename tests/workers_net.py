@@ -148,3 +148,64 @@ def blocking(kind: str, results: Any, *args: Any) -> None:
 
     stats = (net.serve if kind == "serve" else net.relay)(*args)
     results.put((kind, stats.snapshot()))
+
+
+def frame_of(index: int, shape: tuple[int, ...] = (120, 160, 3)) -> np.ndarray:
+    """A uint8 frame for index ``index`` (its pixels hold ``index % 256``; the
+    index itself travels in the meta as ``{"i": index}``)."""
+    return np.full(shape, index % 256, np.uint8)
+
+
+def consume_every(conn: Any, key: str, last: int, slow: float, stall: bool) -> None:
+    """A relay-side consumer: a lossless subscription of ``key`` from its current
+    frame. Says "ready"; with ``stall`` takes nothing until told "go"; then takes
+    frames until meta index ``last``, sleeping up to ``slow`` s between them.
+    Sends ("ok", [(meta index, pixels all index % 256)], dropped) or ("error", text)."""
+    import random
+
+    from shmimage import SharedImage
+
+    rng = random.Random()
+    got: list[tuple[int, bool]] = []
+    try:
+        with SharedImage(key) as image, image.subscribe(lossless=True, start="latest") as sub:
+            conn.send("ready")
+            if stall and not (conn.poll(TIMEOUT) and conn.recv() == "go"):
+                raise TimeoutError("never told to go")
+            index = -1
+            while index != last:
+                frame = sub.next(timeout=TIMEOUT)
+                index = int(frame.info.meta["i"])
+                got.append((index, bool((frame.pixels == index % 256).all())))
+                del frame
+                if slow:
+                    time.sleep(rng.uniform(0, slow))
+            conn.send(("ok", got, sub.dropped))
+    except Exception as exc:  # noqa: BLE001 - reported to the test, which fails with it
+        conn.send(("error", f"{type(exc).__name__}: {exc} after {got[-3:]}"))
+
+
+def consume_every_printed(key: str, last: int, timeout: float) -> None:
+    """A lossless consumer for the namespace test: once the key has a frame, a
+    lossless subscription from it; prints "frame INDEX PID WRITER_PID" for each
+    frame whose every pixel holds its meta index (else "bad ..."), until INDEX is
+    ``last``."""
+    from shmimage import NoFrameError, NotFoundError, SharedImage
+
+    deadline = time.monotonic() + timeout
+    with SharedImage(key) as image:
+        while time.monotonic() < deadline:
+            try:
+                image.wait(timeout=0.5, after=0)
+                break
+            except (TimeoutError, NotFoundError, NoFrameError):
+                continue
+        with image.subscribe(lossless=True, start="latest") as sub:
+            index = -1
+            while index != last:
+                frame = sub.next(timeout=max(deadline - time.monotonic(), 0.0))
+                index = int(frame.info.meta.get("i", -1))
+                good = bool((frame.pixels == index).all())
+                print("frame" if good else "bad", index, os.getpid(), frame.info.writer_pid,
+                      flush=True)
+                del frame

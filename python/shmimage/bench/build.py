@@ -1,6 +1,7 @@
 """Turns the suite's runs into the report's figures: medians, ratios, intervals."""
 from __future__ import annotations
 
+from . import across_hosts as net
 from .bootstrap import ratio_interval
 from .figures import Figure
 from .measure import (
@@ -50,7 +51,7 @@ class _Builder:
 
     def add(self, figure_id: str, name: str, size: str | None, key: str, baseline_name: str,
             baseline_key: str, inverse: bool = False,
-            needs: str | tuple[str, ...] | None = None) -> None:
+            needs: str | tuple[str, ...] | None = None, unit: str = "s") -> None:
         reason = self.why_missing(key) or self.why_missing(baseline_key)
         for need in (needs,) if isinstance(needs, str) else needs or ():
             if need in self.results.skipped:
@@ -64,8 +65,8 @@ class _Builder:
         self.figures.append(Figure(
             id=figure_id, name=name, size=size, value=self.seconds.get(key),
             baseline_name=baseline_name, baseline=self.seconds.get(baseline_key),
-            inverse=inverse, interval=interval, runs=min(len(runs), len(base_runs)),
-            skipped=reason,
+            inverse=inverse, unit=unit, interval=interval,
+            runs=min(len(runs), len(base_runs)), skipped=reason,
         ))
 
 
@@ -173,6 +174,7 @@ def _global_figures(b: _Builder) -> None:
     b.add("wake/pyshmem", "wake-up ping-pong (publish/wait)", None, "wake/shmimage",
           "pyshmem futex notification", "wake/pyshmem", needs="pyshmem")
     _stream_figures(b)
+    _net_figures(b)
     b.figures.append(_rss_figure(b.results))
 
 
@@ -185,6 +187,22 @@ def _stream_figures(b: _Builder) -> None:
           "iceoryx2 publish-subscribe", peer, inverse=True, needs="iceoryx2")
     b.add("cpu/streams/iceoryx2", "CPU per frame: streams, all processes", None, CPU + own,
           "iceoryx2 CPU", CPU + peer, needs="iceoryx2")
+
+
+def _net_figures(b: _Builder) -> None:
+    """Across hosts: frames per second (a ratio above 1 is faster than the baseline)."""
+    def fps(own: str, peer: str, fid: str, needs: tuple[str, ...]) -> None:
+        b.add(fid, f"across hosts {net.SIZE}: {own} fps", None, net.KEY + own, peer,
+              net.KEY + peer, needs=needs, unit="fps")
+
+    for mode, own in (("lossless", net.LOSSLESS), ("lossy", net.LOSSY)):
+        fps(own, net.RAW, f"net/{mode}/pyzmq", ("pyzmq",))
+        fps(own, net.IMAGEZMQ, f"net/{mode}/imagezmq", ("pyzmq", "imagezmq"))
+    prefix = net.KEY + net.compressed("")
+    codecs = {k[len(prefix):] for k in (*b.results.samples, *b.results.failures)
+              if k.startswith(prefix)}
+    for codec in sorted(codecs):
+        fps(net.compressed(codec), net.RAW, f"net/lossy-{codec}/pyzmq", ("pyzmq",))
 
 
 def _rss_figure(results: Results) -> Figure:

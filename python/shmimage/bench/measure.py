@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import across_hosts
 from . import methods_iceoryx2 as iox
 from . import methods_peers as peers
 from . import methods_shmimage as own
@@ -102,6 +103,8 @@ class Step:
     needs: str | None = None
     #: A one-off probe (memory, not time), taken in the last round only.
     once: bool = False
+    #: Streams sustained for a while, sliced into its runs: in the last round only.
+    sustained: bool = False
     #: The keys of the runs it returns (default: its own key).
     keys: tuple[str, ...] = ()
 
@@ -132,8 +135,10 @@ class Frames:
 class Measurements:
     def __init__(self, pool: Callable[[], ReaderPool], warmup: int, runs: int,
                  skipped: dict[str, str] | None = None,
-                 fail: Callable[[str, str], None] | None = None) -> None:
+                 fail: Callable[[str, str], None] | None = None,
+                 net: across_hosts.Plan | None = None) -> None:
         self.pool, self.warmup, self.runs = pool, warmup, runs
+        self.net_plan = net or across_hosts.Plan.make(quick=False)
         self.frames = Frames()
         #: Optional packages (and features) missing here, by name.
         self.skipped = skipped or {}
@@ -163,6 +168,9 @@ class Measurements:
                  f"{streams.HISTORY}, {streams.SIZE}, loan -> view", self.streams,
                  keys=tuple(f"{prefix}{STREAMS}{name}" for name in streams.SYSTEMS
                             for prefix in ("", CPU))),
+            Step("net", f"across hosts: {across_hosts.SIZE} over loopback TCP, sustained",
+                 self.across_hosts, "pyzmq", sustained=True,
+                 keys=across_hosts.keys(self.net_plan)),
             Step("rss", f"{largest} reader RssAnon holding a view()",
                  lambda: self.rss(largest), "procfs", once=True),
         ]
@@ -334,6 +342,10 @@ class Measurements:
                 self.fail(f"{prefix}{STREAMS}{name}", reason)
         return ({f"{STREAMS}{name}": runs for name, runs in got.wall.items()}
                 | {f"{CPU}{STREAMS}{name}": runs for name, runs in got.cpu.items()})
+
+    def across_hosts(self) -> Samples:
+        """Frames per second over loopback TCP: serve -> relay, raw pyzmq, imagezmq."""
+        return across_hosts.measure(self.net_plan, self.skipped, self.fail)
 
     def rss(self, size: str) -> dict[str, int]:
         """In a fresh reader: the pool's readers keep freed frames in their heaps."""

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-from . import interrupt, sandbox
+from . import across_hosts, interrupt, sandbox
 from .frames import SIZES, parse_size
 from .measure import FAN_OUT, Measurements, Step
 from .methods_peers import pyshmem_lock_dir
@@ -19,6 +19,8 @@ from .timing import Repeats
 class Settings:
     sizes: list[str]
     repeats: Repeats
+    net: across_hosts.Plan = dataclasses.field(
+        default_factory=lambda: across_hosts.Plan.make(quick=False))
 
     @classmethod
     def make(cls, quick: bool, sizes: list[str] | None = None,
@@ -28,7 +30,8 @@ class Settings:
             parse_size(size)
         default_runs, warmup, rounds = (15, 2, 3) if quick else (35, 3, 5)
         runs = runs or default_runs
-        return cls(chosen, Repeats(warmup=warmup, runs=runs, rounds=min(rounds, runs)))
+        return cls(chosen, Repeats(warmup=warmup, runs=runs, rounds=min(rounds, runs)),
+                   across_hosts.Plan.make(quick))
 
 
 @dataclasses.dataclass
@@ -65,7 +68,7 @@ class Suite:
         self._pool: ReaderPool | None = None
         repeats = settings.repeats
         self.measure = Measurements(self.pool, repeats.warmup, repeats.per_round,
-                                    self.results.skipped, self._fail_key)
+                                    self.results.skipped, self._fail_key, settings.net)
 
     def pool(self) -> ReaderPool:
         if self._pool is None:
@@ -75,7 +78,7 @@ class Suite:
     def run(self, progress_stream: TextIO = sys.stderr) -> Results:
         steps = self.measure.plan(self.settings.sizes)
         rounds = self.settings.repeats.rounds
-        timed = [s for s in steps if not s.once]
+        timed = [s for s in steps if not (s.once or s.sustained)]  # the rest: last round
         progress = Progress(rounds * len(timed) + len(steps) - len(timed), progress_stream)
         with pyshmem_lock_dir(), sandbox.isolated():
             try:

@@ -24,13 +24,14 @@ _SPARE_COPIES = 4
 
 class Pinned:
     """One frame held still while sends use it: its slot pinned by an open
-    ``view()`` block, or a private copy. Shared by every relay that sends it;
-    the pin goes when the last holder releases it."""
+    ``view()`` block or by the array itself (a subscription's frame), or a
+    private copy. Shared by every relay that sends it; the pin goes when the
+    last holder releases it (and ZeroMQ no longer references the array)."""
 
     __slots__ = ("_block", "_owner", "generation", "meta", "pixels", "refs", "timestamp_ns")
 
-    def __init__(self, owner: LatestFrames, pixels: np.ndarray, block: Any, generation: int,
-                 timestamp_ns: int, meta: dict[str, Any] | None) -> None:
+    def __init__(self, owner: LatestFrames | None, pixels: np.ndarray, block: Any,
+                 generation: int, timestamp_ns: int, meta: dict[str, Any] | None) -> None:
         self._owner, self._block = owner, block
         self.pixels, self.generation = pixels, generation
         self.timestamp_ns, self.meta = timestamp_ns, meta
@@ -46,7 +47,7 @@ class Pinned:
 
     def release(self) -> None:
         self.refs -= 1
-        if self.refs == 0:
+        if self.refs == 0 and self._owner is not None:
             self._owner._forget(self)
             block, self._block = self._block, None
             if block is not None:

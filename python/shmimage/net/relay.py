@@ -1,9 +1,11 @@
 """`Relay`: receives a served key's frames and republishes them into a local key."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
@@ -29,6 +31,7 @@ from .wire import (
 
 PING_SECONDS = 1.0
 BYE_LINGER_MS = 200
+LOAN_SLICE = 0.5      # a lossless relay waiting for a local slot pings this often
 HELLO_SECONDS = 0.5   # at most one hello this often, whatever the server says
 MAX_KEY_CHARS = 255
 _LOAN_TAKES_META = "meta" in inspect.signature(SharedImage.loan).parameters
@@ -58,7 +61,9 @@ class Relay:
     max_frame_bytes
         The largest frame accepted; ZeroMQ drops a peer that sends more.
     loan_timeout
-        Seconds to wait for a free local slot before a frame is dropped.
+        Lossy: seconds to wait for a free local slot before a frame is
+        dropped. A lossless relay waits as long as its local consumers hold
+        the store up (and so holds the server's writer back).
     on_progress
         Called about once a second with a status line (fps, MB/s, dropped).
     on_notice
@@ -107,6 +112,7 @@ class Relay:
         self._progress = Progress(self.stats, on_progress)
         self._image: SharedImage | None = SharedImage(key) if key is not None else None
         self._last_hello = 0.0
+        self._last = 0  # the last generation published, in the server's current stream
         self._on_notice = on_notice
 
     def stop(self) -> None:
@@ -196,7 +202,7 @@ class Relay:
         if not force and now - self._last_hello < HELLO_SECONDS:
             return
         self._last_hello = now
-        after = self.stats.last_generation if self.lossless and self.stats.last_generation else None
+        after = self._last if self.lossless and self._last else None
         _send(sock, encode_control("hello", mode="lossless" if self.lossless else "lossy",
                                    credit=self.window, after=after))
 
@@ -240,6 +246,8 @@ class Relay:
             self._on_notice("the server sends the newest frame only: start it with "
                             "--lossless (lossless=True) for every frame")
         self.mode = fields["mode"]
+        if self.mode == "lossless" and fields.get("after") is None:
+            self._last = 0  # the server starts afresh (a new store): any generation is new
         key = fields.get("key")
         if self._image is None:
             if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS:
@@ -267,8 +275,9 @@ class Relay:
         if not sock.rcvmore:
             raise WireError("frame without pixels")
         image = self._image
-        last = self.stats.last_generation
-        if image is None or header.generation == last:
+        last = self._last
+        if image is None or header.generation == last or (
+                self.mode == "lossless" and header.generation < last):
             return  # no key to publish into yet, or a frame already published
         try:
             self._publish(sock, image, header)
@@ -284,7 +293,7 @@ class Relay:
         self.stats.frames += 1
         self.stats.bytes += header.size
         self.stats.dropped += gap
-        self.stats.last_generation = header.generation
+        self.stats.last_generation = self._last = header.generation
 
     def _publish(self, sock: zmq.Socket[Any], image: SharedImage, header: FrameHeader) -> None:
         extra: dict[str, Any] = {"meta": header.meta} if _LOAN_TAKES_META and header.meta else {}
@@ -294,11 +303,38 @@ class Relay:
             if len(payload) != header.size or sock.rcvmore:
                 raise WireError(f"payload of {len(payload)} bytes, header says {header.size}")
         # An exception inside the block (a bad payload) publishes nothing.
-        with image.loan(header.shape, header.dtype, timeout=self.loan_timeout, **extra) as out:
+        with self._loan(sock, image, header, extra) as out:
             if payload is not None:
                 decode_into(header, payload.buffer, out)
             else:
                 self._recv_pixels(sock, header, out)
+
+    @contextlib.contextmanager
+    def _loan(self, sock: zmq.Socket[Any], image: SharedImage, header: FrameHeader,
+              extra: dict[str, Any]) -> Iterator[np.ndarray]:
+        """`image.loan()` for this frame. Lossy: waits up to ``loan_timeout``.
+        Lossless: waits as long as a local consumer holds the store up (a
+        lossless subscriber, pins), pinging the server meanwhile so that it
+        keeps this relay: the wait reaches the server's writer as backpressure."""
+        lossless = self.mode == "lossless"
+        deadline = time.monotonic() + self.loan_timeout
+        while True:
+            left = deadline - time.monotonic()
+            wait = LOAN_SLICE if lossless else max(min(LOAN_SLICE, left), 0.0)
+            block = image.loan(header.shape, header.dtype, timeout=wait, **extra)
+            try:
+                out = block.__enter__()
+                break
+            except TimeoutError:
+                if self._stopping.is_set() or (not lossless and left <= wait):
+                    raise
+                _send(sock, encode_control("ping"))
+        try:
+            yield out
+        except BaseException as exc:
+            block.__exit__(type(exc), exc, exc.__traceback__)  # publishes nothing
+            raise
+        block.__exit__(None, None, None)
 
     def _recv_pixels(self, sock: zmq.Socket[Any], header: FrameHeader, out: np.ndarray) -> None:
         received = sock.recv_into(out.reshape(-1).view(np.uint8).data, flags=zmq.NOBLOCK)

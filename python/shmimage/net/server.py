@@ -11,6 +11,7 @@ import zmq
 from ..errors import NotAttachedError, SharedMemoryError
 from ..image import SharedImage
 from ._source import FollowLatest, FrameSource, LatestFrames, Pinned
+from ._stream import EveryFrame
 from .codecs import encode, parse_codec
 from .security import check_bind, segment_identity, serve_with_curve, server_keys
 from .stats import Progress, Stats, stop_on_signals
@@ -54,8 +55,11 @@ class Server:
         A ZeroMQ endpoint; ``tcp://127.0.0.1:PORT`` by default. Any address
         other hosts can reach needs ``curve`` or ``insecure=True``.
     lossless
-        Whether relays may ask for every frame in order (else each relay is
-        served lossy: the newest frame, at most ``window`` in flight).
+        Whether relays may ask for every frame in order: each such relay gets
+        a lossless subscription of the store, so the local writer waits for
+        a relay that lags (its `TimeoutError` names this server's pid) until
+        the relay catches up or is dropped after 5 s without a word. Else
+        each relay is served lossy: the newest frame, at most 2 in flight.
     compress
         ``None``/``"none"``, ``"lz4"``, ``"zstd"``, ``"png"``, ``"jpeg"`` or ``"jpeg:Q"``.
     curve
@@ -64,8 +68,10 @@ class Server:
     insecure
         Allow a non-local bind without CURVE.
     max_pins
-        Frame slots the server keeps pinned for sends at once; frames beyond
-        that are sent from a private copy, so a writer is never held up.
+        Frame slots the server keeps pinned for lossy sends at once; frames
+        beyond that are sent from a private copy, so a writer is never held
+        up by lossy relays. (A lossless relay's frames stay pinned while in
+        flight: at most its window of them.)
     on_progress
         Called about once a second with a status line (fps, MB/s, dropped).
 
@@ -290,16 +296,24 @@ class Server:
             return
         self._peers[ident] = _Peer(mode, window, source, window, time.monotonic())
         self.stats.relays = len(self._peers)
-        _send(sock, [ident, encode_control("welcome", mode=mode, key=self.key,
+        resumes = source.after if isinstance(source, EveryFrame) else None
+        _send(sock, [ident, encode_control("welcome", mode=mode, key=self.key, after=resumes,
                                            segment=segment_identity(self._native_key))])
 
     def _source_for(self, mode: str, after: int | None) -> FrameSource | None:
-        """Where a relay's frames come from. Both modes follow the latest frame
-        today; a lossless relay resumes after ``after`` and is told of any gap.
-        (A lossless subscription of the store, once it exists, plugs in here.)"""
+        """Where a relay's frames come from: lossy relays share the newest frame;
+        a lossless relay gets its own lossless subscription of the store, from
+        just after ``after`` (its last generation) when the store still keeps it."""
         if self._frames is None:
             return None
-        return FollowLatest(self._frames, after if mode == "lossless" else None)
+        if mode != "lossless":
+            return FollowLatest(self._frames, None)
+        try:
+            return EveryFrame(self._frames.image, after)
+        except (SharedMemoryError, ValueError) as exc:  # e.g. 64 lossless subscribers already
+            self._frames.last_error = str(exc)
+            self.stats.rejected += 1
+            return None
 
     def _send_all(self, sock: zmq.Socket[Any]) -> None:
         for ident, peer in self._peers.items():

@@ -123,8 +123,11 @@ def parse_control(data: bytes) -> dict[str, Any]:
         _field(fields, "credit", 1, 1 << 16)
         if fields.get("after") is not None:
             _field(fields, "after")
-    if op == "welcome" and fields.get("mode") not in ("lossy", "lossless"):
-        raise WireError("welcome without a mode")
+    if op == "welcome":
+        if fields.get("mode") not in ("lossy", "lossless"):
+            raise WireError("welcome without a mode")
+        if fields.get("after") is not None:
+            _field(fields, "after")
     return fields
 
 
