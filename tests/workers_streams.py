@@ -90,3 +90,30 @@ def hold_lossless(key: str, conn: Any, take: Any) -> None:
                 conn.send(sub.next(timeout=WAIT).info.generation)
     except REPORTED as exc:
         conn.send(_error(exc))
+
+
+def growing_frame(index: int) -> np.ndarray:
+    """Frame `index` of a stream whose frames grow mid-stream and shrink
+    back: small, then a run of large ones (a bigger store), then small
+    again (16 small frames in a row shrink it), in cycles of 120."""
+    shape = (96, 128) if index % 120 >= 60 else SHAPE
+    return np.full(shape, index, dtype=np.uint32)
+
+
+def publish_growing(key: str, first: int, count: int, history: int, conn: Any) -> None:
+    """As publish_indexed with growing_frame, then end the stream; sends
+    ("ok", last generation, stores replaced meanwhile)."""
+    image = SharedImage(key, history=history)
+    try:
+        gen, moved, store = 0, 0, None
+        for i in range(first, first + count):
+            gen = image.publish(growing_frame(i), meta={"i": i}, timeout=WAIT)
+            now = image._store
+            moved += store is not None and now is not store
+            store = now
+        image.end_stream()
+        conn.send(("ok", gen, moved))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()

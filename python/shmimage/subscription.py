@@ -50,6 +50,7 @@ class Subscription:
         self._copy = bool(copy)
         self._lossless = bool(lossless)
         self._entry = -1  # registry entry of a lossless subscription
+        self._token = 0  # its identity in the registry, kept across rebuilds
         self._store: _shmcore.FrameStore | None = None
         self._next = 0  # the generation to return next; 0: not positioned yet
         self._dropped = 0
@@ -73,23 +74,36 @@ class Subscription:
                 self._store = store
             if self._next == 0:
                 self._next = self._first(store)
-            self._register(store)
+            store = self._register(store)
         elif store.successor is not None:
-            old, store = store, store.live
-            if self._entry >= 0:
-                old.unsubscribe(self._entry)
-                self._entry = -1
-            self._store = store
-            self._register(store)
+            store = self._follow(store)
         return store
 
-    def _register(self, store: _shmcore.FrameStore) -> None:
-        """A lossless subscription's entry in the store's registry."""
-        if self._lossless:
+    def _follow(self, old: _shmcore.FrameStore) -> _shmcore.FrameStore:
+        """Move to the store that replaced `old`: a lossless subscription
+        adopts the entry the rebuild carried over (it held the writer back
+        meanwhile) before it leaves its entry in `old`."""
+        entry = self._entry
+        self._store = store = old.live
+        if entry >= 0:
             try:
-                self._entry, self._next = store.subscribe_lossless(self._next)
-            except OutOfResourcesError as exc:
-                raise OutOfResourcesError(f"subscribe to {self._where}: {exc}") from None
+                store = self._register(store)
+            finally:
+                old.unsubscribe(entry)
+        return store
+
+    def _register(self, store: _shmcore.FrameStore) -> _shmcore.FrameStore:
+        """A lossless subscription's entry in the live store: that store."""
+        if not self._lossless:
+            return store
+        try:
+            store, self._entry, self._next, self._token = store.subscribe_lossless(
+                self._next, self._token)
+        except OutOfResourcesError as exc:
+            self._entry = -1
+            raise OutOfResourcesError(f"subscribe to {self._where}: {exc}") from None
+        self._store = store
+        return store
 
     def _first(self, store: _shmcore.FrameStore) -> int:
         newest = store.generation

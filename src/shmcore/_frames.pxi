@@ -734,26 +734,32 @@ cdef class FrameStore:
         self._adopt(&fw)
         fail(rc, "end the stream")
 
-    def subscribe_lossless(self, uint64_t start, object timeout=None):
+    def subscribe_lossless(self, uint64_t start, uint64_t token=0, object timeout=None):
         """Register this handle as a lossless subscriber from generation
-        `start`: (entry, the generation it starts at). OutOfResourcesError
-        when FRM_MAX_SUBS are registered."""
+        `start`: (store, entry, the generation it starts at, token), `store`
+        being the live one the entry is in. With the `token` of an entry
+        this subscription had in a replaced store, adopt the entry the
+        rebuild carried over. OutOfResourcesError when FRM_MAX_SUBS are
+        registered."""
         cdef frm_follow fw = self._spare()
         cdef int64_t deadline = deadline_of(timeout)
         cdef int rc, k = -1
+        cdef frm_sub sub
+        cdef int alive = 0
         while True:
             with nogil:
-                rc = frm_subscribe(&self.st, &fw, &start, deadline, &k)
+                rc = frm_resubscribe(&self.st, &fw, &start, token, deadline, &k)
             if rc != EINTR:
                 break
             PyErr_CheckSignals()
-        self._adopt(&fw)
+        store = self._adopt(&fw)
         if rc == ENOSPC:
             raise OutOfResourcesError(
                 f"{FRM_MAX_SUBS} lossless subscribers are registered already "
                 f"(at most {FRM_MAX_SUBS})")
         fail(rc, "register a lossless subscriber")
-        return k, start
+        fail(frm_subscriber(&(<FrameStore>store).st, k, &sub, &alive), "read a subscriber")
+        return store, k, start, sub.token
 
     def advance(self, int k, uint64_t next_generation):
         """Entry `k` has taken every frame before `next_generation`."""

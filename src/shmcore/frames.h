@@ -68,6 +68,9 @@
 #define FRM_SUB_FREE 0u
 #define FRM_SUB_LIVE 1u
 #define FRM_SUB_LOSSLESS 1u
+#define FRM_SUB_CARRIED 2u /* put here by a rebuild; live while its process is:
+                            * its subscriber adopts it (lock and all) on its
+                            * next call. CARRIED alone: given up, free. */
 
 /* Errors that are not errno values (beside SHMP_EINCOMPAT). */
 #define FRM_ENOFRAME 0x10101 /* nothing published yet */
@@ -120,7 +123,8 @@ typedef struct frm_sub {
     uint64_t next_generation;
     uint32_t flags;
     uint32_t incarnation;
-    uint8_t pad[64 - 32];
+    uint64_t token; /* the subscription's identity, kept across rebuilds */
+    uint8_t pad[64 - 40];
 } frm_sub;
 
 /* One process handle's pins: written by its owner only. */
@@ -353,9 +357,15 @@ int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline);
  * while this handle holds its kernel lock, positioned at *from (moved into
  * what the history holds). ENOSPC: FRM_MAX_SUBS are registered. */
 int frm_subscribe(frm_store *st, frm_follow *fw, uint64_t *from, int64_t deadline, int *k);
+/* As frm_subscribe, for the subscription `token` (an entry's token) that
+ * was registered in a store this one replaced: it adopts the entry the
+ * rebuild carried here, position and all, or registers anew. */
+int frm_resubscribe(frm_store *st, frm_follow *fw, uint64_t *from, uint64_t token,
+                    int64_t deadline, int *k);
 /* Entry k has taken every frame before `next`: a waiting writer goes on. */
 int frm_sub_advance(frm_store *st, int k, uint64_t next);
-/* Frees entry k and its lock; wakes a waiting writer. */
+/* Frees entry k and its lock, and the entries rebuilds carried it into
+ * since; wakes a waiting writer. */
 int frm_unsubscribe(frm_store *st, int k);
 
 int64_t frm_now_ns(void);
