@@ -1101,6 +1101,57 @@ static void test_lossless_subscribers_hold_the_writer_back(void) {
     close_store(&w);
 }
 
+/* A store replaced under its name (here: grown) carries each live lossless
+ * entry: it holds the writer back before its subscriber calls again, the
+ * subscriber adopts it, and one that leaves its old store gives it up. */
+static void test_growth_carries_lossless_positions(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, s, t;
+    frm_options o = {4096, 2, 4, 2, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen, from = 1;
+    CHECK_RC(put(&w, 4, 4, 1, -1, &gen), 0);
+    CHECK_RC(open_store(&s, name, 0, NULL), 0);
+    CHECK_RC(open_store(&t, name, 0, NULL), 0);
+    int k = -1, kt = -1;
+    CHECK_RC(frm_subscribe(H(&s), NULL, &from, -1, &k), 0);
+    uint64_t tfrom = 2;
+    CHECK_RC(frm_subscribe(H(&t), NULL, &tfrom, -1, &kt), 0);
+    frm_sub sub;
+    int alive = 0;
+    CHECK_RC(frm_subscriber(H(&s), (uint32_t)k, &sub, &alive), 0);
+    uint64_t token = sub.token;
+    CHECK(token != 0);
+    CHECK_RC(put(&w, 128, 128, 2, -1, &gen), 0); /* grows */
+    CHECK(frm_superseded(H(&s)));
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)k, &sub, &alive), 0);
+    CHECK(alive && sub.flags == (FRM_SUB_LOSSLESS | FRM_SUB_CARRIED) && sub.next_generation == 1);
+    CHECK(sub.token == token);
+    CHECK_RC(put(&w, 4, 4, 3, in_ms(30), &gen), FRM_ESLOW); /* would drop 1 */
+    /* t leaves from its old store: its carried entry is given up. */
+    CHECK_RC(frm_unsubscribe(H(&t), kt), 0);
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)kt, &sub, &alive), 0);
+    CHECK(!alive);
+    /* s adopts its entry where it stands (it took 1 meanwhile). */
+    from = 2;
+    int k2 = -1;
+    frm_follow fw = follow_of(&s);
+    CHECK_RC(frm_resubscribe(H(&s), &fw, &from, token, -1, &k2), 0);
+    CHECK(fw.moved && k2 == k && from == 2);
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)k2, &sub, &alive), 0);
+    CHECK(alive && sub.flags == FRM_SUB_LOSSLESS && sub.next_generation == 2);
+    CHECK_RC(frm_unsubscribe(H(&s), k), 0); /* its entry in the old store */
+    adopt(&s, &fw);
+    CHECK_RC(put(&w, 4, 4, 3, in_ms(1000), &gen), 0);
+    CHECK_RC(put(&w, 4, 4, 4, in_ms(30), &gen), FRM_ESLOW); /* would drop 2 */
+    CHECK_RC(frm_unsubscribe(H(&s), k2), 0);
+    CHECK_RC(put(&w, 4, 4, 4, in_ms(1000), &gen), 0);
+    close_store(&t);
+    close_store(&s);
+    close_store(&w);
+}
+
 static void test_registry_holds_64_lossless_subscribers(void) {
     char name[64];
     unique_name(name, sizeof name, "");
@@ -1155,6 +1206,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_a_lying_ring_is_refused),
     CHECK_TEST(test_lossless_subscribers_hold_the_writer_back),
     CHECK_TEST(test_registry_holds_64_lossless_subscribers),
+    CHECK_TEST(test_growth_carries_lossless_positions),
 };
 
 /* Removes what this process's tests left in /dev/shm; how many there were. */
