@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from shmimage import SharedImage
-from workers_image import REPORTED, WAIT, _error
+from workers_image import HOLD, REPORTED, WAIT, _error
 
 SHAPE = (4, 6)
 
@@ -113,6 +113,47 @@ def publish_growing(key: str, first: int, count: int, history: int, conn: Any) -
             store = now
         image.end_stream()
         conn.send(("ok", gen, moved))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+BIG = (512, 512)  # 1 MiB of uint32: a publish long enough to be killed inside
+
+
+def write_then_die(key: str, first: int, count: int, how: str, conn: Any) -> None:
+    """Publish indexed frames first..first+count-1, then die mid-publish:
+    `how` "loan": inside a loan block, half filled with junk, after saying
+    "inside"; "publish": keep publishing large indexed frames until killed."""
+    image = SharedImage(key)
+    for i in range(first, first + count):
+        image.publish(index_frame(i), meta={"i": i}, timeout=WAIT)
+    if how == "loan":
+        with image.loan(SHAPE, np.uint32, meta={"i": -1}) as frame:
+            frame[: SHAPE[0] // 2] = 0xDEAD
+            conn.send("inside")
+            time.sleep(HOLD)
+    conn.send("publishing")
+    i = first + count
+    while True:
+        image.publish(np.full(BIG, i, np.uint32), meta={"i": i}, timeout=WAIT)
+        i += 1
+
+
+def continue_indexed(key: str, count: int, conn: Any) -> None:
+    """A new writer on the key: `count` indexed frames after the latest
+    generation (each frame carries the generation it must get), then the
+    end of the stream; sends ("ok", first generation, last generation)."""
+    image = SharedImage(key)
+    try:
+        first = image.info().generation + 1
+        for i in range(first, first + count):
+            gen = image.publish(index_frame(i), meta={"i": i}, timeout=WAIT)
+            if gen != i:
+                raise AssertionError(f"generation {gen}, expected {i}")
+        image.end_stream()
+        conn.send(("ok", first, first + count - 1))
     except REPORTED as exc:
         conn.send(_error(exc))
     finally:
