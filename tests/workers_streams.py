@@ -4,6 +4,7 @@ Workers report through a Pipe and their exit code; every wait is bounded.
 """
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Any
@@ -158,3 +159,18 @@ def continue_indexed(key: str, count: int, conn: Any) -> None:
         conn.send(_error(exc))
     finally:
         image.detach()
+
+
+def take_inherited(sub: Any, key: str, count: int, conn: Any) -> None:
+    """In a forked child, through the parent's Subscription: take `count`
+    frames, then close it; sends ("ok", generations, whether this process
+    was listed as a lossless subscriber meanwhile)."""
+    try:
+        gens = [sub.next(timeout=WAIT).info.generation for _ in range(count)]
+        with SharedImage(key) as image:
+            listed = any(s["pid"] == os.getpid() and s["mode"] == "lossless"
+                         for s in image.status()["subscribers"])
+        sub.close()
+        conn.send(("ok", gens, listed))
+    except REPORTED as exc:
+        conn.send(_error(exc))

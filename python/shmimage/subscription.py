@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -56,6 +57,7 @@ class Subscription:
         self._dropped = 0
         self._closed = False
         self._mu = threading.Lock()
+        self._pid = os.getpid()
         try:
             self._attach()
         except NotFoundError:
@@ -63,8 +65,21 @@ class Subscription:
 
     # -- position --
 
+    def _own(self) -> None:
+        """In a forked child, leave the parent's store handle and registry
+        entry to the parent (they are its own: the kernel lock is shared
+        with the inherited descriptor) and keep the position: the child
+        attaches and registers anew on first use."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._mu = threading.Lock()
+            self._store = None
+            self._entry = -1
+            self._token = 0
+
     def _attach(self) -> _shmcore.FrameStore:
         """This subscription's own store handle (its pins and waits are its own)."""
+        self._own()
         store = self._store
         if store is None:
             store = _shmcore.FrameStore.attach(self._image.native_key, user_key=self._image.key)
@@ -137,6 +152,7 @@ class Subscription:
         return Frame(pixels, info)
 
     def _check_open(self) -> None:
+        self._own()
         if self._closed:
             raise NotAttachedError(f"subscription to {self._where}: closed")
 
@@ -225,6 +241,7 @@ class Subscription:
     def close(self) -> None:
         """Stop: a `next()` blocked in another thread raises `NotAttachedError`.
         Frames already returned stay valid while referenced."""
+        self._own()
         with self._mu:
             self._closed = True
             store, self._store = self._store, None
