@@ -1,6 +1,7 @@
-"""A Subscription across processes (that it does not pickle is in
-test_streams_lossy): a forked child's inherited subscription re-attaches with its own position, leaving
-the parent's registration and position alone."""
+"""A Subscription across processes (that it does not pickle is tested in
+test_streams_lossy): a forked child's inherited subscription re-attaches
+with its own position, leaving the parent's registration and position
+alone."""
 from __future__ import annotations
 
 import multiprocessing
