@@ -79,11 +79,11 @@ def take_after(key: str, go: Any, count: int, conn: Any) -> None:
         conn.send(_error(exc))
 
 
-def hold_lossless(key: str, conn: Any, take: Any) -> None:
-    """Subscribe lossless, say "ready", then take one frame per message on
-    `take` (None: stop), answering each with its generation."""
+def hold_lossless(key: str, conn: Any, take: Any, lossless: bool = True) -> None:
+    """Subscribe (lossless unless told), say "ready", then take one frame
+    per message on `take` (None: stop), answering each with its generation."""
     try:
-        with SharedImage(key).subscribe(lossless=True) as sub:
+        with SharedImage(key).subscribe(lossless=lossless) as sub:
             conn.send("ready")
             while take.poll(WAIT):
                 if take.recv() is None:

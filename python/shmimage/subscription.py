@@ -50,7 +50,7 @@ class Subscription:
         self._start = start
         self._copy = bool(copy)
         self._lossless = bool(lossless)
-        self._entry = -1  # registry entry of a lossless subscription
+        self._entry = -1  # registry entry (-1: none; a lossy one may go unlisted)
         self._token = 0  # its identity in the registry, kept across rebuilds
         self._store: _shmcore.FrameStore | None = None
         self._next = 0  # the generation to return next; 0: not positioned yet
@@ -97,19 +97,31 @@ class Subscription:
     def _follow(self, old: _shmcore.FrameStore) -> _shmcore.FrameStore:
         """Move to the store that replaced `old`: a lossless subscription
         adopts the entry the rebuild carried over (it held the writer back
-        meanwhile) before it leaves its entry in `old`."""
-        entry = self._entry
+        meanwhile) before it leaves its entry in `old`; a lossy one is
+        listed anew."""
+        entry, token = self._entry, self._token
         self._store = store = old.live
-        if entry >= 0:
-            try:
-                store = self._register(store)
-            finally:
-                old.unsubscribe(entry)
+        try:
+            store = self._register(store)
+        finally:
+            self._leave(old, entry, token)
         return store
 
+    def _leave(self, store: _shmcore.FrameStore, entry: int, token: int) -> None:
+        if entry < 0:
+            return
+        if self._lossless:
+            store.unsubscribe(entry)
+        else:
+            store.leave_lossy(entry, token)
+
     def _register(self, store: _shmcore.FrameStore) -> _shmcore.FrameStore:
-        """A lossless subscription's entry in the live store: that store."""
+        """This subscription's entry in the live store: that store. A lossy
+        one is only listed (status()), and goes unlisted when the registry
+        is full or the segment's lock stays busy."""
         if not self._lossless:
+            store, self._entry, self._token = store.subscribe_lossy(self._next)
+            self._store = store
             return store
         try:
             store, self._entry, self._next, self._token = store.subscribe_lossless(
@@ -148,7 +160,11 @@ class Subscription:
         self._dropped += info.generation - self._next
         self._next = info.generation + 1
         if self._entry >= 0 and store is self._store:
-            store.advance(self._entry, self._next)
+            if self._lossless:
+                store.advance(self._entry, self._next)
+            elif not store.note_lossy(self._entry, self._token, self._next):
+                store.leave_lossy(self._entry, self._token)  # a lossless one took it over
+                self._entry = -1
         return Frame(pixels, info)
 
     def _check_open(self) -> None:
@@ -247,8 +263,7 @@ class Subscription:
             store, self._store = self._store, None
             entry, self._entry = self._entry, -1
         if store is not None:
-            if entry >= 0:
-                store.unsubscribe(entry)
+            self._leave(store, entry, self._token)
             store.cancel_waits()
 
     @property

@@ -761,6 +761,35 @@ cdef class FrameStore:
         fail(frm_subscriber(&(<FrameStore>store).st, k, &sub, &alive), "read a subscriber")
         return store, k, start, sub.token
 
+    def subscribe_lossy(self, uint64_t start, object timeout=0.1):
+        """List this handle as a lossy subscriber at generation `start`:
+        (store, entry, token), entry -1 when it goes unlisted (every entry
+        taken, or the segment's lock busy for `timeout`)."""
+        cdef frm_follow fw = self._spare()
+        cdef int64_t deadline = deadline_of(timeout)
+        cdef int rc, k = -1
+        cdef uint64_t token = 0
+        while True:
+            with nogil:
+                rc = frm_subscribe_lossy(&self.st, &fw, start, deadline, &k, &token)
+            if rc != EINTR:
+                break
+            PyErr_CheckSignals()
+        store = self._adopt(&fw)
+        if rc in (ENOSPC, ETIMEDOUT):
+            return store, -1, 0
+        fail(rc, "list a lossy subscriber")
+        return store, k, token
+
+    def note_lossy(self, int k, uint64_t token, uint64_t next_generation):
+        """Lossy entry `k`'s position; False once it is no longer its own."""
+        return frm_sub_note(&self.st, k, token, next_generation) == 0
+
+    def leave_lossy(self, int k, uint64_t token):
+        """Give up lossy entry `k`."""
+        if self.segment is not None and self.segment.attached:
+            check(frm_sub_leave(&self.st, k, token), "unlist a subscriber")
+
     def advance(self, int k, uint64_t next_generation):
         """Entry `k` has taken every frame before `next_generation`."""
         check(frm_sub_advance(&self.st, k, next_generation), "record a subscriber's progress")

@@ -1178,8 +1178,16 @@ static int sub_live(frm_store *st, uint32_t k) {
     frm_sub *e = &st->subs[k];
     if (load32(&e->state) != FRM_SUB_LIVE) return 0;
     int locked = 0;
+    if (load32(&e->flags) == FRM_SUB_LOSSY)
+        return shmp_range_test(st->seg, FRM_LOSSY_LOCKS + k, &locked) == 0 && locked;
     if (shmp_range_test(st->seg, FRM_SUB_LOCKS + k, &locked) == 0 && locked) return 1;
     return carried_pending(load32(&e->flags)) && proc_alive(load32(&e->pid), load64(&e->start_time));
+}
+
+/* Is entry k a lossy subscription's, live? */
+static int lossy_live(frm_store *st, uint32_t k) {
+    return load32(&st->subs[k].state) == FRM_SUB_LIVE &&
+           load32(&st->subs[k].flags) == FRM_SUB_LOSSY && sub_live(st, k);
 }
 
 int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive) {
@@ -1187,8 +1195,10 @@ int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive) {
     snapshot(out, &st->subs[k], sizeof *out);
     *alive = 0;
     if (out->state == FRM_SUB_FREE) return ENOENT;
-    if (out->state != FRM_SUB_LIVE || out->flags & ~(uint32_t)(FRM_SUB_LOSSLESS | FRM_SUB_CARRIED))
+    if (out->state != FRM_SUB_LIVE ||
+        out->flags & ~(uint32_t)(FRM_SUB_LOSSLESS | FRM_SUB_CARRIED | FRM_SUB_LOSSY))
         return SHMP_EINCOMPAT;
+    if (out->flags == FRM_SUB_LOSSY) out->next_generation = out->lossy_next;
     if (out->next_generation > load64(&st->ctrl->last_generation) + 1) return SHMP_EINCOMPAT;
     *alive = sub_live(st, k);
     return 0;
@@ -1357,12 +1367,15 @@ static void clamp_position(frm_store *st, uint64_t *from) {
 }
 
 /* Entry i for a new registration, its lock taken: 0, or EBUSY when it is
- * held, or carried here for a subscriber whose process lives. Mutex held. */
-static int take_entry(frm_store *st, uint32_t i) {
+ * held, or carried here for a subscriber whose process lives, or (unless
+ * `over_lossy`) listing a live lossy subscription. Mutex held. */
+static int take_entry(frm_store *st, uint32_t i, int over_lossy) {
     if (shmp_range_lock(st->seg, FRM_SUB_LOCKS + i, 1) != 0) return EBUSY;
     frm_sub *e = &st->subs[i];
-    if (load32(&e->state) == FRM_SUB_LIVE && carried_pending(load32(&e->flags)) &&
-        proc_alive(load32(&e->pid), load64(&e->start_time))) {
+    int busy = load32(&e->state) == FRM_SUB_LIVE && carried_pending(load32(&e->flags)) &&
+               proc_alive(load32(&e->pid), load64(&e->start_time));
+    if (!busy && !over_lossy) busy = lossy_live(st, i);
+    if (busy) {
         shmp_range_unlock(st->seg, FRM_SUB_LOCKS + i);
         return EBUSY;
     }
@@ -1371,8 +1384,9 @@ static int take_entry(frm_store *st, uint32_t i) {
 
 /* A new entry for this process at *from. Mutex held. */
 static int register_entry(frm_store *st, uint64_t *from, uint64_t token, int *k) {
-    for (uint32_t i = 0; i < FRM_MAX_SUBS; i++) {
-        if (take_entry(st, i)) continue;
+    for (uint32_t n = 0; n < 2 * FRM_MAX_SUBS; n++) {
+        uint32_t i = n % FRM_MAX_SUBS; /* a second pass takes lossy entries over */
+        if (take_entry(st, i, n >= FRM_MAX_SUBS)) continue;
         clamp_position(st, from);
         uint64_t start = 0;
         proc_start(my_pid(), &start);
@@ -1443,6 +1457,59 @@ int frm_resubscribe(frm_store *st, frm_follow *fw, uint64_t *from, uint64_t toke
 
 int frm_subscribe(frm_store *st, frm_follow *fw, uint64_t *from, int64_t deadline, int *k) {
     return frm_resubscribe(st, fw, from, 0, deadline, k);
+}
+
+int frm_subscribe_lossy(frm_store *st, frm_follow *fw, uint64_t from, int64_t deadline, int *k,
+                        uint64_t *token) {
+    frm_store *cur;
+    int rc = lock_live(st, fw, deadline, &cur);
+    if (rc) return rc;
+    rc = ENOSPC;
+    for (uint32_t i = 0; i < FRM_MAX_SUBS && rc; i++) {
+        if (take_entry(cur, i, 0)) continue; /* a lossless one's, or a live lossy one */
+        if (shmp_range_lock(cur->seg, FRM_LOSSY_LOCKS + i, 1) == 0) {
+            uint64_t start = 0;
+            proc_start(my_pid(), &start);
+            frm_sub *e = &cur->subs[i];
+            store32(&e->state, FRM_SUB_FREE);
+            store32(&e->pid, my_pid());
+            store64(&e->start_time, start);
+            store64(&e->next_generation, 0);
+            store64(&e->lossy_next, from);
+            store64(&e->token, *token = new_token());
+            store32(&e->flags, FRM_SUB_LOSSY);
+            store32(&e->incarnation, load32(&e->incarnation) + 1);
+            store32(&e->state, FRM_SUB_LIVE);
+            *k = (int)i;
+            rc = 0;
+        }
+        shmp_range_unlock(cur->seg, FRM_SUB_LOCKS + i);
+    }
+    int urc = shmp_unlock(cur->seg);
+    return rc ? rc : urc;
+}
+
+/* A lossy subscription's own entry is one with its token and flags (a
+ * lossless registration may have taken it over). */
+static int own_lossy(frm_store *st, int k, uint64_t token) {
+    if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) return 0;
+    frm_sub *e = &st->subs[k];
+    return load64(&e->token) == token && load32(&e->flags) == FRM_SUB_LOSSY;
+}
+
+int frm_sub_note(frm_store *st, int k, uint64_t token, uint64_t next) {
+    if (!own_lossy(st, k, token)) return ENOENT;
+    /* Taken over meanwhile, this lands in a field lossless entries never read. */
+    store64(&st->subs[k].lossy_next, next);
+    return 0;
+}
+
+int frm_sub_leave(frm_store *st, int k, uint64_t token) {
+    if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) return EINVAL;
+    /* While this handle holds the lossy lock no other lossy subscription
+     * can take the entry, so the flags still say whose it is. */
+    if (own_lossy(st, k, token)) cas32(&st->subs[k].flags, FRM_SUB_LOSSY, FRM_SUB_CARRIED);
+    return shmp_range_unlock(st->seg, FRM_LOSSY_LOCKS + (uint32_t)k);
 }
 
 int frm_sub_advance(frm_store *st, int k, uint64_t next) {

@@ -127,6 +127,10 @@ cdef extern from "frames.h" nogil:
     int frm_subscribe(frm_store *st, frm_follow *fw, uint64_t *start, int64_t deadline, int *k)
     int frm_resubscribe(frm_store *st, frm_follow *fw, uint64_t *start, uint64_t token,
                         int64_t deadline, int *k)
+    int frm_subscribe_lossy(frm_store *st, frm_follow *fw, uint64_t start, int64_t deadline,
+                            int *k, uint64_t *token)
+    int frm_sub_note(frm_store *st, int k, uint64_t token, uint64_t next)
+    int frm_sub_leave(frm_store *st, int k, uint64_t token)
     int frm_sub_advance(frm_store *st, int k, uint64_t next)
     int frm_unsubscribe(frm_store *st, int k)
 
