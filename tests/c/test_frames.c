@@ -1176,6 +1176,56 @@ static void test_registry_holds_64_lossless_subscribers(void) {
     close_store(&w);
 }
 
+/* Lossy entries are listed, never wait the writer, and give way to a
+ * lossless subscriber that finds no free entry. */
+static void test_lossy_entries_are_listed_and_give_way(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, l;
+    frm_options o = {4096, 2, 4, 1, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen, token = 0;
+    CHECK_RC(put(&w, 4, 4, 1, -1, &gen), 0);
+    CHECK_RC(open_store(&l, name, 0, NULL), 0);
+    int k = -1;
+    CHECK_RC(frm_subscribe_lossy(H(&l), NULL, 2, -1, &k, &token), 0);
+    frm_sub sub;
+    int alive = 0;
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)k, &sub, &alive), 0);
+    CHECK(alive && sub.flags == FRM_SUB_LOSSY && sub.next_generation == 2 && sub.token == token);
+    for (int i = 2; i < 6; i++) CHECK_RC(put(&w, 4, 4, (uint8_t)i, in_ms(30), &gen), 0);
+    CHECK_RC(frm_sub_note(H(&l), k, token, 5), 0);
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)k, &sub, &alive), 0);
+    CHECK(alive && sub.next_generation == 5);
+    handle *subs = calloc(FRM_MAX_SUBS, sizeof *subs);
+    CHECK(subs != NULL);
+    int taken_over = -1;
+    for (uint32_t i = 0; i < FRM_MAX_SUBS; i++) {
+        uint64_t from = 1;
+        int ks = -1;
+        CHECK_RC(open_store(&subs[i], name, 0, NULL), 0);
+        CHECK_RC(frm_subscribe(H(&subs[i]), NULL, &from, -1, &ks), 0);
+        if (ks == k) taken_over = (int)i;
+    }
+    CHECK(taken_over == FRM_MAX_SUBS - 1); /* only when nothing else was free */
+    CHECK_RC(frm_sub_note(H(&l), k, token, 6), ENOENT);
+    CHECK_RC(frm_sub_leave(H(&l), k, token), 0); /* leaves the lossless entry alone */
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)k, &sub, &alive), 0);
+    CHECK(alive && sub.flags == FRM_SUB_LOSSLESS && sub.next_generation == gen);
+    for (uint32_t i = 0; i < FRM_MAX_SUBS; i++) close_store(&subs[i]);
+    free(subs);
+    /* A lossy entry given up is free again, and its owner's death frees it too. */
+    CHECK_RC(frm_subscribe_lossy(H(&l), NULL, gen, -1, &k, &token), 0);
+    CHECK_RC(frm_sub_leave(H(&l), k, token), 0);
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)k, &sub, &alive), 0);
+    CHECK(!alive);
+    CHECK_RC(frm_subscribe_lossy(H(&l), NULL, gen, -1, &k, &token), 0);
+    close_store(&l);
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)k, &sub, &alive), 0);
+    CHECK(!alive);
+    close_store(&w);
+}
+
 static const check_test tests[] = {
     CHECK_TEST(test_options_are_bounded),
     CHECK_TEST(test_dtype_table),
@@ -1207,6 +1257,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_lossless_subscribers_hold_the_writer_back),
     CHECK_TEST(test_registry_holds_64_lossless_subscribers),
     CHECK_TEST(test_growth_carries_lossless_positions),
+    CHECK_TEST(test_lossy_entries_are_listed_and_give_way),
 };
 
 /* Removes what this process's tests left in /dev/shm; how many there were. */
