@@ -35,10 +35,15 @@ class Subscription:
     Made by `SharedImage.subscribe`. Each `next()` returns the frame of the
     lowest generation not yet returned that the store still keeps. Lossy
     (the default): the writer never waits for it; frames overwritten before
-    they were taken are skipped and counted in `dropped`. Lossless: the
-    subscription is registered in the segment (at most 64), and the writer
-    waits before dropping a frame it has not taken; it is unregistered when
-    closed, collected, or when its process dies (a kernel-held lock).
+    they were taken are skipped and counted in `dropped`; it is listed in
+    `status()` while the registry has room (a lossless subscriber that
+    finds no free entry takes a lossy one's, which then goes on unlisted).
+    Lossless: the subscription is registered in the segment (at most 64),
+    and the writer waits before dropping a frame it has not taken, also
+    across a store replaced under its name (grown, shrunk, rebuilt); it is
+    unregistered when closed, collected, or when its process dies (a
+    kernel-held lock). A forked child's inherited subscription attaches
+    anew on first use, from where the parent's stood at the fork.
     """
 
     def __init__(self, image: Source, *, lossless: bool = False, start: str = "next",
