@@ -5,6 +5,8 @@ called next() since."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -81,3 +83,33 @@ def test_an_idle_subscriber_holds_the_writer_back_in_the_new_store(procs, unique
         proc.join(WAIT)
         assert proc.exitcode == 0
         writer.detach()
+
+
+def test_a_smaller_history_waits_for_lossless_subscribers(procs, unique_key):
+    key = unique_key("streams")
+    with SharedImage(key, history=6) as writer:
+        writer.publish(index_frame(1))
+        proc, conn, take = start_holder(procs, key)  # at generation 2
+        for i in range(2, 7):
+            writer.publish(index_frame(i))
+        got: list[int] = []
+
+        def taker() -> None:
+            for _ in range(6):
+                time.sleep(0.05)
+                take.send(1)
+                got.append(receive(conn, "generation"))
+
+        thread = threading.Thread(target=taker)
+        thread.start()
+        try:
+            # Keeping 2 of 6 frames, the rebuild waits until 2, 3 and 4 are taken.
+            with SharedImage(key, history=2) as smaller:
+                assert smaller.publish(index_frame(7), timeout=WAIT) == 7
+                assert smaller.status()["options"]["history"] == 2
+        finally:
+            thread.join(WAIT)
+        assert got == [2, 3, 4, 5, 6, 7]
+        take.send(None)
+        proc.join(WAIT)
+        assert proc.exitcode == 0

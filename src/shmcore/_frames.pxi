@@ -394,6 +394,10 @@ cdef class FrameStore:
         finally:
             self.segment.waiting -= 1
             store = self._adopt(&fw)
+        if rc == FRM_ESLOW:
+            raise TimeoutError(
+                f"rebuild the store: timed out waiting for lossless subscriber pid "
+                f"{self.st.slow_pid}, which has not taken frames a history of {history} drops")
         fail(rc, "rebuild the store")
         return store
 

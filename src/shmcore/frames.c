@@ -916,6 +916,8 @@ static int only_own_pins(frm_store *st) {
     return 1;
 }
 
+static int wait_for_subscribers(frm_store *st, uint32_t keep, int64_t deadline);
+
 int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t deadline) {
     if (!fw) return EINVAL;
     int rc = frm_check_options(o);
@@ -930,6 +932,14 @@ int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t dea
             shmp_unlock(cur->seg);
             continue;
         }
+        /* A smaller history keeps fewer frames: lossless subscribers take
+         * the ones it would not carry first. */
+        rc = wait_for_subscribers(cur, o->history, deadline);
+        if (rc) {
+            if (cur != st) st->slow_pid = cur->slow_pid;
+            shmp_unlock(cur->seg);
+            return rc;
+        }
         frm_options want = *o;
         uint64_t most = largest_kept(cur);
         if (most > want.capacity) want.capacity = most;
@@ -942,8 +952,6 @@ int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t dea
     return SHMP_EINCOMPAT;
 }
 
-static int wait_for_subscribers(frm_store *st, int64_t deadline);
-
 static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
                         int64_t deadline, frm_claim_t *out) {
     if (nbytes > FRM_MAX_FRAME_BYTES) return EFBIG;
@@ -951,7 +959,7 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
     frm_store *cur = st;
     int rc = lock_fitting(st, fw, nbytes, meta_len, deadline, &cur);
     if (rc) return rc;
-    rc = wait_for_subscribers(cur, deadline);
+    rc = wait_for_subscribers(cur, cur->history - 1, deadline);
     if (rc) {
         if (cur != st) st->slow_pid = cur->slow_pid;
         shmp_unlock(cur->seg);
@@ -1305,16 +1313,18 @@ int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline) {
 
 /* ---- lossless subscribers ---- */
 
-/* A live lossless subscriber that has not taken the frame the next publish
- * drops from the history: its pid (1 when it has none), or 0. Mutex held. */
-static uint32_t slow_subscriber(frm_store *st) {
-    uint64_t gen = st->ctrl->last_generation + 1;
-    if (gen <= st->history) return 0;
-    uint64_t dropped = gen - st->history;
+/* A live lossless subscriber that has not taken a frame the store stops
+ * keeping when only the newest `keep` stay (a publish keeps history - 1 of
+ * them, a rebuild its new history): its pid (1 when it has none), or 0.
+ * Mutex held. */
+static uint32_t slow_subscriber(frm_store *st, uint32_t keep) {
+    uint64_t last = st->ctrl->last_generation;
+    if (last <= keep) return 0;
+    uint64_t first_kept = last - keep + 1;
     for (uint32_t k = 0; k < FRM_MAX_SUBS; k++) {
         frm_sub *e = &st->subs[k];
         if (load32(&e->state) != FRM_SUB_LIVE || !(load32(&e->flags) & FRM_SUB_LOSSLESS)) continue;
-        if (load64(&e->next_generation) > dropped) continue;
+        if (load64(&e->next_generation) >= first_kept) continue;
         if (!sub_live(st, k)) continue;
         uint32_t pid = load32(&e->pid);
         return pid ? pid : 1;
@@ -1322,16 +1332,16 @@ static uint32_t slow_subscriber(frm_store *st) {
     return 0;
 }
 
-/* Waits (futex on sub_seq) until no live lossless subscriber holds back the
- * next publish. A subscriber's death moves no futex word: look again every
+/* Waits (futex on sub_seq) until no live lossless subscriber holds back a
+ * change that keeps only the newest `keep` frames. A subscriber's death moves no futex word: look again every
  * 20 ms. FRM_ESLOW at the deadline (st->slow_pid names it), EINTR per
  * slice. Mutex held throughout. */
 #define SUB_RECHECK_NS 20000000LL
-static int wait_for_subscribers(frm_store *st, int64_t deadline) {
+static int wait_for_subscribers(frm_store *st, uint32_t keep, int64_t deadline) {
     int64_t slice_end = frm_now_ns() + FRM_SLICE_NS;
     for (;;) {
         uint32_t seq = load32_seq(&st->ctrl->sub_seq);
-        uint32_t pid = slow_subscriber(st);
+        uint32_t pid = slow_subscriber(st, keep);
         if (!pid) return 0;
         int64_t now = frm_now_ns();
         if (past(deadline) || now >= slice_end) {
