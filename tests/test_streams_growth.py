@@ -5,6 +5,8 @@ called next() since."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import threading
 import time
 
@@ -113,3 +115,30 @@ def test_a_smaller_history_waits_for_lossless_subscribers(procs, unique_key):
         take.send(None)
         proc.join(WAIT)
         assert proc.exitcode == 0
+
+
+@pytest.mark.parametrize("how", ["killed", "closed"])
+def test_a_carried_entry_is_let_go_by_death_or_close(procs, unique_key, how):
+    key = unique_key("streams")
+    with SharedImage(key, history=2) as writer:
+        writer.publish(index_frame(1))
+        if how == "killed":
+            proc, _, _ = start_holder(procs, key)
+            pid = proc.pid
+        else:
+            reader = SharedImage(key)
+            sub = reader.subscribe(lossless=True)
+            pid = os.getpid()
+        writer.publish(np.full((300, 300), 2, np.uint32))  # grows: the entry is carried
+        writer.publish(index_frame(3))
+        with pytest.raises(TimeoutError, match=f"pid {pid}"):
+            writer.publish(index_frame(4), timeout=0.1)
+        if how == "killed":
+            os.kill(pid, signal.SIGKILL)  # not joined yet: a zombie is dead too
+        else:
+            sub.close()  # never called next(): its entry in the new store is given up
+        for i in range(4, 10):
+            writer.publish(index_frame(i), timeout=WAIT)
+        assert writer.status()["subscribers"] == []
+        if how == "closed":
+            reader.detach()
