@@ -11,7 +11,7 @@
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.errno cimport EAGAIN, EINTR, ENOENT, ENOSPC
+from libc.errno cimport EACCES, EAGAIN, EINTR, ENOENT, ENOSPC
 from libc.string cimport memcmp, memcpy
 
 import numpy as np
@@ -768,7 +768,7 @@ cdef class FrameStore:
     def subscribe_lossy(self, uint64_t start, object timeout=0.1):
         """List this handle as a lossy subscriber at generation `start`:
         (store, entry, token), entry -1 when it goes unlisted (every entry
-        taken, or the segment's lock busy for `timeout`)."""
+        taken, the segment's lock busy for `timeout`, or read-only)."""
         cdef frm_follow fw = self._spare()
         cdef int64_t deadline = deadline_of(timeout)
         cdef int rc, k = -1
@@ -780,7 +780,7 @@ cdef class FrameStore:
                 break
             PyErr_CheckSignals()
         store = self._adopt(&fw)
-        if rc in (ENOSPC, ETIMEDOUT):
+        if rc in (ENOSPC, ETIMEDOUT, EACCES):  # full, busy, or a read-only mapping
             return store, -1, 0
         fail(rc, "list a lossy subscriber")
         return store, k, token
