@@ -123,11 +123,13 @@ def publish_growing(key: str, first: int, count: int, history: int, conn: Any) -
 BIG = (512, 512)  # 1 MiB of uint32: a publish long enough to be killed inside
 
 
-def write_then_die(key: str, first: int, count: int, how: str, conn: Any) -> None:
-    """Publish indexed frames first..first+count-1, then die mid-publish:
-    `how` "loan": inside a loan block, half filled with junk, after saying
-    "inside"; "publish": keep publishing large indexed frames until killed."""
+def write_then_die(key: str, count: int, how: str, conn: Any) -> None:
+    """Publish `count` indexed frames after the latest generation (each
+    carries the generation it gets), then die mid-publish: `how` "loan":
+    inside a loan block, half filled with junk, after saying "inside";
+    "publish": keep publishing large indexed frames until killed."""
     image = SharedImage(key)
+    first = image.info().generation + 1
     for i in range(first, first + count):
         image.publish(index_frame(i), meta={"i": i}, timeout=WAIT)
     if how == "loan":

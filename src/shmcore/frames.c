@@ -1415,16 +1415,29 @@ static int register_entry(frm_store *st, uint64_t *from, uint64_t token, int *k)
     return ENOSPC;
 }
 
+/* Takes entry i's lock; a registrant looking at it holds it for a moment. */
+static int lock_entry_soon(frm_store *st, uint32_t i) {
+    for (int tries = 0; tries < PIN_TRIES; tries++) {
+        if (shmp_range_lock(st->seg, FRM_SUB_LOCKS + i, 1) == 0) return 0;
+        yield_cpu();
+    }
+    return EBUSY;
+}
+
 /* Adopts the entry a rebuild carried here for subscription `token`: its
  * lock taken, its position *from (which is never behind the carried one).
- * ENOENT when there is none (given up, or never carried). Mutex held. */
+ * ENOENT when there is none (given up, or never carried). Without the
+ * mutex: a writer may hold it while it waits for this very entry. A
+ * registrant skips a carried entry whose process lives, a rebuild copies
+ * it carried or adopted (live either way), and the CAS settles a race
+ * with giving it up. */
 static int adopt_entry(frm_store *st, uint64_t *from, uint64_t token, int *k) {
     for (uint32_t i = 0; i < FRM_MAX_SUBS; i++) {
         frm_sub *e = &st->subs[i];
         if (load32(&e->state) != FRM_SUB_LIVE || load64(&e->token) != token ||
             load32(&e->pid) != my_pid() || !carried_pending(load32(&e->flags)))
             continue;
-        if (shmp_range_lock(st->seg, FRM_SUB_LOCKS + i, 1) != 0) return ENOENT;
+        if (lock_entry_soon(st, i) != 0) return ENOENT;
         uint64_t carried = load64(&e->next_generation);
         if (*from < carried) *from = carried;
         clamp_position(st, from);
@@ -1457,10 +1470,17 @@ static int lock_live(frm_store *st, frm_follow *fw, int64_t deadline, frm_store 
 int frm_resubscribe(frm_store *st, frm_follow *fw, uint64_t *from, uint64_t token,
                     int64_t deadline, int *k) {
     frm_store *cur;
-    int rc = lock_live(st, fw, deadline, &cur);
+    int rc;
+    if (token) {
+        rc = live(st, fw, &cur);
+        if (rc) return rc;
+        if (!cur->seg->writable) return EACCES;
+        rc = adopt_entry(cur, from, token, k);
+        if (rc != ENOENT) return rc;
+    }
+    rc = lock_live(st, fw, deadline, &cur);
     if (rc) return rc;
-    rc = token ? adopt_entry(cur, from, token, k) : ENOENT;
-    if (rc == ENOENT) rc = register_entry(cur, from, token, k);
+    rc = register_entry(cur, from, token, k);
     int urc = shmp_unlock(cur->seg);
     return rc ? rc : urc;
 }
