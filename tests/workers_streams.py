@@ -4,13 +4,14 @@ Workers report through a Pipe and their exit code; every wait is bounded.
 """
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Any
 
 import numpy as np
 from shmimage import SharedImage
-from workers_image import REPORTED, WAIT, _error
+from workers_image import HOLD, REPORTED, WAIT, _error
 
 SHAPE = (4, 6)
 
@@ -78,15 +79,100 @@ def take_after(key: str, go: Any, count: int, conn: Any) -> None:
         conn.send(_error(exc))
 
 
-def hold_lossless(key: str, conn: Any, take: Any) -> None:
-    """Subscribe lossless, say "ready", then take one frame per message on
-    `take` (None: stop), answering each with its generation."""
+def hold_lossless(key: str, conn: Any, take: Any, lossless: bool = True) -> None:
+    """Subscribe (lossless unless told), say "ready", then take one frame
+    per message on `take` (None: stop), answering each with its generation."""
     try:
-        with SharedImage(key).subscribe(lossless=True) as sub:
+        with SharedImage(key).subscribe(lossless=lossless) as sub:
             conn.send("ready")
             while take.poll(WAIT):
                 if take.recv() is None:
                     break
                 conn.send(sub.next(timeout=WAIT).info.generation)
+    except REPORTED as exc:
+        conn.send(_error(exc))
+
+
+def growing_frame(index: int) -> np.ndarray:
+    """Frame `index` of a stream whose frames grow mid-stream and shrink
+    back: small, then a run of large ones (a bigger store), then small
+    again (16 small frames in a row shrink it), in cycles of 120."""
+    shape = (96, 128) if index % 120 >= 60 else SHAPE
+    return np.full(shape, index, dtype=np.uint32)
+
+
+def publish_growing(key: str, first: int, count: int, history: int, conn: Any) -> None:
+    """As publish_indexed with growing_frame, then end the stream; sends
+    ("ok", last generation, stores replaced meanwhile)."""
+    image = SharedImage(key, history=history)
+    try:
+        gen, moved, store = 0, 0, None
+        for i in range(first, first + count):
+            gen = image.publish(growing_frame(i), meta={"i": i}, timeout=WAIT)
+            now = image._store
+            moved += store is not None and now is not store
+            store = now
+        image.end_stream()
+        conn.send(("ok", gen, moved))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+BIG = (512, 512)  # 1 MiB of uint32: a publish long enough to be killed inside
+
+
+def write_then_die(key: str, count: int, how: str, conn: Any) -> None:
+    """Publish `count` indexed frames after the latest generation (each
+    carries the generation it gets), then die mid-publish: `how` "loan":
+    inside a loan block, half filled with junk, after saying "inside";
+    "publish": keep publishing large indexed frames until killed."""
+    image = SharedImage(key)
+    first = image.info().generation + 1
+    for i in range(first, first + count):
+        image.publish(index_frame(i), meta={"i": i}, timeout=WAIT)
+    if how == "loan":
+        with image.loan(SHAPE, np.uint32, meta={"i": -1}) as frame:
+            frame[: SHAPE[0] // 2] = 0xDEAD
+            conn.send("inside")
+            time.sleep(HOLD)
+    conn.send("publishing")
+    i = first + count
+    while True:
+        image.publish(np.full(BIG, i, np.uint32), meta={"i": i}, timeout=WAIT)
+        i += 1
+
+
+def continue_indexed(key: str, count: int, conn: Any) -> None:
+    """A new writer on the key: `count` indexed frames after the latest
+    generation (each frame carries the generation it must get), then the
+    end of the stream; sends ("ok", first generation, last generation)."""
+    image = SharedImage(key)
+    try:
+        first = image.info().generation + 1
+        for i in range(first, first + count):
+            gen = image.publish(index_frame(i), meta={"i": i}, timeout=WAIT)
+            if gen != i:
+                raise AssertionError(f"generation {gen}, expected {i}")
+        image.end_stream()
+        conn.send(("ok", first, first + count - 1))
+    except REPORTED as exc:
+        conn.send(_error(exc))
+    finally:
+        image.detach()
+
+
+def take_inherited(sub: Any, key: str, count: int, conn: Any) -> None:
+    """In a forked child, through the parent's Subscription: take `count`
+    frames, then close it; sends ("ok", generations, whether this process
+    was listed as a lossless subscriber meanwhile)."""
+    try:
+        gens = [sub.next(timeout=WAIT).info.generation for _ in range(count)]
+        with SharedImage(key) as image:
+            listed = any(s["pid"] == os.getpid() and s["mode"] == "lossless"
+                         for s in image.status()["subscribers"])
+        sub.close()
+        conn.send(("ok", gens, listed))
     except REPORTED as exc:
         conn.send(_error(exc))

@@ -690,7 +690,9 @@ class SharedImage:
             ``key``, ``native_key``, ``options`` (capacity, slots, max_slots,
             history, slot_capacity), ``slots_in_use`` and ``table_slots``,
             ``generation``, ``persistent``, ``pins`` (a list of ``{"pid",
-            "pins", "slots"}``, one per pinning handle) and ``subscribers``.
+            "pins", "slots"}``, one per pinning handle) and ``subscribers``
+            (a list of ``{"pid", "mode", "next", "lag"}``: every lossless
+            subscriber, and lossy ones while the registry has room).
 
         Raises
         ------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -34,10 +35,15 @@ class Subscription:
     Made by `SharedImage.subscribe`. Each `next()` returns the frame of the
     lowest generation not yet returned that the store still keeps. Lossy
     (the default): the writer never waits for it; frames overwritten before
-    they were taken are skipped and counted in `dropped`. Lossless: the
-    subscription is registered in the segment (at most 64), and the writer
-    waits before dropping a frame it has not taken; it is unregistered when
-    closed, collected, or when its process dies (a kernel-held lock).
+    they were taken are skipped and counted in `dropped`; it is listed in
+    `status()` while the registry has room (a lossless subscriber that
+    finds no free entry takes a lossy one's, which then goes on unlisted).
+    Lossless: the subscription is registered in the segment (at most 64),
+    and the writer waits before dropping a frame it has not taken, also
+    across a store replaced under its name (grown, shrunk, rebuilt); it is
+    unregistered when closed, collected, or when its process dies (a
+    kernel-held lock). A forked child's inherited subscription attaches
+    anew on first use, from where the parent's stood at the fork.
 
     Parameters
     ----------
@@ -73,12 +79,14 @@ class Subscription:
         self._start = start
         self._copy = bool(copy)
         self._lossless = bool(lossless)
-        self._entry = -1  # registry entry of a lossless subscription
+        self._entry = -1  # registry entry (-1: none; a lossy one may go unlisted)
+        self._token = 0  # its identity in the registry, kept across rebuilds
         self._store: _shmcore.FrameStore | None = None
         self._next = 0  # the generation to return next; 0: not positioned yet
         self._dropped = 0
         self._closed = False
         self._mu = threading.Lock()
+        self._pid = os.getpid()
         try:
             self._attach()
         except NotFoundError:
@@ -86,8 +94,21 @@ class Subscription:
 
     # -- position --
 
+    def _own(self) -> None:
+        """In a forked child, leave the parent's store handle and registry
+        entry to the parent (they are its own: the kernel lock is shared
+        with the inherited descriptor) and keep the position: the child
+        attaches and registers anew on first use."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._mu = threading.Lock()
+            self._store = None
+            self._entry = -1
+            self._token = 0
+
     def _attach(self) -> _shmcore.FrameStore:
         """This subscription's own store handle (its pins and waits are its own)."""
+        self._own()
         store = self._store
         if store is None:
             store = _shmcore.FrameStore.attach(self._image.native_key, user_key=self._image.key)
@@ -97,23 +118,48 @@ class Subscription:
                 self._store = store
             if self._next == 0:
                 self._next = self._first(store)
-            self._register(store)
+            store = self._register(store)
         elif store.successor is not None:
-            old, store = store, store.live
-            if self._entry >= 0:
-                old.unsubscribe(self._entry)
-                self._entry = -1
-            self._store = store
-            self._register(store)
+            store = self._follow(store)
         return store
 
-    def _register(self, store: _shmcore.FrameStore) -> None:
-        """A lossless subscription's entry in the store's registry."""
+    def _follow(self, old: _shmcore.FrameStore) -> _shmcore.FrameStore:
+        """Move to the store that replaced `old`: a lossless subscription
+        adopts the entry the rebuild carried over (it held the writer back
+        meanwhile) before it leaves its entry in `old`; a lossy one is
+        listed anew."""
+        entry, token = self._entry, self._token
+        self._store = store = old.live
+        try:
+            store = self._register(store)
+        finally:
+            self._leave(old, entry, token)
+        return store
+
+    def _leave(self, store: _shmcore.FrameStore, entry: int, token: int) -> None:
+        if entry < 0:
+            return
         if self._lossless:
-            try:
-                self._entry, self._next = store.subscribe_lossless(self._next)
-            except OutOfResourcesError as exc:
-                raise OutOfResourcesError(f"subscribe to {self._where}: {exc}") from None
+            store.unsubscribe(entry)
+        else:
+            store.leave_lossy(entry, token)
+
+    def _register(self, store: _shmcore.FrameStore) -> _shmcore.FrameStore:
+        """This subscription's entry in the live store: that store. A lossy
+        one is only listed (status()), and goes unlisted when the registry
+        is full or the segment's lock stays busy."""
+        if not self._lossless:
+            store, self._entry, self._token = store.subscribe_lossy(self._next)
+            self._store = store
+            return store
+        try:
+            store, self._entry, self._next, self._token = store.subscribe_lossless(
+                self._next, self._token)
+        except OutOfResourcesError as exc:
+            self._entry = -1
+            raise OutOfResourcesError(f"subscribe to {self._where}: {exc}") from None
+        self._store = store
+        return store
 
     def _first(self, store: _shmcore.FrameStore) -> int:
         newest = store.generation
@@ -143,10 +189,15 @@ class Subscription:
         self._dropped += info.generation - self._next
         self._next = info.generation + 1
         if self._entry >= 0 and store is self._store:
-            store.advance(self._entry, self._next)
+            if self._lossless:
+                store.advance(self._entry, self._next)
+            elif not store.note_lossy(self._entry, self._token, self._next):
+                store.leave_lossy(self._entry, self._token)  # a lossless one took it over
+                self._entry = -1
         return Frame(pixels, info)
 
     def _check_open(self) -> None:
+        self._own()
         if self._closed:
             raise NotAttachedError(f"subscription to {self._where}: closed")
 
@@ -267,13 +318,13 @@ class Subscription:
         >>> sub.closed
         True
         """
+        self._own()
         with self._mu:
             self._closed = True
             store, self._store = self._store, None
             entry, self._entry = self._entry, -1
         if store is not None:
-            if entry >= 0:
-                store.unsubscribe(entry)
+            self._leave(store, entry, self._token)
             store.cancel_waits()
 
     @property

@@ -11,6 +11,7 @@ interpreter's exit (it is a daemon thread).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
@@ -48,6 +49,12 @@ class Waiter:
         self._mu = threading.Lock()
         self._pending: list[Wait] = []
         self._thread: threading.Thread | None = None
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's thread and waits are not here."""
+        self._mu = threading.Lock()
+        self._pending = []
+        self._thread = None
 
     def add(self, wait: Wait) -> None:
         with self._mu:
@@ -96,3 +103,5 @@ class Waiter:
 
 
 WAITER = Waiter()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=WAITER._forget)

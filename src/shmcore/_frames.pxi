@@ -11,7 +11,7 @@
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.errno cimport EAGAIN, EINTR, ENOENT, ENOSPC
+from libc.errno cimport EACCES, EAGAIN, EINTR, ENOENT, ENOSPC
 from libc.string cimport memcmp, memcpy
 
 import numpy as np
@@ -395,6 +395,10 @@ cdef class FrameStore:
         finally:
             self.segment.waiting -= 1
             store = self._adopt(&fw)
+        if rc == FRM_ESLOW:
+            raise TimeoutError(
+                f"rebuild the store: timed out waiting for lossless subscriber pid "
+                f"{self.st.slow_pid}, which has not taken frames a history of {history} drops")
         fail(rc, "rebuild the store")
         return store
 
@@ -738,26 +742,61 @@ cdef class FrameStore:
         self._adopt(&fw)
         fail(rc, "end the stream")
 
-    def subscribe_lossless(self, uint64_t start, object timeout=None):
+    def subscribe_lossless(self, uint64_t start, uint64_t token=0, object timeout=None):
         """Register this handle as a lossless subscriber from generation
-        `start`: (entry, the generation it starts at). OutOfResourcesError
-        when FRM_MAX_SUBS are registered."""
+        `start`: (store, entry, the generation it starts at, token), `store`
+        being the live one the entry is in. With the `token` of an entry
+        this subscription had in a replaced store, adopt the entry the
+        rebuild carried over. OutOfResourcesError when FRM_MAX_SUBS are
+        registered."""
         cdef frm_follow fw = self._spare()
         cdef int64_t deadline = deadline_of(timeout)
         cdef int rc, k = -1
+        cdef frm_sub sub
+        cdef int alive = 0
         while True:
             with nogil:
-                rc = frm_subscribe(&self.st, &fw, &start, deadline, &k)
+                rc = frm_resubscribe(&self.st, &fw, &start, token, deadline, &k)
             if rc != EINTR:
                 break
             PyErr_CheckSignals()
-        self._adopt(&fw)
+        store = self._adopt(&fw)
         if rc == ENOSPC:
             raise OutOfResourcesError(
                 f"{FRM_MAX_SUBS} lossless subscribers are registered already "
                 f"(at most {FRM_MAX_SUBS})")
         fail(rc, "register a lossless subscriber")
-        return k, start
+        fail(frm_subscriber(&(<FrameStore>store).st, k, &sub, &alive), "read a subscriber")
+        return store, k, start, sub.token
+
+    def subscribe_lossy(self, uint64_t start, object timeout=0.1):
+        """List this handle as a lossy subscriber at generation `start`:
+        (store, entry, token), entry -1 when it goes unlisted (every entry
+        taken, the segment's lock busy for `timeout`, or read-only)."""
+        cdef frm_follow fw = self._spare()
+        cdef int64_t deadline = deadline_of(timeout)
+        cdef int rc, k = -1
+        cdef uint64_t token = 0
+        while True:
+            with nogil:
+                rc = frm_subscribe_lossy(&self.st, &fw, start, deadline, &k, &token)
+            if rc != EINTR:
+                break
+            PyErr_CheckSignals()
+        store = self._adopt(&fw)
+        if rc in (ENOSPC, ETIMEDOUT, EACCES):  # full, busy, or a read-only mapping
+            return store, -1, 0
+        fail(rc, "list a lossy subscriber")
+        return store, k, token
+
+    def note_lossy(self, int k, uint64_t token, uint64_t next_generation):
+        """Lossy entry `k`'s position; False once it is no longer its own."""
+        return frm_sub_note(&self.st, k, token, next_generation) == 0
+
+    def leave_lossy(self, int k, uint64_t token):
+        """Give up lossy entry `k`."""
+        if self.segment is not None and self.segment.attached:
+            check(frm_sub_leave(&self.st, k, token), "unlist a subscriber")
 
     def advance(self, int k, uint64_t next_generation):
         """Entry `k` has taken every frame before `next_generation`."""

@@ -9,7 +9,11 @@
 #if defined(_WIN32)
 #include <windows.h>
 #else
+#include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 #endif
@@ -56,6 +60,11 @@ static void store32(uint32_t *p, uint32_t v) {
 static void add32(uint32_t *p, int32_t d) { InterlockedExchangeAdd((volatile LONG *)p, (LONG)d); }
 static uint32_t load32_seq(uint32_t *p) { return load32(p); }
 static void or32(uint32_t *p, uint32_t v) { InterlockedOr((volatile LONG *)p, (LONG)v); }
+static int cas32(uint32_t *p, uint32_t expected, uint32_t desired) {
+    return (uint32_t)InterlockedCompareExchange((volatile LONG *)p, (LONG)desired,
+                                                (LONG)expected) == expected;
+}
+static void full_fence(void) { MemoryBarrier(); }
 #else
 static uint64_t load64(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static void store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
@@ -65,6 +74,11 @@ static void store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_R
 static void add32(uint32_t *p, int32_t d) { __atomic_fetch_add(p, (uint32_t)d, __ATOMIC_SEQ_CST); }
 static uint32_t load32_seq(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 static void or32(uint32_t *p, uint32_t v) { __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
+static int cas32(uint32_t *p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+}
+static void full_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 #endif
 
 /* Descriptor fields other than `state` are plain data guarded by the slot's
@@ -901,8 +915,12 @@ static uint64_t largest_kept(frm_store *st) {
     return most;
 }
 
-/* Builds a store with options `o` into *seg, carries the kept frames, puts
- * it under the name and marks `old` superseded. Mutex of `old` held. */
+static void carry_subs(frm_store *st, frm_store *old);
+static void recheck_carried(frm_store *st, frm_store *old);
+
+/* Builds a store with options `o` into *seg, carries the kept frames and
+ * the live lossless subscribers' positions, puts it under the name and
+ * marks `old` superseded. Mutex of `old` held. */
 static int rebuild_into(frm_store *old, shmp_seg *seg, const frm_options *o) {
     shmp_header *h = shmp_hdr(old->seg);
     uint32_t key_len = h->key_len < SHMP_KEY_MAX ? h->key_len : SHMP_KEY_MAX;
@@ -912,7 +930,9 @@ static int rebuild_into(frm_store *old, shmp_seg *seg, const frm_options *o) {
                        load64(&old->ctrl->last_generation));
     if (rc) return rc;
     rc = carry_kept(&st, old);
+    if (!rc) carry_subs(&st, old);
     if (!rc) rc = shmp_swap(seg, old->seg);
+    if (!rc) recheck_carried(&st, old);
     frm_close(&st);
     if (rc) {
         shmp_discard(seg);
@@ -1022,6 +1042,8 @@ static int only_own_pins(frm_store *st) {
     return 1;
 }
 
+static int wait_for_subscribers(frm_store *st, uint32_t keep, int64_t deadline);
+
 int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t deadline) {
     if (!fw) return EINVAL;
     int rc = frm_check_options(o);
@@ -1036,6 +1058,14 @@ int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t dea
             shmp_unlock(cur->seg);
             continue;
         }
+        /* A smaller history keeps fewer frames: lossless subscribers take
+         * the ones it would not carry first. */
+        rc = wait_for_subscribers(cur, o->history, deadline);
+        if (rc) {
+            if (cur != st) st->slow_pid = cur->slow_pid;
+            shmp_unlock(cur->seg);
+            return rc;
+        }
         frm_options want = *o;
         uint64_t most = largest_kept(cur);
         if (most > want.capacity) want.capacity = most;
@@ -1048,8 +1078,6 @@ int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t dea
     return SHMP_EINCOMPAT;
 }
 
-static int wait_for_subscribers(frm_store *st, int64_t deadline);
-
 static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
                         int64_t deadline, frm_claim_t *out) {
     if (nbytes > FRM_MAX_FRAME_BYTES) return EFBIG;
@@ -1057,7 +1085,7 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
     frm_store *cur = st;
     int rc = lock_fitting(st, fw, nbytes, meta_len, deadline, &cur);
     if (rc) return rc;
-    rc = wait_for_subscribers(cur, deadline);
+    rc = wait_for_subscribers(cur, cur->history - 1, deadline);
     if (rc) {
         if (cur != st) st->slow_pid = cur->slow_pid;
         shmp_unlock(cur->seg);
@@ -1222,17 +1250,94 @@ int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *
 
 /* ---- subscribers ---- */
 
+/* Process liveness, for entries a rebuild carried into a store: their
+ * subscriber holds its kernel lock in the store it registered in, not in
+ * this one, until it adopts the entry. 0 and the process's start time
+ * (0 where unknown) while it runs; ESRCH once it is gone or a zombie. */
+#if defined(__linux__)
+static int proc_start(uint32_t pid, uint64_t *start) {
+    char path[32], buf[512];
+    snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? ESRCH : 0; /* can't tell: alive */
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    *start = 0;
+    if (n <= 0) return ESRCH;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold anything */
+    if (!p || p[1] != ' ') return 0;
+    p += 2;
+    if (*p == 'Z' || *p == 'X') return ESRCH;
+    for (int field = 3; field < 22 && p; field++) { /* starttime is field 22 */
+        p = strchr(p, ' ');
+        if (p) p++;
+    }
+    if (p) *start = strtoull(p, NULL, 10);
+    return 0;
+}
+#elif defined(_WIN32)
+static int proc_start(uint32_t pid, uint64_t *start) {
+    *start = 0;
+    HANDLE h = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid);
+    if (!h) return GetLastError() == ERROR_ACCESS_DENIED ? 0 : ESRCH;
+    DWORD code = 0;
+    FILETIME created, exited, kernel, user;
+    int rc = ESRCH;
+    if (GetExitCodeProcess(h, &code) && code == STILL_ACTIVE) {
+        rc = 0;
+        if (GetProcessTimes(h, &created, &exited, &kernel, &user))
+            *start = (uint64_t)created.dwHighDateTime << 32 | created.dwLowDateTime;
+    }
+    CloseHandle(h);
+    return rc;
+}
+#else
+static int proc_start(uint32_t pid, uint64_t *start) {
+    *start = 0;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM ? 0 : ESRCH;
+}
+#endif
+
+static int proc_alive(uint32_t pid, uint64_t start) {
+    uint64_t now = 0;
+    if (pid == 0 || proc_start(pid, &now)) return 0;
+    return start == 0 || now == 0 || now == start;
+}
+
+static int carried_pending(uint32_t flags) {
+    return flags == (FRM_SUB_LOSSLESS | FRM_SUB_CARRIED);
+}
+
+/* Is entry k live: its kernel lock held, or carried here by a rebuild and
+ * its process alive? */
+static int sub_live(frm_store *st, uint32_t k) {
+    frm_sub *e = &st->subs[k];
+    if (load32(&e->state) != FRM_SUB_LIVE) return 0;
+    int locked = 0;
+    if (load32(&e->flags) == FRM_SUB_LOSSY)
+        return shmp_range_test(st->seg, FRM_LOSSY_LOCKS + k, &locked) == 0 && locked;
+    if (shmp_range_test(st->seg, FRM_SUB_LOCKS + k, &locked) == 0 && locked) return 1;
+    return carried_pending(load32(&e->flags)) && proc_alive(load32(&e->pid), load64(&e->start_time));
+}
+
+/* Is entry k a lossy subscription's, live? */
+static int lossy_live(frm_store *st, uint32_t k) {
+    return load32(&st->subs[k].state) == FRM_SUB_LIVE &&
+           load32(&st->subs[k].flags) == FRM_SUB_LOSSY && sub_live(st, k);
+}
+
 int frm_subscriber(frm_store *st, uint32_t k, frm_sub *out, int *alive) {
     if (k >= FRM_MAX_SUBS) return EINVAL;
     snapshot(out, &st->subs[k], sizeof *out);
     *alive = 0;
     if (out->state == FRM_SUB_FREE) return ENOENT;
-    if (out->state != FRM_SUB_LIVE || out->flags & ~(uint32_t)FRM_SUB_LOSSLESS) return SHMP_EINCOMPAT;
+    if (out->state != FRM_SUB_LIVE ||
+        out->flags & ~(uint32_t)(FRM_SUB_LOSSLESS | FRM_SUB_CARRIED | FRM_SUB_LOSSY))
+        return SHMP_EINCOMPAT;
+    if (out->flags == FRM_SUB_LOSSY) out->next_generation = out->lossy_next;
     if (out->next_generation > load64(&st->ctrl->last_generation) + 1) return SHMP_EINCOMPAT;
-    int locked = 0;
-    int rc = shmp_range_test(st->seg, FRM_SUB_LOCKS + k, &locked);
-    if (rc) return rc;
-    *alive = locked;
+    *alive = sub_live(st, k);
     return 0;
 }
 
@@ -1337,34 +1442,35 @@ int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline) {
 
 /* ---- lossless subscribers ---- */
 
-/* A live lossless subscriber that has not taken the frame the next publish
- * drops from the history: its pid (1 when it has none), or 0. Mutex held. */
-static uint32_t slow_subscriber(frm_store *st) {
-    uint64_t gen = st->ctrl->last_generation + 1;
-    if (gen <= st->history) return 0;
-    uint64_t dropped = gen - st->history;
+/* A live lossless subscriber that has not taken a frame the store stops
+ * keeping when only the newest `keep` stay (a publish keeps history - 1 of
+ * them, a rebuild its new history): its pid (1 when it has none), or 0.
+ * Mutex held. */
+static uint32_t slow_subscriber(frm_store *st, uint32_t keep) {
+    uint64_t last = st->ctrl->last_generation;
+    if (last <= keep) return 0;
+    uint64_t first_kept = last - keep + 1;
     for (uint32_t k = 0; k < FRM_MAX_SUBS; k++) {
         frm_sub *e = &st->subs[k];
         if (load32(&e->state) != FRM_SUB_LIVE || !(load32(&e->flags) & FRM_SUB_LOSSLESS)) continue;
-        if (load64(&e->next_generation) > dropped) continue;
-        int locked = 0;
-        if (shmp_range_test(st->seg, FRM_SUB_LOCKS + k, &locked) || !locked) continue;
+        if (load64(&e->next_generation) >= first_kept) continue;
+        if (!sub_live(st, k)) continue;
         uint32_t pid = load32(&e->pid);
         return pid ? pid : 1;
     }
     return 0;
 }
 
-/* Waits (futex on sub_seq) until no live lossless subscriber holds back the
- * next publish. A subscriber's death moves no futex word: look again every
+/* Waits (futex on sub_seq) until no live lossless subscriber holds back a
+ * change that keeps only the newest `keep` frames. A subscriber's death moves no futex word: look again every
  * 20 ms. FRM_ESLOW at the deadline (st->slow_pid names it), EINTR per
  * slice. Mutex held throughout. */
 #define SUB_RECHECK_NS 20000000LL
-static int wait_for_subscribers(frm_store *st, int64_t deadline) {
+static int wait_for_subscribers(frm_store *st, uint32_t keep, int64_t deadline) {
     int64_t slice_end = frm_now_ns() + FRM_SLICE_NS;
     for (;;) {
         uint32_t seq = load32_seq(&st->ctrl->sub_seq);
-        uint32_t pid = slow_subscriber(st);
+        uint32_t pid = slow_subscriber(st, keep);
         if (!pid) return 0;
         int64_t now = frm_now_ns();
         if (past(deadline) || now >= slice_end) {
@@ -1386,34 +1492,183 @@ static void sub_progress(frm_store *st) {
     if (load32_seq(&st->ctrl->sub_waiters)) shmp_wake(st->seg, &st->ctrl->sub_seq);
 }
 
-int frm_subscribe(frm_store *st, frm_follow *fw, uint64_t *from, int64_t deadline, int *k) {
-    frm_store *cur;
-    int rc = live(st, fw, &cur);
-    if (rc) return rc;
-    if (!cur->seg->writable) return EACCES;
-    rc = lock_segment(cur, deadline);
-    if (rc) return rc;
-    rc = ENOSPC;
-    for (uint32_t i = 0; i < FRM_MAX_SUBS; i++) {
-        if (shmp_range_lock(cur->seg, FRM_SUB_LOCKS + i, 1) != 0) continue;
-        uint64_t oldest, newest;
-        kept_range(cur, &oldest, &newest);
-        if (*from < oldest) *from = oldest;
-        if (*from > newest + 1) *from = newest + 1;
-        frm_sub *e = &cur->subs[i];
+static uint64_t new_token(void) {
+    static uint32_t counter;
+    return (uint64_t)my_pid() << 32 | shmc_add_u32(&counter, 1);
+}
+
+/* Moves *from into what the history holds (and no further than the next frame). */
+static void clamp_position(frm_store *st, uint64_t *from) {
+    uint64_t oldest, newest;
+    kept_range(st, &oldest, &newest);
+    if (*from < oldest) *from = oldest;
+    if (*from > newest + 1) *from = newest + 1;
+}
+
+/* Entry i for a new registration, its lock taken: 0, or EBUSY when it is
+ * held, or carried here for a subscriber whose process lives, or (unless
+ * `over_lossy`) listing a live lossy subscription. Mutex held. */
+static int take_entry(frm_store *st, uint32_t i, int over_lossy) {
+    if (shmp_range_lock(st->seg, FRM_SUB_LOCKS + i, 1) != 0) return EBUSY;
+    frm_sub *e = &st->subs[i];
+    int busy = load32(&e->state) == FRM_SUB_LIVE && carried_pending(load32(&e->flags)) &&
+               proc_alive(load32(&e->pid), load64(&e->start_time));
+    if (!busy && !over_lossy) busy = lossy_live(st, i);
+    if (busy) {
+        shmp_range_unlock(st->seg, FRM_SUB_LOCKS + i);
+        return EBUSY;
+    }
+    return 0;
+}
+
+/* A new entry for this process at *from. Mutex held. */
+static int register_entry(frm_store *st, uint64_t *from, uint64_t token, int *k) {
+    for (uint32_t n = 0; n < 2 * FRM_MAX_SUBS; n++) {
+        uint32_t i = n % FRM_MAX_SUBS; /* a second pass takes lossy entries over */
+        if (take_entry(st, i, n >= FRM_MAX_SUBS)) continue;
+        clamp_position(st, from);
+        uint64_t start = 0;
+        proc_start(my_pid(), &start);
+        frm_sub *e = &st->subs[i];
         store32(&e->state, FRM_SUB_FREE);
         store32(&e->pid, my_pid());
-        store64(&e->start_time, 0);
+        store64(&e->start_time, start);
         store64(&e->next_generation, *from);
+        store64(&e->token, token ? token : new_token());
         store32(&e->flags, FRM_SUB_LOSSLESS);
         store32(&e->incarnation, load32(&e->incarnation) + 1);
         store32(&e->state, FRM_SUB_LIVE);
         *k = (int)i;
-        rc = 0;
-        break;
+        return 0;
+    }
+    return ENOSPC;
+}
+
+/* Takes entry i's lock; a registrant looking at it holds it for a moment. */
+static int lock_entry_soon(frm_store *st, uint32_t i) {
+    for (int tries = 0; tries < PIN_TRIES; tries++) {
+        if (shmp_range_lock(st->seg, FRM_SUB_LOCKS + i, 1) == 0) return 0;
+        yield_cpu();
+    }
+    return EBUSY;
+}
+
+/* Adopts the entry a rebuild carried here for subscription `token`: its
+ * lock taken, its position *from (which is never behind the carried one).
+ * ENOENT when there is none (given up, or never carried). Without the
+ * mutex: a writer may hold it while it waits for this very entry. A
+ * registrant skips a carried entry whose process lives, a rebuild copies
+ * it carried or adopted (live either way), and the CAS settles a race
+ * with giving it up. */
+static int adopt_entry(frm_store *st, uint64_t *from, uint64_t token, int *k) {
+    for (uint32_t i = 0; i < FRM_MAX_SUBS; i++) {
+        frm_sub *e = &st->subs[i];
+        if (load32(&e->state) != FRM_SUB_LIVE || load64(&e->token) != token ||
+            load32(&e->pid) != my_pid() || !carried_pending(load32(&e->flags)))
+            continue;
+        if (lock_entry_soon(st, i) != 0) return ENOENT;
+        uint64_t carried = load64(&e->next_generation);
+        if (*from < carried) *from = carried;
+        clamp_position(st, from);
+        store64(&e->next_generation, *from);
+        if (!cas32(&e->flags, FRM_SUB_LOSSLESS | FRM_SUB_CARRIED, FRM_SUB_LOSSLESS)) {
+            shmp_range_unlock(st->seg, FRM_SUB_LOCKS + i); /* given up meanwhile */
+            return ENOENT;
+        }
+        sub_progress(st);
+        *k = (int)i;
+        return 0;
+    }
+    return ENOENT;
+}
+
+/* Locks the mutex of the live store (not one replaced while waiting for it). */
+static int lock_live(frm_store *st, frm_follow *fw, int64_t deadline, frm_store **out) {
+    for (int i = 0; i < FOLLOW_MAX; i++) {
+        int rc = live(st, fw, out);
+        if (rc) return rc;
+        if (!(*out)->seg->writable) return EACCES;
+        rc = lock_segment(*out, deadline);
+        if (rc) return rc;
+        if (!frm_superseded(*out)) return 0;
+        shmp_unlock((*out)->seg);
+    }
+    return SHMP_EINCOMPAT;
+}
+
+int frm_resubscribe(frm_store *st, frm_follow *fw, uint64_t *from, uint64_t token,
+                    int64_t deadline, int *k) {
+    frm_store *cur;
+    int rc;
+    if (token) {
+        rc = live(st, fw, &cur);
+        if (rc) return rc;
+        if (!cur->seg->writable) return EACCES;
+        rc = adopt_entry(cur, from, token, k);
+        if (rc != ENOENT) return rc;
+    }
+    rc = lock_live(st, fw, deadline, &cur);
+    if (rc) return rc;
+    rc = register_entry(cur, from, token, k);
+    int urc = shmp_unlock(cur->seg);
+    return rc ? rc : urc;
+}
+
+int frm_subscribe(frm_store *st, frm_follow *fw, uint64_t *from, int64_t deadline, int *k) {
+    return frm_resubscribe(st, fw, from, 0, deadline, k);
+}
+
+int frm_subscribe_lossy(frm_store *st, frm_follow *fw, uint64_t from, int64_t deadline, int *k,
+                        uint64_t *token) {
+    frm_store *cur;
+    int rc = lock_live(st, fw, deadline, &cur);
+    if (rc) return rc;
+    rc = ENOSPC;
+    for (uint32_t i = 0; i < FRM_MAX_SUBS && rc; i++) {
+        if (take_entry(cur, i, 0)) continue; /* a lossless one's, or a live lossy one */
+        if (shmp_range_lock(cur->seg, FRM_LOSSY_LOCKS + i, 1) == 0) {
+            uint64_t start = 0;
+            proc_start(my_pid(), &start);
+            frm_sub *e = &cur->subs[i];
+            store32(&e->state, FRM_SUB_FREE);
+            store32(&e->pid, my_pid());
+            store64(&e->start_time, start);
+            store64(&e->next_generation, 0);
+            store64(&e->lossy_next, from);
+            store64(&e->token, *token = new_token());
+            store32(&e->flags, FRM_SUB_LOSSY);
+            store32(&e->incarnation, load32(&e->incarnation) + 1);
+            store32(&e->state, FRM_SUB_LIVE);
+            *k = (int)i;
+            rc = 0;
+        }
+        shmp_range_unlock(cur->seg, FRM_SUB_LOCKS + i);
     }
     int urc = shmp_unlock(cur->seg);
     return rc ? rc : urc;
+}
+
+/* A lossy subscription's own entry is one with its token and flags (a
+ * lossless registration may have taken it over). */
+static int own_lossy(frm_store *st, int k, uint64_t token) {
+    if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) return 0;
+    frm_sub *e = &st->subs[k];
+    return load64(&e->token) == token && load32(&e->flags) == FRM_SUB_LOSSY;
+}
+
+int frm_sub_note(frm_store *st, int k, uint64_t token, uint64_t next) {
+    if (!own_lossy(st, k, token)) return ENOENT;
+    /* Taken over meanwhile, this lands in a field lossless entries never read. */
+    store64(&st->subs[k].lossy_next, next);
+    return 0;
+}
+
+int frm_sub_leave(frm_store *st, int k, uint64_t token) {
+    if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) return EINVAL;
+    /* While this handle holds the lossy lock no other lossy subscription
+     * can take the entry, so the flags still say whose it is. */
+    if (own_lossy(st, k, token)) cas32(&st->subs[k].flags, FRM_SUB_LOSSY, FRM_SUB_CARRIED);
+    return shmp_range_unlock(st->seg, FRM_LOSSY_LOCKS + (uint32_t)k);
 }
 
 int frm_sub_advance(frm_store *st, int k, uint64_t next) {
@@ -1423,10 +1678,66 @@ int frm_sub_advance(frm_store *st, int k, uint64_t next) {
     return 0;
 }
 
+/* Gives up entries of subscription `token` still waiting to be adopted. */
+static void give_up_carried(frm_store *st, uint64_t token) {
+    for (uint32_t i = 0; i < FRM_MAX_SUBS; i++)
+        if (load64(&st->subs[i].token) == token)
+            cas32(&st->subs[i].flags, FRM_SUB_LOSSLESS | FRM_SUB_CARRIED, FRM_SUB_CARRIED);
+}
+
+/* After a subscription left store `st`: gives up what rebuilds carried of
+ * it into the stores that replaced it. Either this sees `st` replaced, or
+ * the rebuild's recheck sees the entry gone (both fence in between). */
+static void release_carried(frm_store *st, uint64_t token) {
+    full_fence();
+    if (!token || !frm_superseded(st)) return;
+    char name[SHMP_NAME_MAX + 1];
+    memcpy(name, st->seg->name, sizeof name);
+    for (int i = 0; i < FOLLOW_MAX; i++) {
+        frm_store next;
+        shmp_seg seg;
+        if (attach_live(&next, &seg, name, 1) != 0) return;
+        give_up_carried(&next, token);
+        full_fence();
+        int again = frm_superseded(&next);
+        frm_detach(&next);
+        if (!again) return;
+    }
+}
+
 int frm_unsubscribe(frm_store *st, int k) {
     if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) return EINVAL;
+    uint64_t token = load64(&st->subs[k].token);
     store32(&st->subs[k].state, FRM_SUB_FREE);
     int rc = shmp_range_unlock(st->seg, FRM_SUB_LOCKS + (uint32_t)k);
     sub_progress(st);
+    release_carried(st, token);
     return rc;
+}
+
+/* Copies the live lossless entries of `old` into the new store `st` (not
+ * yet named), each to be adopted by its subscriber. Mutex of `old` held. */
+static void carry_subs(frm_store *st, frm_store *old) {
+    for (uint32_t k = 0; k < FRM_MAX_SUBS; k++) {
+        frm_sub e;
+        snapshot(&e, &old->subs[k], sizeof e);
+        if (e.state != FRM_SUB_LIVE || !(e.flags & FRM_SUB_LOSSLESS) || !e.token) continue;
+        if (!sub_live(old, k)) continue;
+        e.flags = FRM_SUB_LOSSLESS | FRM_SUB_CARRIED;
+        memcpy(&st->subs[k], &e, sizeof e);
+    }
+}
+
+/* After the swap: gives up carried entries whose subscription left `old`
+ * meanwhile (see release_carried). */
+static void recheck_carried(frm_store *st, frm_store *old) {
+    full_fence();
+    for (uint32_t k = 0; k < FRM_MAX_SUBS; k++) {
+        frm_sub *e = &st->subs[k], *was = &old->subs[k];
+        if (!carried_pending(load32(&e->flags))) continue;
+        if (load32(&was->state) == FRM_SUB_LIVE && load32(&was->flags) & FRM_SUB_LOSSLESS &&
+            load64(&was->token) == load64(&e->token))
+            continue;
+        cas32(&e->flags, FRM_SUB_LOSSLESS | FRM_SUB_CARRIED, FRM_SUB_CARRIED);
+    }
 }

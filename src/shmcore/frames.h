@@ -54,6 +54,7 @@
 /* Range-lock indexes: slot i is i, subscriber k is FRM_SUB_LOCKS + k,
  * pinner entry k is FRM_PIN_LOCKS + k. */
 #define FRM_SUB_LOCKS 1024u
+#define FRM_LOSSY_LOCKS (FRM_SUB_LOCKS + FRM_MAX_SUBS) /* a lossy entry k's liveness */
 #define FRM_PIN_LOCKS 2048u
 
 /* Slot states. */
@@ -68,6 +69,12 @@
 #define FRM_SUB_FREE 0u
 #define FRM_SUB_LIVE 1u
 #define FRM_SUB_LOSSLESS 1u
+#define FRM_SUB_CARRIED 2u /* put here by a rebuild; live while its process is:
+                            * its subscriber adopts it (lock and all) on its
+                            * next call. CARRIED alone: given up, free. */
+#define FRM_SUB_LOSSY 4u   /* listed only: the writer never waits for it, and a
+                            * lossless subscriber that finds no free entry
+                            * takes its place */
 
 /* Errors that are not errno values (beside SHMP_EINCOMPAT). */
 #define FRM_ENOFRAME 0x10101 /* nothing published yet */
@@ -119,7 +126,9 @@ typedef struct frm_sub {
     uint64_t next_generation;
     uint32_t flags;
     uint32_t incarnation;
-    uint8_t pad[64 - 32];
+    uint64_t token; /* the subscription's identity, kept across rebuilds */
+    uint64_t lossy_next; /* a lossy entry's position (never read for a lossless one) */
+    uint8_t pad[64 - 48];
 } frm_sub;
 
 /* One process handle's pins: written by its owner only. */
@@ -359,9 +368,24 @@ int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline);
  * while this handle holds its kernel lock, positioned at *from (moved into
  * what the history holds). ENOSPC: FRM_MAX_SUBS are registered. */
 int frm_subscribe(frm_store *st, frm_follow *fw, uint64_t *from, int64_t deadline, int *k);
+/* As frm_subscribe, for the subscription `token` (an entry's token) that
+ * was registered in a store this one replaced: it adopts the entry the
+ * rebuild carried here, position and all, or registers anew. */
+int frm_resubscribe(frm_store *st, frm_follow *fw, uint64_t *from, uint64_t token,
+                    int64_t deadline, int *k);
+/* Lists a lossy subscription at `from` (for status only: no writer waits
+ * for it): entry *k, token *token. It waits for the segment's mutex only
+ * until the deadline. ENOSPC: every entry is taken (then it goes unlisted). */
+int frm_subscribe_lossy(frm_store *st, frm_follow *fw, uint64_t from, int64_t deadline, int *k,
+                        uint64_t *token);
+/* A lossy entry's position, while it is still the subscription's own. */
+int frm_sub_note(frm_store *st, int k, uint64_t token, uint64_t next);
+/* Gives up lossy entry k (unless a lossless subscriber took it over). */
+int frm_sub_leave(frm_store *st, int k, uint64_t token);
 /* Entry k has taken every frame before `next`: a waiting writer goes on. */
 int frm_sub_advance(frm_store *st, int k, uint64_t next);
-/* Frees entry k and its lock; wakes a waiting writer. */
+/* Frees entry k and its lock, and the entries rebuilds carried it into
+ * since; wakes a waiting writer. */
 int frm_unsubscribe(frm_store *st, int k);
 
 int64_t frm_now_ns(void);

@@ -48,6 +48,7 @@ cdef extern from "frames.h" nogil:
         uint32_t pid
         uint64_t next_generation
         uint32_t flags
+        uint64_t token
 
     ctypedef struct frm_options:
         uint64_t capacity
@@ -126,6 +127,12 @@ cdef extern from "frames.h" nogil:
     int frm_wait_from(frm_store *st, frm_follow *fw, uint64_t want, int64_t deadline)
     int frm_end_stream(frm_store *st, frm_follow *fw, int64_t deadline)
     int frm_subscribe(frm_store *st, frm_follow *fw, uint64_t *start, int64_t deadline, int *k)
+    int frm_resubscribe(frm_store *st, frm_follow *fw, uint64_t *start, uint64_t token,
+                        int64_t deadline, int *k)
+    int frm_subscribe_lossy(frm_store *st, frm_follow *fw, uint64_t start, int64_t deadline,
+                            int *k, uint64_t *token)
+    int frm_sub_note(frm_store *st, int k, uint64_t token, uint64_t next)
+    int frm_sub_leave(frm_store *st, int k, uint64_t token)
     int frm_sub_advance(frm_store *st, int k, uint64_t next)
     int frm_unsubscribe(frm_store *st, int k)
 

@@ -70,6 +70,29 @@ static void readers(frm_store *st) {
     }
 }
 
+/* A lossy subscriber is listed, moves, leaves; a subscription adopts the
+ * entry of any token the (hostile) registry holds, as after a rebuild. */
+static void lossy_and_carried(frm_store *st, uint64_t from) {
+    uint64_t token = 0;
+    int k = -1;
+    if (frm_subscribe_lossy(st, NULL, from, frm_now_ns(), &k, &token) == 0) {
+        if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) abort();
+        frm_sub_note(st, k, token, from + 1);
+        frm_sub_leave(st, k, token);
+    }
+    for (uint32_t i = 0; i < FRM_MAX_SUBS; i++) {
+        frm_sub e;
+        int alive;
+        if (frm_subscriber(st, i, &e, &alive) != 0 || !e.token) continue;
+        uint64_t at = 1;
+        if (frm_resubscribe(st, NULL, &at, e.token, frm_now_ns(), &k) == 0) {
+            if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) abort();
+            frm_unsubscribe(st, k);
+        }
+        break;
+    }
+}
+
 /* A lossless subscriber registers (its own lock makes it live: the claims
  * below wait for it until their immediate deadline), moves, leaves. */
 static void subscriber(frm_store *st) {
@@ -83,6 +106,7 @@ static void subscriber(frm_store *st) {
     uint64_t gen;
     frm_publish(st, NULL, pixels, &spec, frm_now_ns(), &gen);
     frm_unsubscribe(st, k);
+    lossy_and_carried(st, from);
     frm_end_stream(st, NULL, frm_now_ns());
 }
 

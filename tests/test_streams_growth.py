@@ -1,0 +1,144 @@
+"""Lossless subscriptions across a store that is replaced under its name
+(frames grow or shrink, an option changes): every registered subscriber
+keeps holding the writer back in the new store, whether or not it has
+called next() since."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from shmimage import SharedImage
+from workers_image import WAIT
+from workers_streams import hold_lossless, index_frame, publish_growing, record
+
+ctx = multiprocessing.get_context("spawn")
+
+
+def receive(conn, what: str):
+    assert conn.poll(WAIT), f"child sent no {what}"
+    msg = conn.recv()
+    assert not (isinstance(msg, tuple) and msg[0] == "error"), msg
+    return msg
+
+
+def start_holder(procs, key: str):
+    conn, child = ctx.Pipe()
+    take, take_child = ctx.Pipe()
+    proc = procs.start(hold_lossless, key, child, take_child)
+    assert receive(conn, "ready") == "ready"
+    return proc, conn, take
+
+
+def test_frames_growing_mid_stream(procs, unique_key):
+    key = unique_key("streams")
+    count = 600
+    with SharedImage(key, history=4) as first:
+        first.publish(index_frame(0), meta={"i": 0})
+        recorders = []
+        for slow in (0.0, 0.003):
+            ready, ready_child = ctx.Pipe()
+            parent, child = ctx.Pipe()
+            procs.start(record, key, "next", slow, False, ready_child, child, True)
+            assert receive(ready, "ready") == "ready"
+            recorders.append(parent)
+        w_parent, w_child = ctx.Pipe()
+        procs.start(publish_growing, key, 2, count, 4, w_child)
+        _, last, moved = receive(w_parent, "writer result")
+        assert last == count + 1
+        assert moved >= 6  # it really grew and shrank, several times
+        for parent in recorders:
+            _, got, dropped = receive(parent, "recording")
+            assert dropped == 0
+            assert [g for g, *_ in got] == list(range(2, count + 2))
+            for gen, meta_i, pixel_i, uniform in got:
+                assert uniform and meta_i == pixel_i == gen
+
+
+@pytest.mark.parametrize("how", ["grow", "rebuild"])
+def test_an_idle_subscriber_holds_the_writer_back_in_the_new_store(procs, unique_key, how):
+    key = unique_key("streams")
+    with SharedImage(key, history=2) as writer:
+        writer.publish(index_frame(0))
+        proc, conn, take = start_holder(procs, key)  # registered, never called next()
+        old = writer._store
+        if how == "grow":
+            gens = [writer.publish(np.full((300, 300), 1, np.uint32))]
+        else:
+            writer = SharedImage(key, history=3)
+            gens = [writer.publish(index_frame(1))]
+        assert old.superseded  # the store was replaced
+        subs = writer.status()["subscribers"]
+        assert [(s["pid"], s["mode"]) for s in subs] == [(proc.pid, "lossless")]
+        gens += [writer.publish(index_frame(i)) for i in range(2, 2 + (how == "rebuild") + 1)]
+        with pytest.raises(TimeoutError, match=f"pid {proc.pid}"):
+            writer.publish(index_frame(9), timeout=0.2)
+        for gen in gens:
+            take.send(1)
+            assert receive(conn, "generation") == gen
+        writer.publish(index_frame(9), timeout=WAIT)
+        take.send(None)
+        proc.join(WAIT)
+        assert proc.exitcode == 0
+        writer.detach()
+
+
+def test_a_smaller_history_waits_for_lossless_subscribers(procs, unique_key):
+    key = unique_key("streams")
+    with SharedImage(key, history=6) as writer:
+        writer.publish(index_frame(1))
+        proc, conn, take = start_holder(procs, key)  # at generation 2
+        for i in range(2, 7):
+            writer.publish(index_frame(i))
+        got: list[int] = []
+
+        def taker() -> None:
+            for _ in range(6):
+                time.sleep(0.05)
+                take.send(1)
+                got.append(receive(conn, "generation"))
+
+        thread = threading.Thread(target=taker)
+        thread.start()
+        try:
+            # Keeping 2 of 6 frames, the rebuild waits until 2, 3 and 4 are taken.
+            with SharedImage(key, history=2) as smaller:
+                assert smaller.publish(index_frame(7), timeout=WAIT) == 7
+                assert smaller.status()["options"]["history"] == 2
+        finally:
+            thread.join(WAIT)
+        assert got == [2, 3, 4, 5, 6, 7]
+        take.send(None)
+        proc.join(WAIT)
+        assert proc.exitcode == 0
+
+
+@pytest.mark.parametrize("how", ["killed", "closed"])
+def test_a_carried_entry_is_let_go_by_death_or_close(procs, unique_key, how):
+    key = unique_key("streams")
+    with SharedImage(key, history=2) as writer:
+        writer.publish(index_frame(1))
+        if how == "killed":
+            proc, _, _ = start_holder(procs, key)
+            pid = proc.pid
+        else:
+            reader = SharedImage(key)
+            sub = reader.subscribe(lossless=True)
+            pid = os.getpid()
+        writer.publish(np.full((300, 300), 2, np.uint32))  # grows: the entry is carried
+        writer.publish(index_frame(3))
+        with pytest.raises(TimeoutError, match=f"pid {pid}"):
+            writer.publish(index_frame(4), timeout=0.1)
+        if how == "killed":
+            os.kill(pid, signal.SIGKILL)  # not joined yet: a zombie is dead too
+        else:
+            sub.close()  # never called next(): its entry in the new store is given up
+        for i in range(4, 10):
+            writer.publish(index_frame(i), timeout=WAIT)
+        assert writer.status()["subscribers"] == []
+        if how == "closed":
+            reader.detach()
