@@ -31,7 +31,11 @@ _ndarray = np.ndarray
 
 MAX_FRAME_BYTES = FRM_MAX_FRAME_BYTES
 MAX_DIMS = FRM_MAX_DIMS
-cdef int64_t SPIN_NS = 10000  # long enough for a prompt answer, short on a busy machine
+# wait() sleeps in the kernel at once, without frames.c's spin: a waiter
+# that spins keeps its CPU from the process it waits for (the kernel often
+# wakes that one on the waker's CPU), so in a ping-pong the spin ran to its
+# end every time, costing wall time and CPU alike.
+cdef int64_t SPIN_NS = 0
 
 # frames.h's element type codes, in order; stored native.
 DTYPES = (None,) + tuple(np.dtype(t) for t in (
@@ -647,7 +651,6 @@ cdef class FrameStore:
         """Block until a generation newer than `after`; it."""
         cdef frm_follow fw = self._spare()
         cdef int64_t deadline = deadline_of(timeout)
-        cdef int64_t spin = SPIN_NS
         cdef uint64_t gen = 0
         cdef int rc
         cdef Segment seg = self.segment
@@ -655,10 +658,9 @@ cdef class FrameStore:
         try:
             while True:
                 with nogil:
-                    rc = frm_wait(&self.st, &fw, after, deadline, spin, &gen)
+                    rc = frm_wait(&self.st, &fw, after, deadline, SPIN_NS, &gen)
                 if rc != EINTR:
                     break
-                spin = 0
                 PyErr_CheckSignals()
         finally:
             seg.waiting -= 1
