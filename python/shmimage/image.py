@@ -452,13 +452,17 @@ class SharedImage:
         NotAttachedError
             `detach()` was called meanwhile, from another thread.
         """
-        deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
         epoch = self._detaches
-        try:
-            store = self._attach()
-        except NotFoundError:
-            store = self._appear(deadline, epoch)
-            after = 0 if after is None else after
+        store = self._store
+        if store is None or store.successor is not None:
+            deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
+            try:
+                store = self._attach()
+            except NotFoundError:
+                store = self._appear(deadline, epoch)
+                after = 0 if after is None else after
+            timeout = _left(deadline)
+        # else attached: the core checks `timeout` and times the whole wait
         if after is None:
             after = store.generation
         with self._mu:
@@ -466,7 +470,7 @@ class SharedImage:
                 raise NotAttachedError(f"wait on {self._where()}: detached")
             self._waits.add(store)
         try:
-            generation: int = store.wait(after, _left(deadline))
+            generation: int = store.wait(after, timeout)
         finally:
             with self._mu:
                 self._waits.discard(store)
