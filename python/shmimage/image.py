@@ -205,9 +205,12 @@ class SharedImage:
             at once: waiting could never end).
         """
         try:
-            data = encode_meta(meta)
+            data = None if meta is None else encode_meta(meta)
             array = as_frame_array(image, mode)
-            generation: int = self._writer(array.nbytes).publish(array, timeout, data)
+            store = self._store
+            if store is None or store.successor is not None:
+                store = self._writer(array.nbytes)
+            generation: int = store.publish(array, timeout, data)
         except (TimeoutError, BufferError, ValueError) as exc:
             raise self._named(exc) from None
         return generation
@@ -280,9 +283,11 @@ class SharedImage:
         self, shape: tuple[int, ...], dtype: np.dtype[Any], timeout: float | None, meta_len: int = 0
     ) -> tuple[_shmcore.FrameStore, int, np.ndarray]:
         """A slot to loan, its store and its array (C grows or follows the store)."""
-        nbytes = _shmcore.frame_bytes(shape, dtype)
+        store = self._store
+        if store is None or store.successor is not None:  # loan_begin checks the size
+            store = self._writer(_shmcore.frame_bytes(shape, dtype))
         try:
-            return self._writer(nbytes).loan_begin(shape, dtype, timeout, meta_len)
+            return store.loan_begin(shape, dtype, timeout, meta_len)
         except (TimeoutError, BufferError) as exc:
             raise type(exc)(f"{self._where()}: {exc}") from None
 
