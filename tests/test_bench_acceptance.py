@@ -161,3 +161,22 @@ def test_not_a_bench_document(tmp_path: Path, doc: Any,
                               capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(tmp_path, doc) == 2
     assert "not a shmimage bench --json document" in capsys.readouterr().err
+
+
+def test_the_readme_section_is_generated_from_the_json(tmp_path: Path) -> None:
+    readme_results = importlib.import_module("readme_results")
+    doc = _document([FOUR_K])
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(doc))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{readme_results.BEGIN}\nold, by hand\n{readme_results.END}\nafter\n")
+    assert readme_results.main([str(path), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old, by hand" not in text and text.endswith(f"{readme_results.END}\nafter\n")
+    assert "| figure | size | shmimage | baseline | ratio | 95% interval |" in text
+    assert "| target | size | ratio | 95% interval | verdict |" in text
+    assert "Machine: cpu test, cores 2." in text  # an older machine record: as it is
+    assert readme_results.main([str(path), "--readme", str(readme)]) == 0
+    assert readme.read_text() == text, "regenerating from the same run changes nothing"
+    readme.write_text("no markers\n")
+    assert readme_results.main([str(path), "--readme", str(readme)]) == 2

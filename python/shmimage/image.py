@@ -235,9 +235,12 @@ class SharedImage:
                [3, 4, 5]], dtype=uint16)
         """
         try:
-            data = encode_meta(meta)
+            data = None if meta is None else encode_meta(meta)
             array = as_frame_array(image, mode)
-            generation: int = self._writer(array.nbytes).publish(array, timeout, data)
+            store = self._store
+            if store is None or store.successor is not None:
+                store = self._writer(array.nbytes)
+            generation: int = store.publish(array, timeout, data)
         except (TimeoutError, BufferError, ValueError) as exc:
             raise self._named(exc) from None
         return generation
@@ -319,9 +322,11 @@ class SharedImage:
         self, shape: tuple[int, ...], dtype: np.dtype[Any], timeout: float | None, meta_len: int = 0
     ) -> tuple[_shmcore.FrameStore, int, np.ndarray]:
         """A slot to loan, its store and its array (C grows or follows the store)."""
-        nbytes = _shmcore.frame_bytes(shape, dtype)
+        store = self._store
+        if store is None or store.successor is not None:  # loan_begin checks the size
+            store = self._writer(_shmcore.frame_bytes(shape, dtype))
         try:
-            return self._writer(nbytes).loan_begin(shape, dtype, timeout, meta_len)
+            return store.loan_begin(shape, dtype, timeout, meta_len)
         except (TimeoutError, BufferError) as exc:
             raise type(exc)(f"{self._where()}: {exc}") from None
 
@@ -572,13 +577,17 @@ class SharedImage:
         2
         no newer frame
         """
-        deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
         epoch = self._detaches
-        try:
-            store = self._attach()
-        except NotFoundError:
-            store = self._appear(deadline, epoch)
-            after = 0 if after is None else after
+        store = self._store
+        if store is None or store.successor is not None:
+            deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
+            try:
+                store = self._attach()
+            except NotFoundError:
+                store = self._appear(deadline, epoch)
+                after = 0 if after is None else after
+            timeout = _left(deadline)
+        # else attached: the core checks `timeout` and times the whole wait
         if after is None:
             after = store.generation
         with self._mu:
@@ -586,7 +595,7 @@ class SharedImage:
                 raise NotAttachedError(f"wait on {self._where()}: detached")
             self._waits.add(store)
         try:
-            generation: int = store.wait(after, _left(deadline))
+            generation: int = store.wait(after, timeout)
         finally:
             with self._mu:
                 self._waits.discard(store)

@@ -28,16 +28,27 @@ from shmimage.errors import (
 )
 
 _ndarray = np.ndarray
+_dtype = np.dtype
 
 MAX_FRAME_BYTES = FRM_MAX_FRAME_BYTES
 MAX_DIMS = FRM_MAX_DIMS
-cdef int64_t SPIN_NS = 10000  # long enough for a prompt answer, short on a busy machine
+# wait() sleeps in the kernel at once, without frames.c's spin: a waiter
+# that spins keeps its CPU from the process it waits for (the kernel often
+# wakes that one on the waker's CPU), so in a ping-pong the spin ran to its
+# end every time, costing wall time and CPU alike.
+cdef int64_t SPIN_NS = 0
 
 # frames.h's element type codes, in order; stored native.
 DTYPES = (None,) + tuple(np.dtype(t) for t in (
     np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
     np.uint64, np.float16, np.float32, np.float64))
 cdef dict _CODES = {dt: code for code, dt in enumerate(DTYPES) if dt is not None}
+
+
+cdef object as_dtype(object dtype):
+    """np.dtype(dtype), without the call for what is one already (it parses
+    its arguments: a tenth of a loan()'s cost)."""
+    return dtype if isinstance(dtype, _dtype) else np.dtype(dtype)
 
 
 cdef uint32_t dtype_code(object dtype) except 0:
@@ -52,7 +63,7 @@ cdef uint32_t dtype_code(object dtype) except 0:
 
 def frame_bytes(tuple shape, object dtype):
     """Bytes of a frame, refusing counts no segment could hold."""
-    n = np.dtype(dtype).itemsize
+    n = as_dtype(dtype).itemsize
     for d in shape:
         n *= int(d)
     if n > MAX_FRAME_BYTES:
@@ -476,7 +487,7 @@ cdef class FrameStore:
         cdef frm_follow fw
         cdef int rc
         cdef FrameStore store
-        dtype = np.dtype(dtype)
+        dtype = as_dtype(dtype)
         spec_of(shape, dtype, &spec)
         cdef uint64_t nbytes = frame_bytes(shape, dtype)
         cdef int64_t deadline = deadline_of(timeout)
@@ -511,7 +522,7 @@ cdef class FrameStore:
         if not commit:
             return self._end(slot, NULL, False)
         try:
-            spec_of(shape, np.dtype(dtype), &spec)
+            spec_of(shape, as_dtype(dtype), &spec)
             spec_meta(&spec, meta)
         except BaseException:
             self._end(slot, NULL, False)
@@ -655,7 +666,6 @@ cdef class FrameStore:
         """Block until a generation newer than `after`; it."""
         cdef frm_follow fw = self._spare()
         cdef int64_t deadline = deadline_of(timeout)
-        cdef int64_t spin = SPIN_NS
         cdef uint64_t gen = 0
         cdef int rc
         cdef Segment seg = self.segment
@@ -663,10 +673,9 @@ cdef class FrameStore:
         try:
             while True:
                 with nogil:
-                    rc = frm_wait(&self.st, &fw, after, deadline, spin, &gen)
+                    rc = frm_wait(&self.st, &fw, after, deadline, SPIN_NS, &gen)
                 if rc != EINTR:
                     break
-                spin = 0
                 PyErr_CheckSignals()
         finally:
             seg.waiting -= 1

@@ -337,6 +337,7 @@ typedef struct job {
     int fd;
     off_t off;
     int rc;
+    int index; /* which part of a split: 0 runs on the caller's thread */
 } job;
 
 static void *job_main(void *arg) {
@@ -359,6 +360,7 @@ static int run_split(job *proto, size_t len, int nthreads) {
     int n = 0;
     for (; n < nthreads && at < len; n++) {
         jobs[n] = *proto;
+        jobs[n].index = n;
         jobs[n].len = (len - at < part || n == nthreads - 1) ? len - at : part;
         if (jobs[n].dst) jobs[n].dst += at;
         if (jobs[n].src) jobs[n].src += at;
@@ -393,10 +395,32 @@ static int populate_part(job *j) {
     return rc == ENOMEM ? ENOSPC : rc;
 }
 
+/* Linux tmpfs does not zero a new page that a write() fills, where a page
+ * reserved through the mapping is zeroed first and then copied over: the
+ * first part of a fill is written, the others (writes to one file take its
+ * inode lock in turn) are reserved and copied on their own threads. */
+#if defined(__linux__) && !defined(SHMP_PORTABLE)
+#define SHMP_FILL_BY_WRITE 1
+static int write_part(job *j) {
+    size_t done = 0;
+    while (done < j->len) {
+        ssize_t n = pwrite(j->fd, j->src + done, j->len - done, j->off + (off_t)done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return (errno == ENOMEM || errno == EFBIG) ? ENOSPC : errno;
+        if (n == 0) return ENOSPC;
+        done += (size_t)n;
+    }
+    return 0;
+}
+#endif
+
 /* Reserve and copy a chunk at a time, so the pages the kernel has just
  * zeroed are overwritten while they are still in cache. */
 #define FILL_CHUNK (1u << 20)
 static int fill_part(job *j) {
+#if defined(SHMP_FILL_BY_WRITE)
+    if (j->index == 0) return write_part(j);
+#endif
     for (size_t at = 0; at < j->len; at += FILL_CHUNK) {
         job part = *j;
         part.dst += at;
@@ -457,12 +481,12 @@ int shmp_fill(shmp_seg *s, uint64_t offset, const void *src, uint64_t len, int n
     if (!s->writable) return EACCES;
     if (offset % 4096) return EINVAL;
     job proto = {fill_part, s->base + offset, (const unsigned char *)src, 0, s->fd,
-                 (off_t)offset, 0};
+                 (off_t)offset, 0, 0};
     return reserve_in_steps(s, &proto, (size_t)len, nthreads, 0);
 }
 
 void shmp_copy(void *dst, const void *src, size_t len, int nthreads) {
-    job proto = {copy_part, (unsigned char *)dst, (const unsigned char *)src, 0, -1, 0, 0};
+    job proto = {copy_part, (unsigned char *)dst, (const unsigned char *)src, 0, -1, 0, 0, 0};
     run_split(&proto, len, nthreads);
 }
 
@@ -472,7 +496,7 @@ static int reserve(shmp_seg *s, uint64_t offset, uint64_t len, int nthreads, int
     if (!s->writable) return EACCES;
     uint64_t start = offset & ~(uint64_t)4095;
     len += offset - start;
-    job proto = {populate_part, s->base + start, NULL, 0, s->fd, (off_t)start, 0};
+    job proto = {populate_part, s->base + start, NULL, 0, s->fd, (off_t)start, 0, 0};
     return reserve_in_steps(s, &proto, (size_t)len, nthreads, admitted);
 }
 

@@ -614,6 +614,28 @@ static void test_threads_parallel_copy_and_reserve(void) {
     CHECK_RC(shmp_detach(&s), 0);
 }
 
+/* A fill above the parallel threshold: the caller's part written with
+ * pwrite(), the other reserved and copied on a thread; every byte lands. */
+static void test_threads_parallel_fill(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    shmp_seg s;
+    size_t len = (17u << 20) + 123; /* two parts, the last page partly filled */
+    CHECK_RC(shmp_build(&s, len + 4096, 0, 0, "c", 1), 0);
+    CHECK_RC(shmp_link(&s, name), 0);
+    unsigned char *src = malloc(len);
+    CHECK(src != NULL);
+    for (size_t i = 0; i < len; i++) src[i] = (unsigned char)(i * 31 + 7);
+    CHECK_RC(shmp_fill(&s, SHMP_HEADER_SIZE, src, len, 2), 0);
+    int same = memcmp(shmp_data(&s), src, len) == 0;
+    int zeros = 1;
+    for (size_t i = len; i < len + 4096; i++) zeros &= shmp_data(&s)[i] == 0;
+    free(src);
+    CHECK(same);
+    CHECK(zeros);
+    CHECK_RC(shmp_detach(&s), 0);
+}
+
 static void test_build_rejects_bad_sizes(void) {
     shmp_seg s;
     CHECK_RC(shmp_build(&s, 0, 0, 0, "k", 1), EINVAL);
@@ -649,6 +671,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_pins_between_handles),
     CHECK_TEST(test_pin_dropped_when_reader_is_killed),
     CHECK_TEST(test_threads_parallel_copy_and_reserve),
+    CHECK_TEST(test_threads_parallel_fill),
     CHECK_TEST(test_build_rejects_bad_sizes),
 };
 
