@@ -50,9 +50,6 @@ def test_soak_streams_and_the_bridge_checked_frames(summary: dict[str, Any]) -> 
         assert summary["net_rejected"] == 0
 
 
-@pytest.mark.xfail(strict=False, reason="a growth of the store does not carry the lossless "
-                   "subscribers' positions: the writer overwrites frames they have not taken "
-                   "until they re-register (shows in most runs, not all)")
 def test_soak_lossless_subscribers_miss_nothing(summary: dict[str, Any]) -> None:
     assert summary["lossless_gaps"] == 0, summary["error_samples"]
     assert summary["lossless_missed"] == 0
