@@ -373,9 +373,9 @@ class Server:
 
     def _drop(self, ident: bytes) -> None:
         peer = self._peers.pop(ident)
+        self.stats.relays = len(self._peers)  # before close() frees a waiting writer
         self._orphans.extend(peer.inflight)
         peer.source.close()
-        self.stats.relays = len(self._peers)
 
     def _release_all(self) -> None:
         for ident in list(self._peers):
