@@ -70,7 +70,10 @@ class SharedImage:
     Notes
     -----
     Only an explicit option that differs from the existing store's rebuilds
-    the store, under the same name, carrying every kept frame.
+    the store, under the same name, carrying the kept frames (the newest
+    `history` of them) and every live lossless subscriber's position. A
+    rebuild to a smaller history first waits, with no timeout, until those
+    subscribers have taken the frames it would not keep.
 
     Raises
     ------

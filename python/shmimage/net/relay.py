@@ -360,7 +360,8 @@ def relay(connect: str, key: str | None = None, *, lossless: bool = False,
     key
         The local key to publish into; None: the key the server serves.
     lossless
-        Ask for every frame in order.
+        Ask for every frame in order, resuming after the last one on a
+        reconnect (see `Relay`).
     curve
         A directory in ``zmq.auth.create_certificates`` layout (see `Relay`).
     on_progress

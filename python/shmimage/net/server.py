@@ -440,7 +440,9 @@ def serve(key: str, bind: str = DEFAULT_BIND, *, lossless: bool = False,
     bind
         A ZeroMQ endpoint; ``tcp://127.0.0.1:5560`` by default.
     lossless
-        Whether relays may ask for every frame in order.
+        Whether relays may ask for every frame in order: each such relay
+        rides a lossless subscription, so a lagging relay holds the local
+        writer back (see `Server`).
     compress
         ``None``/``"none"``, ``"lz4"``, ``"zstd"``, ``"png"``, ``"jpeg"`` or ``"jpeg:Q"``.
     curve
