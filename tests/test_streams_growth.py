@@ -117,6 +117,31 @@ def test_a_smaller_history_waits_for_lossless_subscribers(procs, unique_key):
         assert proc.exitcode == 0
 
 
+@pytest.mark.parametrize("call", ["publish", "loan"])
+def test_a_smaller_history_rebuild_keeps_the_calls_timeout(procs, unique_key, call):
+    key = unique_key("streams")
+    with SharedImage(key, history=6) as writer:
+        writer.publish(index_frame(1))
+        proc, _, take = start_holder(procs, key)  # at generation 2, then stopped
+        for i in range(2, 7):
+            writer.publish(index_frame(i))
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            with SharedImage(key, history=2) as smaller, \
+                    pytest.raises(TimeoutError, match=str(proc.pid)):
+                if call == "publish":
+                    smaller.publish(index_frame(7), timeout=0.3)
+                else:
+                    with smaller.loan((4, 4), timeout=0.3):
+                        pass
+            assert writer.status()["options"]["history"] == 6  # nothing was rebuilt
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        take.send(None)
+        proc.join(WAIT)
+        assert proc.exitcode == 0
+
+
 @pytest.mark.parametrize("how", ["killed", "closed"])
 def test_a_carried_entry_is_let_go_by_death_or_close(procs, unique_key, how):
     key = unique_key("streams")

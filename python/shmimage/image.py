@@ -72,8 +72,10 @@ class SharedImage:
     Only an explicit option that differs from the existing store's rebuilds
     the store, under the same name, carrying the kept frames (the newest
     `history` of them) and every live lossless subscriber's position. A
-    rebuild to a smaller history first waits, with no timeout, until those
-    subscribers have taken the frames it would not keep.
+    rebuild to a smaller history first waits until those subscribers have
+    taken the frames it would not keep, within the first call's `timeout`
+    (`TimeoutError` names the slow subscriber's pid; calls without a
+    timeout wait as long as it takes).
 
     Raises
     ------
@@ -125,11 +127,13 @@ class SharedImage:
 
     # -- attaching --
 
-    def _attach(self) -> _shmcore.FrameStore:
-        """The store to read from (C follows one that was replaced)."""
+    def _attach(self, timeout: float | None = None) -> _shmcore.FrameStore:
+        """The store to read from (C follows one that was replaced); `timeout`
+        bounds a rebuild this object's options ask for."""
         store = self._store
         if store is None:
-            store = self._store = self._settle(_shmcore.FrameStore.attach(self.native_key, user_key=self.key))
+            found = _shmcore.FrameStore.attach(self.native_key, user_key=self.key)
+            store = self._store = self._settle(found, timeout)
         elif store.successor is not None:
             store = self._store = store.live
         return store
@@ -138,9 +142,11 @@ class SharedImage:
         asked = dict(self._asked, capacity=self.capacity)
         return {k: v for k, v in asked.items() if v is not None}
 
-    def _settle(self, store: _shmcore.FrameStore) -> _shmcore.FrameStore:
+    def _settle(self, store: _shmcore.FrameStore,
+                timeout: float | None = None) -> _shmcore.FrameStore:
         """Apply this object's explicit options to a store it found: mark it
-        persistent, rebuild it when an option differs."""
+        persistent, rebuild it when an option differs (a rebuild to a smaller
+        history waits up to `timeout` for lossless subscribers)."""
         if self.persistent and not store.segment.persistent:
             store.set_persistent()
         have = cast("dict[str, int]", dict(store.options))
@@ -151,12 +157,12 @@ class SharedImage:
             return store
         capacity = max(want["capacity"], have["slot_capacity"] if self.capacity is None else 0)
         return store.rebuild(capacity, want["slots"], want["max_slots"], want["history"],
-                             want["capacity"])
+                             want["capacity"], timeout)
 
-    def _writer(self, nbytes: int) -> _shmcore.FrameStore:
+    def _writer(self, nbytes: int, timeout: float | None = None) -> _shmcore.FrameStore:
         """The store to publish into, created on first use."""
         if self._store is not None:
-            return self._attach()
+            return self._attach(timeout)
         capacity = max(self.capacity or 0, nbytes)
         if capacity > _shmcore.MAX_FRAME_BYTES:
             raise OutOfResourcesError(f"a slot of {capacity} bytes is too large")
@@ -175,7 +181,7 @@ class SharedImage:
             history=o["history"],
             min_capacity=self.capacity or 0,
         )
-        self._store = store = self._settle(store)
+        self._store = store = self._settle(store, timeout)
         return store
 
     # -- writing --
@@ -242,7 +248,9 @@ class SharedImage:
             array = as_frame_array(image, mode)
             store = self._store
             if store is None or store.successor is not None:
-                store = self._writer(array.nbytes)
+                deadline = _deadline(timeout)
+                store = self._writer(array.nbytes, timeout)
+                timeout = _left(deadline)
             generation: int = store.publish(array, timeout, data)
         except (TimeoutError, BufferError, ValueError) as exc:
             raise self._named(exc) from None
@@ -327,7 +335,9 @@ class SharedImage:
         """A slot to loan, its store and its array (C grows or follows the store)."""
         store = self._store
         if store is None or store.successor is not None:  # loan_begin checks the size
-            store = self._writer(_shmcore.frame_bytes(shape, dtype))
+            deadline = _deadline(timeout)
+            store = self._writer(_shmcore.frame_bytes(shape, dtype), timeout)
+            timeout = _left(deadline)
         try:
             return store.loan_begin(shape, dtype, timeout, meta_len)
         except (TimeoutError, BufferError) as exc:
@@ -583,9 +593,9 @@ class SharedImage:
         epoch = self._detaches
         store = self._store
         if store is None or store.successor is not None:
-            deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
+            deadline = _deadline(timeout)
             try:
-                store = self._attach()
+                store = self._attach(timeout)
             except NotFoundError:
                 store = self._appear(deadline, epoch)
                 after = 0 if after is None else after
@@ -614,7 +624,7 @@ class SharedImage:
                 if epoch != self._detaches:
                     raise NotAttachedError(f"wait on {self._where()}: detached")
                 try:
-                    return self._attach()
+                    return self._attach(_left(deadline))
                 except NotFoundError:
                     pass
                 left = _left(deadline)
@@ -845,6 +855,11 @@ def _seconds(timeout: float) -> float:
     if math.isnan(t) or t < 0:
         raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
     return t
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """The monotonic time a call with `timeout` ends by (None: never)."""
+    return None if timeout is None else time.monotonic() + _seconds(timeout)
 
 
 def _left(deadline: float | None) -> float | None:
