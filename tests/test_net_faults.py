@@ -85,7 +85,8 @@ def test_relay_keeps_trying_until_a_server_appears(procs, unique_key):
 
 def test_a_stopped_relay_never_holds_up_the_writer_or_the_others(procs, unique_key):
     # Credits cap what waits for the stopped relay at 2 frames; the server pins at
-    # most one slot and sends the rest from copies, so the writer always has a slot.
+    # most two slots (the store takes spare ones) and sends the rest from copies,
+    # so the writer always has a slot.
     src, dst_a, dst_b = unique_key("src"), unique_key("a"), unique_key("b")
     shape = (2160, 3840, 3)  # 2 in flight outgrow the kernel's socket buffers
     with SharedImage(src) as writer, SharedImage(dst_a) as reader_a, \

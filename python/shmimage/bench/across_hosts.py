@@ -16,6 +16,14 @@ frames at in one slice of that time. The lossy
 producer is paced a quarter faster than the raw pyzmq rate of the same run:
 fast enough that frames are skipped, without spinning on a core the link
 needs (the machine may have two).
+
+Every method copies a frame four times: the sender's write, the kernel's two
+socket copies, and one out of the message ZeroMQ received into (raw pyzmq
+``recv_into``, imagezmq's ``recv``, the relay's ``recv_into`` a ``loan()``);
+the server sends from the pinned frame and the consumers only look. A lossy
+producer also writes the frames that are skipped. On a busy machine a
+method's rate follows the CPU share its processes get (shmimage runs four,
+the baselines two), so the ratios are only as steady as the machine's load.
 """
 from __future__ import annotations
 

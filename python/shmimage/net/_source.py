@@ -59,12 +59,12 @@ class Pinned:
 class LatestFrames:
     """The key's newest frame, pinned once however many relays send it.
 
-    At most ``max_pins`` slots stay pinned by sends at once (a writer with
-    the store's three slots never waits while the server pins one); a frame
-    beyond that is sent from a private copy instead.
+    At most ``max_pins`` slots stay pinned by sends at once (the store takes
+    spare slots while readers pin, so a writer does not wait for them); a
+    frame beyond that is sent from a private copy instead.
     """
 
-    def __init__(self, key: str, max_pins: int = 1) -> None:
+    def __init__(self, key: str, max_pins: int = 2) -> None:
         self.image = SharedImage(key)
         self.max_pins = max_pins
         self.last_error: str | None = None

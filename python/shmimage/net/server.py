@@ -70,8 +70,11 @@ class Server:
     max_pins
         Frame slots the server keeps pinned for lossy sends at once; frames
         beyond that are sent from a private copy, so a writer is never held
-        up by lossy relays. (A lossless relay's frames stay pinned while in
-        flight: at most its window of them.)
+        up by lossy relays. The default, a lossy relay's window, sends every
+        frame of one relay zero-copy: the store takes a spare slot (up to its
+        ``max_slots``) while the server pins two; give 1 for a store made
+        with ``max_slots=2``. (A lossless relay's frames stay pinned while
+        in flight: at most its window of them.)
     on_progress
         Called about once a second with a status line (fps, MB/s, dropped).
 
@@ -97,7 +100,8 @@ class Server:
 
     def __init__(self, key: str, bind: str = DEFAULT_BIND, *, lossless: bool = False,
                  compress: str | None = None, curve: str | None = None, insecure: bool = False,
-                 max_pins: int = 1, on_progress: Callable[[str], None] | None = None) -> None:
+                 max_pins: int = LOSSY_WINDOW,
+                 on_progress: Callable[[str], None] | None = None) -> None:
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
         check_bind(bind, curve, insecure)
