@@ -25,6 +25,7 @@ acceptance = importlib.import_module("acceptance")
 targets = importlib.import_module("targets")
 
 FOUR_K = targets.FOUR_K
+VERDICT_HEADER = "| figure | size | shmimage | baseline | ratio | 95% interval | target | verdict |"
 
 
 def _figure(fid: str, size: str | None, ratio: float | None, interval: Any = None,
@@ -137,7 +138,7 @@ def test_strict_fails_when_short_and_markdown(tmp_path: Path,
     assert _run(tmp_path, doc, "--strict") == 1  # the wake-up target is short here
     capsys.readouterr()
     assert _run(tmp_path, doc, "--markdown") == 0
-    assert "| target | size | ratio | 95% interval | verdict |" in capsys.readouterr().out
+    assert VERDICT_HEADER in capsys.readouterr().out
 
 
 def test_quick_runs_are_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,8 +175,9 @@ def test_the_readme_section_is_generated_from_the_json(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "old, by hand" not in text and text.endswith(f"{readme_results.END}\nafter\n")
     assert "| figure | size | shmimage | baseline | ratio | 95% interval |" in text
-    assert "| target | size | ratio | 95% interval | verdict |" in text
+    assert VERDICT_HEADER in text
     assert "Machine: cpu test, cores 2." in text  # an older machine record: as it is
+    assert "This run unknown from commit unknown, on test with 2 cores" in text
     assert readme_results.main([str(path), "--readme", str(readme)]) == 0
     assert readme.read_text() == text, "regenerating from the same run changes nothing"
     readme.write_text("no markers\n")

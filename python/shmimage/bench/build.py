@@ -187,8 +187,19 @@ def _stream_figures(b: _Builder) -> None:
     what = f"streams, {FAN_OUT} lossless subscribers, 1920x1080: time per frame"
     b.add("streams/iceoryx2", f"{what} (ratio: fps vs iceoryx2)", None, own,
           "iceoryx2 publish-subscribe", peer, inverse=True, needs="iceoryx2")
+    b.figures[-1].note = _stall_note(b.results, peer, "iceoryx2")
     b.add("cpu/streams/iceoryx2", "CPU per frame: streams, all processes", None, CPU + own,
           "iceoryx2 CPU", CPU + peer, needs="iceoryx2")
+
+
+def _stall_note(results: Results, key: str, system: str) -> str | None:
+    """How often the system's stream writer stalled: those runs were dropped."""
+    stalls = results.stalls.get(key, 0)
+    if not stalls:
+        return None
+    counted = len(results.samples.get(key, []))
+    return (f"{system}'s blocking publisher stalled in {stalls} run(s) (each writer killed and "
+            f"replaced, the run dropped) beside {counted} counted run(s)")
 
 
 def _net_figures(b: _Builder) -> None:

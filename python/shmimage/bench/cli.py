@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("shmimage bench: interrupted; nothing left behind", file=sys.stderr)
         return 130
+    info = machine.finished(info)
     figures = build_figures(results, settings.sizes)
     if args.markdown:
         print(report.markdown_section(figures, skipped, machine.one_line(info),

@@ -162,7 +162,8 @@ class Measurements:
     def __init__(self, pool: Callable[[], ReaderPool], warmup: int, runs: int,
                  skipped: dict[str, str] | None = None,
                  fail: Callable[[str, str], None] | None = None,
-                 net: across_hosts.Plan | None = None) -> None:
+                 net: across_hosts.Plan | None = None,
+                 stalls: dict[str, int] | None = None) -> None:
         self.pool, self.warmup, self.runs = pool, warmup, runs
         self.net_plan = net or across_hosts.Plan.make(quick=False)
         self.frames = Frames()
@@ -171,6 +172,8 @@ class Measurements:
         #: Records one method's failure (key, reason) while the others go on.
         self.fail = fail or (lambda key, reason: None)
         self.failed: set[str] = set()
+        #: Stream runs dropped because the peer's writer stalled, by stream key.
+        self.stalls = {} if stalls is None else stalls
 
     def readers(self, n: int) -> list[Reader]:
         return self.pool().readers[:n]
@@ -362,6 +365,9 @@ class Measurements:
                  and STREAMS + name not in self.failed]
         got = streams.stream_runs(lambda: Reader(ctx, self.pool().lock), self.readers(FAN_OUT),
                                   names, self.warmup, self.runs)
+        for name in names:
+            key = STREAMS + name
+            self.stalls[key] = self.stalls.get(key, 0) + got.stalls.get(name, 0)
         for name, reason in got.failed.items():
             self.failed.add(STREAMS + name)
             for prefix in ("", CPU):
