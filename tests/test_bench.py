@@ -246,7 +246,7 @@ def test_stream_stalls_of_the_peer_are_noted_and_written() -> None:
     stream = next(f for f in figures if f.id == "streams/iceoryx2")
     counted = len(results.samples[f"{STREAMS}iceoryx2"])
     assert stream.note is not None and "stalled in 3 run(s)" in stream.note
-    assert f"beside {counted} counted run(s)" in stream.note
+    assert f"({counted} run(s) counted)" in stream.note
     assert stream.to_json()["note"] == stream.note
     assert f"note: {stream.name}: {stream.note}" in report.table(figures, {})
     assert f"note: {stream.name}" in report.markdown_table(figures)

@@ -191,7 +191,7 @@ def test_stalls_of_the_stream_peer_are_noted_where_the_figure_is_judged(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = _document([FOUR_K], stalls=2)
     stream = next(f for f in doc["figures"] if f["id"] == "streams/iceoryx2")
-    assert "stalled in 2 run(s)" in stream["note"] and "30 counted" in stream["note"]
+    assert "stalled in 2 run(s)" in stream["note"] and "(30 run(s) counted)" in stream["note"]
     assert _run(tmp_path, doc) == 0
     out = capsys.readouterr().out
     assert "note: streams: 4 lossless subscribers vs iceoryx2 (fps): iceoryx2's blocking " \

@@ -198,8 +198,8 @@ def _stall_note(results: Results, key: str, system: str) -> str | None:
     if not stalls:
         return None
     counted = len(results.samples.get(key, []))
-    return (f"{system}'s blocking publisher stalled in {stalls} run(s) (each writer killed and "
-            f"replaced, the run dropped) beside {counted} counted run(s)")
+    return (f"{system}'s blocking publisher stalled in {stalls} run(s): each time its writer "
+            f"was killed and the run dropped ({counted} run(s) counted)")
 
 
 def _net_figures(b: _Builder) -> None:
