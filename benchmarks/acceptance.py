@@ -18,12 +18,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from shmimage.bench.report import format_value
 from targets import MIN_RUNS, NOT_MEASURED, SHORT, SKIPPED, TARGETS, Target
 
 FORMAT = 2
 #: Figures of CPU time per trip: ``cpu/<id of the wall-time figure>``.
 CPU_PREFIX = "cpu/"
-COLUMNS = ("target", "size", "ratio", "95% interval", "verdict")
+COLUMNS = ("figure", "size", "shmimage", "baseline", "ratio", "95% interval", "target",
+           "verdict")
 
 
 class NotABenchDocument(ValueError):
@@ -38,17 +40,18 @@ class Row:
     verdict: str
 
     def cells(self) -> tuple[str, ...]:
-        size = self.size or ""
-        label = f"{self.target.text} ({self.target.label()})"
-        if self.figure is None:
-            return (label, size, "-", "-", self.verdict)
-        if self.target.op == "<":
-            value = self.figure.get("value")
-            shown = "-" if value is None else f"{value:.2f} MiB"
-            return (label, size, shown, "-", self.verdict)
-        ratio, interval = self.figure.get("ratio"), self.figure.get("interval")
-        return (label, size, "-" if ratio is None else f"{ratio:.3g}x",
-                "-" if not interval else f"{interval[0]:.3g}-{interval[1]:.3g}x", self.verdict)
+        """The figure beside its baseline, their ratio and interval, the target, the verdict."""
+        f = self.figure or {}
+        unit = f.get("unit", "s")
+        value = format_value(f.get("value"), unit)
+        baseline = f"{f.get('baseline_name', '-')} {format_value(f.get('baseline'), unit)}"
+        ratio, interval = f.get("ratio"), f.get("interval")
+        if self.figure is None or self.target.op == "<":
+            ratio = interval = None  # a value target: the value is the figure
+        return (self.target.text, self.size or "", value, baseline if f else "-",
+                "-" if ratio is None else f"{ratio:.3g}x",
+                "-" if not interval else f"{interval[0]:.3g}-{interval[1]:.3g}x",
+                self.target.label(), self.verdict)
 
 
 def load(path: str) -> dict[str, Any]:
@@ -95,6 +98,25 @@ def markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def facts(doc: dict[str, Any]) -> str:
+    """When, on what and from which commit the run was made, and how busy the machine was."""
+    m = doc["machine"]
+
+    def known(key: str) -> Any:
+        return "unknown" if m.get(key) is None else m[key]
+
+    commit = known("commit")
+    return (f"run {known('date')} from commit {commit}, on {known('cpu')} with "
+            f"{known('cores')} cores, load average {known('load_average_1min')} at start "
+            f"and {known('load_average_1min_end')} at the end")
+
+
+def notes(rows: Sequence[Row]) -> list[str]:
+    """What a judged figure's note says (how often a peer stalled, ...)."""
+    return [f"note: {row.target.text}: {row.figure['note']}" for row in rows
+            if row.figure and row.figure.get("note")]
+
+
 def cpu_lines(doc: dict[str, Any]) -> list[str]:
     """CPU time per round trip (or per streamed frame) beside the wall-time targets:
     spinning cannot win unseen."""
@@ -136,8 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"acceptance: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    print(f"machine: {doc['machine'].get('cpu')}, {doc['machine'].get('cores')} cores")
+    print(facts(doc))
     print(markdown(rows) if args.markdown else table(rows))
+    for line in notes(rows):
+        print(line)
     for line in cpu_lines(doc):
         print(line)
     print("\n".join(summary(rows, doc)))

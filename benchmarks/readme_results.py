@@ -33,7 +33,7 @@ def _figure(d: dict[str, Any]) -> Figure:
     return Figure(d["id"], d["figure"], d["size"], d["value"], d["baseline_name"],
                   d["baseline"], inverse=d.get("ratio_kind") == "baseline/value",
                   unit=d.get("unit", "s"), interval=tuple(interval) if interval else None,
-                  runs=d.get("runs", 0), skipped=d.get("skipped"))
+                  runs=d.get("runs", 0), skipped=d.get("skipped"), note=d.get("note"))
 
 
 def _machine(info: dict[str, Any]) -> str:
@@ -50,13 +50,15 @@ def section(doc: dict[str, Any], plot: str | None) -> str:
         raise ValueError("no figure for " + "; ".join(absent))
     method = doc["settings"].get("method", "")
     parts = ["Generated from `shmimage bench --json` by `benchmarks/readme_results.py`.", "",
-             f"Machine: {_machine(doc['machine'])}.", ""]
+             f"Machine: {_machine(doc['machine'])}.", "",
+             f"This {acceptance.facts(doc)}.", ""]
     if method:
         parts += [method[0].upper() + method[1:] + ".", ""]
     parts += [markdown_table([_figure(f) for f in doc["figures"]]), ""]
     parts += [f"Skipped: {name}: {reason}" for name, reason in doc.get("skipped", {}).items()]
     parts += ["", "Against the project's targets (`benchmarks/acceptance.py`):", "",
               acceptance.markdown(rows), ""]
+    parts += [line[0].upper() + line[1:] + "\n" for line in acceptance.notes(rows)]
     cpu = acceptance.cpu_lines(doc)
     if cpu:
         parts += [cpu[0], ""] + [f"- {line.strip()}" for line in cpu[1:]] + [""]

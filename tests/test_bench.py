@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-from shmimage.bench import main, methods_peers, report
+from shmimage.bench import main, methods_peers, methods_streams, report
 from shmimage.bench.bootstrap import ratio_interval
 from shmimage.bench.build import build_figures
 from shmimage.bench.figures import Figure
@@ -25,6 +26,7 @@ from shmimage.bench.frames import make_frame, parse_size
 from shmimage.bench.measure import (
     COPY_PEERS,
     CPU,
+    FAN_OUT,
     MEMCPY,
     ROUND_TRIPS,
     STREAMS,
@@ -35,7 +37,7 @@ from shmimage.bench.methods_wakeup import PipePingPong, ping_pong
 from shmimage.bench.optional import OPTIONAL
 from shmimage.bench.pool import ReaderError, ReaderFailed, ReaderPool
 from shmimage.bench.roundtrip import Writer, round_trip
-from shmimage.bench.suite import Results
+from shmimage.bench.suite import Results, Settings, Suite
 from shmimage.bench.timing import MIN_RUNS, Repeats, timed_alternating, timed_bracketed
 
 RUN_TIMEOUT = 600
@@ -237,6 +239,42 @@ def test_rss_without_procfs_is_skipped_with_the_reason() -> None:
     assert row.value is None and "no /proc" in (row.skipped or "")
 
 
+def test_stream_stalls_of_the_peer_are_noted_and_written() -> None:
+    results = _synthetic_results(SIZE, {})
+    results.stalls = {f"{STREAMS}iceoryx2": 3, f"{STREAMS}shmimage": 0}
+    figures = build_figures(results, [SIZE])
+    stream = next(f for f in figures if f.id == "streams/iceoryx2")
+    counted = len(results.samples[f"{STREAMS}iceoryx2"])
+    assert stream.note is not None and "stalled in 3 run(s)" in stream.note
+    assert f"({counted} run(s) counted)" in stream.note
+    assert stream.to_json()["note"] == stream.note
+    assert f"note: {stream.name}: {stream.note}" in report.table(figures, {})
+    assert f"note: {stream.name}" in report.markdown_table(figures)
+    doc = report.document(figures, results, {}, {})
+    assert doc["stalls"] == {f"{STREAMS}iceoryx2": 3, f"{STREAMS}shmimage": 0}
+    results.stalls = {f"{STREAMS}iceoryx2": 0}
+    figures = build_figures(results, [SIZE])
+    assert not any(f.note for f in figures) and "note:" not in report.table(figures, {})
+
+
+def test_the_suite_adds_up_the_stalls_of_every_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    def stalled_once(spawn: object, readers: object, systems: list[str], warmup: int,
+                     runs: int) -> methods_streams.StreamRuns:
+        got = methods_streams.StreamRuns({n: [1.0] * runs for n in systems},
+                                         {n: [1.0] * runs for n in systems})
+        got.stalls = {"iceoryx2": 1} if "iceoryx2" in systems else {}
+        return got
+
+    monkeypatch.setattr(methods_streams, "stream_runs", stalled_once)
+    suite = Suite(Settings.make(quick=True), {})
+    pool = types.SimpleNamespace(readers=[None] * FAN_OUT, lock=None)
+    monkeypatch.setattr(suite.measure, "pool", lambda: pool)
+    for _ in range(2):
+        suite.measure.streams()
+    assert suite.results.stalls == {f"{STREAMS}{name}": 2 if name == "iceoryx2" else 0
+                                    for name in methods_streams.SYSTEMS}
+
+
 def test_failed_measurement_is_reported() -> None:
     results = _synthetic_results(SIZE, {})
     del results.samples[f"fanout/{SIZE}"]
@@ -358,6 +396,9 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(n >= MIN_RUNS for n in doc["runs"].values()), doc["runs"]
     assert doc["pid"], "the JSON names the process that ran the suite"
+    assert doc["machine"]["date"] and "load_average_1min_end" in doc["machine"]
+    assert set(doc["stalls"]) == {f"{STREAMS}{name}" for name in methods_streams.SYSTEMS
+                                  if name not in doc["skipped"]}, doc["stalls"]
     assert not _left_by(doc["pid"], before), f"the suite left segments in {SHM_DIR}"
     assert _pyshmem_lock_files() <= locks_before, "pyshmem lock files left behind"
     assert not _run_folders(doc["pid"]), "the peers' temporary folder was left behind"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ acceptance = importlib.import_module("acceptance")
 targets = importlib.import_module("targets")
 
 FOUR_K = targets.FOUR_K
+VERDICT_HEADER = "| figure | size | shmimage | baseline | ratio | 95% interval | target | verdict |"
 
 
 def _figure(fid: str, size: str | None, ratio: float | None, interval: Any = None,
@@ -78,9 +80,10 @@ def test_size_rules() -> None:
     assert once.applies_to(None) and not once.applies_to(FOUR_K)
 
 
-def _document(sizes: list[str]) -> dict[str, Any]:
-    """What the bench writes, from synthetic runs of every method at ``sizes``."""
-    results = Results()
+def _document(sizes: list[str], stalls: int = 0) -> dict[str, Any]:
+    """What the bench writes, from synthetic runs of every method at ``sizes`` (and
+    ``stalls`` stream runs dropped because iceoryx2's publisher stalled)."""
+    results = Results(stalls={f"{STREAMS}iceoryx2": stalls, f"{STREAMS}shmimage": 0})
     s = results.samples
     for size in sizes:
         for name in ROUND_TRIPS:
@@ -100,7 +103,8 @@ def _document(sizes: list[str]) -> dict[str, Any]:
     results.memory = {"rss_before": 0, "rss_in_view": 4096, "rss_with_copy": 33 << 20}
     figures = build_figures(results, sizes)
     return {"format": acceptance.FORMAT, "machine": {"cpu": "test", "cores": 2},
-            "settings": {"sizes": sizes}, "figures": [f.to_json() for f in figures]}
+            "settings": {"sizes": sizes}, "stalls": results.stalls,
+            "figures": [f.to_json() for f in figures]}
 
 
 def _run(tmp_path: Path, doc: Any, *args: str) -> int:
@@ -137,7 +141,7 @@ def test_strict_fails_when_short_and_markdown(tmp_path: Path,
     assert _run(tmp_path, doc, "--strict") == 1  # the wake-up target is short here
     capsys.readouterr()
     assert _run(tmp_path, doc, "--markdown") == 0
-    assert "| target | size | ratio | 95% interval | verdict |" in capsys.readouterr().out
+    assert VERDICT_HEADER in capsys.readouterr().out
 
 
 def test_quick_runs_are_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,9 +178,95 @@ def test_the_readme_section_is_generated_from_the_json(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "old, by hand" not in text and text.endswith(f"{readme_results.END}\nafter\n")
     assert "| figure | size | shmimage | baseline | ratio | 95% interval |" in text
-    assert "| target | size | ratio | 95% interval | verdict |" in text
+    assert VERDICT_HEADER in text
     assert "Machine: cpu test, cores 2." in text  # an older machine record: as it is
+    assert "This run unknown from commit unknown, on test with 2 cores" in text
     assert readme_results.main([str(path), "--readme", str(readme)]) == 0
     assert readme.read_text() == text, "regenerating from the same run changes nothing"
     readme.write_text("no markers\n")
     assert readme_results.main([str(path), "--readme", str(readme)]) == 2
+
+
+def test_stalls_of_the_stream_peer_are_noted_where_the_figure_is_judged(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _document([FOUR_K], stalls=2)
+    stream = next(f for f in doc["figures"] if f["id"] == "streams/iceoryx2")
+    assert "stalled in 2 run(s)" in stream["note"] and "(30 run(s) counted)" in stream["note"]
+    assert _run(tmp_path, doc) == 0
+    out = capsys.readouterr().out
+    assert "note: streams: 4 lossless subscribers vs iceoryx2 (fps): iceoryx2's blocking " \
+           "publisher stalled in 2 run(s)" in out
+    readme_results = importlib.import_module("readme_results")
+    body = readme_results.section(doc, None)
+    assert "Note: streams: 4 lossless subscribers vs iceoryx2 (fps): iceoryx2's" in body
+    assert "note: streams, 4 lossless subscribers" in body  # under the bench's own table
+    quiet = _document([FOUR_K])
+    assert not any(f.get("note") for f in quiet["figures"]), "no stall, no note"
+    assert "stalled" not in readme_results.section(quiet, None)
+
+
+def test_the_run_facts_head_the_readme_section() -> None:
+    readme_results = importlib.import_module("readme_results")
+    doc = _document([FOUR_K])
+    doc["machine"] |= {"date": "2026-01-02T03:04:05+00:00", "commit": "abc123+dirty",
+                       "load_average_1min": 0.5, "load_average_1min_end": 0.75}
+    body = readme_results.section(doc, None)
+    assert ("This run 2026-01-02T03:04:05+00:00 from commit abc123+dirty, on test with 2 "
+            "cores, load average 0.5 at start and 0.75 at the end.") in body
+
+
+#: Seconds a --quick run may take on a loaded two-core machine before the test fails.
+QUICK_TIMEOUT = 600
+
+
+@pytest.fixture(scope="module")
+def quick_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The JSON of a real ``shmimage bench --quick`` run (3840x2160: every target applies)."""
+    out = tmp_path_factory.mktemp("quick") / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "shmimage.bench", "--quick", "--json",
+                           str(out)], capture_output=True, text=True, timeout=QUICK_TIMEOUT,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def _verdict_rows(text: str) -> list[list[str]]:
+    table = text[text.index(VERDICT_HEADER):].split("\n\n")[0].splitlines()[2:]
+    return [[cell.strip() for cell in line.strip("| ").split(" | ")] for line in table]
+
+
+def test_the_readme_section_from_a_quick_run_judges_every_target(
+        quick_json: Path, tmp_path: Path) -> None:
+    readme_results = importlib.import_module("readme_results")
+    doc = json.loads(quick_json.read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{readme_results.BEGIN}\n{readme_results.END}\n")
+    assert readme_results.main([str(quick_json), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    rows = _verdict_rows(text)
+    assert all(len(row) == len(acceptance.COLUMNS) for row in rows), rows
+    judged = {(row[0], row[1]): row for row in rows}
+    sizes: list[str | None] = [*doc["settings"]["sizes"], None]
+    for target in targets.TARGETS:
+        for size in filter(target.applies_to, sizes):
+            row = judged.get((target.text, size or ""))
+            assert row is not None, f"no verdict row for {target.figure_id} at {size}"
+            assert row[6] == target.label(), row
+            kind = row[7].split(":")[0]
+            assert kind in (targets.MET, targets.MET_WITHIN_NOISE, targets.SHORT,
+                            targets.SKIPPED), row
+            if kind != targets.SKIPPED and target.op != "<":
+                assert row[4].endswith("x") and row[5].endswith("x"), row  # ratio, interval
+                assert row[2] != "-" and row[3] != "-", row  # the figure and its baseline
+    assert any(text.startswith("streams:") for text, _ in judged)
+    assert sum(text.startswith("across hosts") for text, _ in judged) == 4
+    machine = doc["machine"]
+    assert f"This run {machine['date']} from commit {machine['commit'] or 'unknown'}" in text
+    assert f"with {machine['cores']} cores, load average {machine['load_average_1min']} " \
+           f"at start and {machine['load_average_1min_end']} at the end" in text
+    assert doc["settings"]["wake_trips_per_run"][FOUR_K]["shmimage loan()+view()"] >= 20
+    if "iceoryx2" not in doc["skipped"]:
+        stalls = doc["stalls"]["streams/iceoryx2"]
+        assert ("stalled in" in text) == (stalls > 0), stalls
+    assert readme_results.main([str(quick_json), "--readme", str(readme)]) == 0
+    assert readme.read_text() == text, "regenerating from the same run changes nothing"

@@ -16,12 +16,19 @@ from typing import Any
 import numpy as np
 import pytest
 from shmimage.bench import methods_shmimage, sandbox
-from shmimage.bench.frames import make_frame
-from shmimage.bench.measure import ROUND_TRIPS, WAKE_TRIPS
+from shmimage.bench.build import IOX, OWN, WAKE_PAIRS
+from shmimage.bench.frames import SIZES, make_frame, parse_size
+from shmimage.bench.measure import (
+    PING_1X1,
+    ROUND_TRIPS,
+    WAKE_TRIPS,
+    ZERO_COPY_TRIPS,
+    wake_trips,
+)
 from shmimage.bench.optional import missing
 from shmimage.bench.pool import ReaderPool
 from shmimage.bench.roundtrip import Writer, round_trip
-from shmimage.bench.roundtrip_wake import exchanges_for, interleaved
+from shmimage.bench.roundtrip_wake import interleaved
 
 MISSING = missing()
 #: Methods this file covers: every peer of the new kinds and shmimage's own.
@@ -65,7 +72,7 @@ def test_own_wake_ups_interleaved_with_cpu_time() -> None:
     usable = {name: factory for name, (factory, need) in WAKE_TRIPS.items()
               if need not in MISSING}
     frame = _frame()
-    exchanges = exchanges_for(frame.nbytes)
+    exchanges = {name: wake_trips(name, frame.nbytes) for name in usable}
     with sandbox.isolated() as home, ReaderPool(1) as pool:
         writers: dict[str, Writer] = {}
         try:
@@ -123,8 +130,24 @@ def test_sandbox_removes_what_a_dead_reader_left() -> None:
     _nothing_left(home)
 
 
-def test_exchanges_per_run_shrink_with_the_frame() -> None:
-    assert exchanges_for(32 * 24 * 4) == 20
-    assert exchanges_for(640 * 480 * 4) == 20
-    assert exchanges_for(1920 * 1080 * 4) == 3
-    assert exchanges_for(3840 * 2160 * 4) == 2
+def test_copies_take_fewer_trips_per_run_as_the_frame_grows() -> None:
+    assert wake_trips(OWN["read"], 32 * 24 * 4) == 20
+    assert wake_trips(OWN["read"], 640 * 480 * 4) == 20
+    assert wake_trips(OWN["view"], 1920 * 1080 * 4) == 6
+    assert wake_trips(IOX["read"], 3840 * 2160 * 4) == 2
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_zero_copy_round_trips_run_many_trips_at_every_size(size: str) -> None:
+    nbytes = make_frame(*parse_size(size)).nbytes
+    for name in (OWN["loan"], IOX["loan"], PING_1X1):
+        assert wake_trips(name, nbytes) == ZERO_COPY_TRIPS >= 20, (name, size)
+
+
+@pytest.mark.parametrize("size", [*SIZES, "32x24"])
+def test_both_sides_of_every_own_wake_up_ratio_run_as_many_trips(size: str) -> None:
+    nbytes = make_frame(*parse_size(size)).nbytes
+    assert {fid for fid, *_ in WAKE_PAIRS} >= {"loan/iceoryx2", "loan/wake", "view/pyzmq"}
+    for fid, own, peer, _ in WAKE_PAIRS:
+        assert own in WAKE_TRIPS and peer in WAKE_TRIPS, fid
+        assert wake_trips(own, nbytes) == wake_trips(peer, nbytes), (fid, size)

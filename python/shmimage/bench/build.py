@@ -34,6 +34,14 @@ IOX = {"read": IOX_READ, "read-out": IOX_KEPT, "view": IOX_VIEW, "loan": IOX_LOA
 IOX_NEEDS = {"read": ("iceoryx2",), "read-out": ("iceoryx2", READ_OUT),
              "view": ("iceoryx2",), "loan": ("iceoryx2",)}
 QT_NAME = "Qt QSharedMemory+QDataStream"
+#: The own-wake-up figures: (id, shmimage's method, the peer's, what the peer needs).
+WAKE_PAIRS: tuple[tuple[str, str, str, str | tuple[str, ...] | None], ...] = (
+    *((f"{mode}/iceoryx2", OWN[mode], IOX[mode], IOX_NEEDS[mode]) for mode in OWN),
+    ("loan/wake", OWN["loan"], PING_1X1, None),
+    ("read/pyzmq", OWN["read"], ZMQ_READ, "pyzmq"),
+    ("view/pyzmq", OWN["view"], ZMQ_VIEW, "pyzmq"),
+    ("view/imagezmq", OWN["view"], "imagezmq REQ-REP", "imagezmq"),
+)
 
 
 class _Builder:
@@ -150,16 +158,10 @@ def _wake_figures(b: _Builder, size: str) -> None:
     def wake(name: str) -> str:
         return f"{WAKE}{name}/{size}"
 
-    pairs: list[tuple[str, str, str, str | tuple[str, ...] | None]] = [
-        (f"{mode}/iceoryx2", OWN[mode], IOX[mode], IOX_NEEDS[mode]) for mode in OWN]
-    pairs += [("loan/wake", OWN["loan"], PING_1X1, None),
-              ("read/pyzmq", OWN["read"], ZMQ_READ, "pyzmq"),
-              ("view/pyzmq", OWN["view"], ZMQ_VIEW, "pyzmq"),
-              ("view/imagezmq", OWN["view"], "imagezmq REQ-REP", "imagezmq")]
-    for fid, own, peer, needs in pairs:
+    for fid, own, peer, needs in WAKE_PAIRS:
         b.add(fid, f"{own} vs {peer}, own wake-ups", size, wake(own), peer, wake(peer),
               needs=needs)
-    for fid, own, peer, needs in pairs:
+    for fid, own, peer, needs in WAKE_PAIRS:
         b.add(f"cpu/{fid}", f"CPU per trip: {own} vs {peer}, own wake-ups", size,
               CPU + wake(own), f"{peer} CPU", CPU + wake(peer), needs=needs)
 
@@ -185,8 +187,19 @@ def _stream_figures(b: _Builder) -> None:
     what = f"streams, {FAN_OUT} lossless subscribers, 1920x1080: time per frame"
     b.add("streams/iceoryx2", f"{what} (ratio: fps vs iceoryx2)", None, own,
           "iceoryx2 publish-subscribe", peer, inverse=True, needs="iceoryx2")
+    b.figures[-1].note = _stall_note(b.results, peer, "iceoryx2")
     b.add("cpu/streams/iceoryx2", "CPU per frame: streams, all processes", None, CPU + own,
           "iceoryx2 CPU", CPU + peer, needs="iceoryx2")
+
+
+def _stall_note(results: Results, key: str, system: str) -> str | None:
+    """How often the system's stream writer stalled: those runs were dropped."""
+    stalls = results.stalls.get(key, 0)
+    if not stalls:
+        return None
+    counted = len(results.samples.get(key, []))
+    return (f"{system}'s blocking publisher stalled in {stalls} run(s): each time its writer "
+            f"was killed and the run dropped ({counted} run(s) counted)")
 
 
 def _net_figures(b: _Builder) -> None:

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from . import interrupt, machine, optional, report
 from .build import build_figures
-from .frames import parse_size
+from .frames import make_frame, parse_size
+from .measure import WAKE_TRIPS, ZERO_COPY_TRIPS, copy_trips, wake_trips
 from .suite import Settings, Suite
 from .timing import MIN_RUNS
 
@@ -93,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("shmimage bench: interrupted; nothing left behind", file=sys.stderr)
         return 130
+    info = machine.finished(info)
     figures = build_figures(results, settings.sizes)
     if args.markdown:
         print(report.markdown_section(figures, skipped, machine.one_line(info),
@@ -133,11 +135,24 @@ def _output_problem(args: argparse.Namespace, skipped: dict[str, str]) -> str | 
 def _settings_json(settings: Settings) -> dict[str, object]:
     repeats = settings.repeats
     return {"sizes": settings.sizes, "warmup_per_round": repeats.warmup,
-            "rounds": repeats.rounds, "runs": repeats.per_round * repeats.rounds}
+            "rounds": repeats.rounds, "runs": repeats.per_round * repeats.rounds,
+            "wake_trips_per_run": {size: _wake_trips(size) for size in settings.sizes}}
+
+
+def _wake_trips(size: str) -> dict[str, int]:
+    nbytes = make_frame(*parse_size(size)).nbytes
+    return {name: wake_trips(name, nbytes) for name in WAKE_TRIPS}
+
+
+def _trips_clause(settings: Settings) -> str:
+    copies = ", ".join(f"{copy_trips(make_frame(*parse_size(size)).nbytes)} at {size}"
+                       for size in settings.sizes)
+    return (f"a run by own wake-ups is {ZERO_COPY_TRIPS} round trips of the zero-copy "
+            f"methods, {copies} of those that copy")
 
 
 def _method_line(settings: Settings) -> str:
     repeats = settings.repeats
     return (f"each figure: the median of {repeats.per_round * repeats.rounds} runs "
             f"({repeats.rounds} rounds over every method, {repeats.warmup} warm-up runs each "
-            "time); each ratio with its 95% bootstrap interval")
+            f"time); {_trips_clause(settings)}; each ratio with its 95% bootstrap interval")

@@ -26,6 +26,8 @@ class Figure:
     interval: tuple[float, float] | None = None
     runs: int = 0
     skipped: str | None = None
+    #: What a reader should know beside the ratio (how often a peer stalled, ...).
+    note: str | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -48,4 +50,5 @@ class Figure:
             "interval": list(self.interval) if self.interval else None,
             "runs": self.runs,
             "skipped": self.skipped,
+            "note": self.note,
         }

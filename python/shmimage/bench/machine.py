@@ -1,8 +1,11 @@
 """What machine the figures come from."""
 from __future__ import annotations
 
+import datetime
 import os
 import platform
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +39,35 @@ def describe() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "load_average_1min": _load(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": source_commit(),
     }
+
+
+def source_commit() -> str | None:
+    """The git commit the measured package was built from (``+dirty`` with uncommitted
+    changes), when it runs from its source checkout; None from an installed wheel."""
+    package = Path(__file__).resolve().parents[1]
+    try:
+        top = _git(package, "rev-parse", "--show-toplevel")
+        if top is None or Path(top, "python", "shmimage").resolve() != package:
+            return None  # some other repository around an installed copy
+        commit = _git(package, "rev-parse", "HEAD")
+        dirty = _git(package, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return None if commit is None else commit + ("+dirty" if dirty else "")
+
+
+def _git(where: Path, *args: str) -> str | None:
+    done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
+                          timeout=10, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def finished(info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` with the load average at the end of the run: how busy it was throughout."""
+    return info | {"load_average_1min_end": _load()}
 
 
 def _load() -> float | None:

@@ -26,7 +26,7 @@ from .methods_qt import QtExampleWriter
 from .optional import READ_OUT
 from .pool import Reader, ReaderPool, playing
 from .roundtrip import Writer, exchange, round_trip, stepping
-from .roundtrip_wake import exchanges_for, interleaved
+from .roundtrip_wake import interleaved
 from .timing import batched, timed_alternating, timed_bracketed
 
 FAN_OUT = 4
@@ -37,6 +37,7 @@ IOX_READ, IOX_KEPT = "iceoryx2 receive+copy", "iceoryx2 receive+copy (kept array
 IOX_VIEW, IOX_LOAN = "iceoryx2 receive+view", "iceoryx2 loan+receive+view"
 ZMQ_READ, ZMQ_VIEW = "pyzmq PAIR recv (copy)", "pyzmq PAIR recv (copy=False)"
 PING_1X1 = "shmimage 1x1 publish->wait"
+OWN_LOAN = "shmimage loan()+view()"
 
 
 def _own(mode: str) -> Factory:
@@ -56,7 +57,7 @@ _SHARED: dict[str, tuple[Factory, str | None]] = {
     "shmimage read()": (_own("read"), None),
     "shmimage read(out=)": (_own("read-out"), READ_OUT),
     "shmimage view()": (_own("view"), None),
-    "shmimage loan()+view()": (_own("loan"), None),
+    OWN_LOAN: (_own("loan"), None),
     IOX_READ: (_iox("read"), "iceoryx2"),
     IOX_KEPT: (_iox("read-out"), "iceoryx2"),
     IOX_VIEW: (_iox("view"), "iceoryx2"),
@@ -80,6 +81,16 @@ WAKE_TRIPS: dict[str, tuple[Factory, str | None]] = _SHARED | {
     "imagezmq REQ-REP": (lambda f: zq.ImageZmqWriter(f, req_rep=True), "imagezmq"),
     PING_1X1: (lambda f: own.ImageWriter(own.TINY, "signal"), None),
 }
+#: Own-wake-up methods that move no frame bytes: a round trip costs tens of
+#: microseconds at every size, so a run of a few trips would time mostly the cold
+#: caches another method's run left behind. They run ZERO_COPY_TRIPS per run.
+ZERO_COPY = (OWN_LOAN, IOX_LOAN, PING_1X1)
+ZERO_COPY_TRIPS = 20
+#: The methods that copy the frame run trips worth about COPY_BYTES_PER_RUN, within
+#: COPY_TRIPS (20 at 640x480, 6 at 1920x1080, 2 at 3840x2160): a big frame's trip
+#: is long enough to hide a cold start, and more would lengthen the run.
+COPY_BYTES_PER_RUN = 50_000_000
+COPY_TRIPS = (2, 20)
 #: Peers that copy in and copy out, as `read()` does ("no slower than the fastest").
 COPY_PEERS = ("multiprocessing.shared_memory", "pyshmem", "SharedArray", "posix_ipc", IOX_READ)
 #: Peers that copy out into an array they keep, as `read(out=)` does.
@@ -93,6 +104,21 @@ CPU = "cpu@"
 STREAMS = "streams/"
 
 Samples = dict[str, list[float]]
+
+
+def wake_trips(name: str, nbytes: int) -> int:
+    """Round trips per run of own-wake-up method ``name`` with frames of ``nbytes``.
+
+    Every method a figure compares gets the same number: the zero-copy ones
+    with each other, the copying ones with each other.
+    """
+    return ZERO_COPY_TRIPS if name in ZERO_COPY else copy_trips(nbytes)
+
+
+def copy_trips(nbytes: int) -> int:
+    """Round trips per run of the own-wake-up methods that copy frames of ``nbytes``."""
+    fewest, most = COPY_TRIPS
+    return max(fewest, min(most, COPY_BYTES_PER_RUN // max(nbytes, 1)))
 
 
 @dataclasses.dataclass
@@ -136,7 +162,8 @@ class Measurements:
     def __init__(self, pool: Callable[[], ReaderPool], warmup: int, runs: int,
                  skipped: dict[str, str] | None = None,
                  fail: Callable[[str, str], None] | None = None,
-                 net: across_hosts.Plan | None = None) -> None:
+                 net: across_hosts.Plan | None = None,
+                 stalls: dict[str, int] | None = None) -> None:
         self.pool, self.warmup, self.runs = pool, warmup, runs
         self.net_plan = net or across_hosts.Plan.make(quick=False)
         self.frames = Frames()
@@ -145,6 +172,8 @@ class Measurements:
         #: Records one method's failure (key, reason) while the others go on.
         self.fail = fail or (lambda key, reason: None)
         self.failed: set[str] = set()
+        #: Stream runs dropped because the peer's writer stalled, by stream key.
+        self.stalls = {} if stalls is None else stalls
 
     def readers(self, n: int) -> list[Reader]:
         return self.pool().readers[:n]
@@ -230,8 +259,8 @@ class Measurements:
                         writers[name] = factory(frame)
                     except Exception as exc:  # noqa: BLE001 - that method only
                         self._wake_failed(name, size, f"{type(exc).__name__}: {exc}")
-            got = interleaved(self.readers(1)[0], writers, self.warmup, self.runs,
-                              exchanges_for(frame.nbytes))
+            trips = {name: wake_trips(name, frame.nbytes) for name in writers}
+            got = interleaved(self.readers(1)[0], writers, self.warmup, self.runs, trips)
         finally:
             for writer in writers.values():
                 writer.close()
@@ -336,6 +365,9 @@ class Measurements:
                  and STREAMS + name not in self.failed]
         got = streams.stream_runs(lambda: Reader(ctx, self.pool().lock), self.readers(FAN_OUT),
                                   names, self.warmup, self.runs)
+        for name in names:
+            key = STREAMS + name
+            self.stalls[key] = self.stalls.get(key, 0) + got.stalls.get(name, 0)
         for name, reason in got.failed.items():
             self.failed.add(STREAMS + name)
             for prefix in ("", CPU):

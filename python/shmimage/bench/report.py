@@ -52,15 +52,21 @@ def table(figures: list[Figure], skipped: dict[str, str]) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    lines += notes(figures)
     for name, reason in skipped.items():
         lines.append(f"skipped: {name}: {reason}")
     return "\n".join(lines)
 
 
+def notes(figures: list[Figure]) -> list[str]:
+    """A line per figure that carries a note, under the table."""
+    return [f"note: {f.name}: {f.note}" for f in figures if f.note]
+
+
 def markdown_table(figures: list[Figure]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in _row(f)) + " |" for f in figures]
-    return "\n".join(lines)
+    return "\n\n".join(["\n".join(lines), *notes(figures)])
 
 
 def markdown_section(figures: list[Figure], skipped: dict[str, str], machine_line: str,
@@ -89,6 +95,7 @@ def document(figures: list[Figure], results: Results, settings: dict[str, Any],
         "runs": {key: len(runs) for key, runs in results.samples.items()},
         "quartiles": {key: _quartiles(runs) for key, runs in results.samples.items()},
         "memory_bytes": results.memory,
+        "stalls": results.stalls,
         "figures": [f.to_json() for f in figures],
     }
 

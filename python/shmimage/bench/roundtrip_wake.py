@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -26,15 +26,6 @@ from .roundtrip import Writer
 READY = b"r"
 #: Seconds to wait for the reader to get ready for a run.
 READY_TIMEOUT = 30.0
-#: Bytes moved per run, roughly: small frames get more trips per run (at most 20).
-BYTES_PER_RUN = 25_000_000
-MAX_EXCHANGES = 20
-MIN_EXCHANGES = 2
-
-
-def exchanges_for(nbytes: int) -> int:
-    """Round trips per run for a frame of ``nbytes``."""
-    return max(MIN_EXCHANGES, min(MAX_EXCHANGES, BYTES_PER_RUN // max(nbytes, 1)))
 
 
 class Roles:
@@ -95,8 +86,11 @@ def _one_run(reader: Reader, name: str, writer: Writer, n: int) -> tuple[float, 
 
 
 def interleaved(reader: Reader, writers: dict[str, Writer], warmup: int, runs: int,
-                exchanges: int) -> WakeRuns:
-    """``warmup`` uncounted and ``runs`` counted runs of every method, alternating."""
+                exchanges: int | Mapping[str, int]) -> WakeRuns:
+    """``warmup`` uncounted and ``runs`` counted runs of every method, alternating;
+    a run is ``exchanges`` round trips (or ``exchanges[name]`` for method ``name``)."""
+    trips = {name: exchanges if isinstance(exchanges, int) else exchanges[name]
+             for name in writers}
     roles = {name: (w.reader_role, w.reader_args()) for name, w in writers.items()}
     with playing([reader], f"{__name__}:Roles", {"roles": roles}):
         failed = reader.request("call", "failed", ())
@@ -104,7 +98,7 @@ def interleaved(reader: Reader, writers: dict[str, Writer], warmup: int, runs: i
         got = WakeRuns({n: [] for n in names}, {n: [] for n in names}, failed)
         for i in range(warmup + runs):
             for name in _rotated(names, i):
-                wall, cpu = _one_run(reader, name, writers[name], exchanges)
+                wall, cpu = _one_run(reader, name, writers[name], trips[name])
                 if i >= warmup:
                     got.wall[name].append(wall)
                     got.cpu[name].append(cpu)

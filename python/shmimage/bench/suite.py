@@ -42,6 +42,8 @@ class Results:
     memory: dict[str, int] = dataclasses.field(default_factory=dict)
     failures: dict[str, str] = dataclasses.field(default_factory=dict)
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Runs whose peer stalled and was replaced (not counted), by key: ``streams/iceoryx2``.
+    stalls: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def seconds(self) -> dict[str, float]:
@@ -68,7 +70,8 @@ class Suite:
         self._pool: ReaderPool | None = None
         repeats = settings.repeats
         self.measure = Measurements(self.pool, repeats.warmup, repeats.per_round,
-                                    self.results.skipped, self._fail_key, settings.net)
+                                    self.results.skipped, self._fail_key, settings.net,
+                                    self.results.stalls)
 
     def pool(self) -> ReaderPool:
         if self._pool is None:
