@@ -61,7 +61,9 @@ def test_a_stalled_iceoryx2_is_restarted_on_a_new_service(
     with sandbox.isolated(), ReaderPool(ms.SUBSCRIBERS) as pool:
         got = ms.stream_runs(_spawner(pool), pool.readers, list(ms.SYSTEMS), warmup=1, runs=3,
                              frames=30, size="64x48")
-    assert got.stalls == {ms.ICEORYX2: 1}
+    # The simulated stall, and any real one of the replacement writer (iceoryx2's
+    # blocking publisher does stall under load); shmimage's writer never does.
+    assert set(got.stalls) == {ms.ICEORYX2} and got.stalls[ms.ICEORYX2] >= 1
     if ms.ICEORYX2 not in got.failed:  # (a real stall of the new writer fails it later)
         assert len(got.wall[ms.ICEORYX2]) in (2, 3)  # the stalled run is not counted
     assert len(got.wall[ms.SHMIMAGE]) == 3 and not stalled[0].process.is_alive()
