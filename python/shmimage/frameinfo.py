@@ -106,19 +106,32 @@ def decode_meta(data: bytes, where: str) -> dict[str, Any]:
     return meta
 
 
+#: Geometry fields per (shape, dtype) seen: a stream's frames rarely change
+#: shape, and building a FrameInfo field by field through a frozen
+#: dataclass's __init__ cost as much as pinning the frame.
+_GEOMETRY: dict[tuple[Any, Any], dict[str, Any]] = {}
+_GEOMETRY_MAX = 64
+
+
+def _geometry(shape: tuple[int, ...], dtype: Any) -> dict[str, Any]:
+    frame = shape[1:] if len(shape) == 4 else shape
+    geometry = {"shape": shape, "width": frame[1], "height": frame[0],
+                "channels": frame[2] if len(frame) == 3 else 1, "dtype": dtype}
+    if len(_GEOMETRY) >= _GEOMETRY_MAX:
+        _GEOMETRY.clear()
+    _GEOMETRY[(shape, dtype)] = geometry
+    return geometry
+
+
 def frame_info(facts: tuple[Any, ...], where: str) -> FrameInfo:
     """A FrameInfo from the core's facts (shape, dtype, generation,
     timestamp_ns, writer_pid, meta bytes)."""
     shape, dtype, generation, timestamp_ns, pid, meta = facts
-    frame = shape[1:] if len(shape) == 4 else shape
-    return FrameInfo(
-        shape=shape,
-        width=frame[1],
-        height=frame[0],
-        channels=frame[2] if len(frame) == 3 else 1,
-        dtype=dtype,
-        generation=generation,
-        timestamp_ns=timestamp_ns,
-        writer_pid=pid,
-        meta=decode_meta(meta, where),
-    )
+    geometry = _GEOMETRY.get((shape, dtype))
+    if geometry is None:
+        geometry = _geometry(shape, dtype)
+    info: FrameInfo = object.__new__(FrameInfo)
+    # Every field set at once, as __init__ would (frozen: not through setattr).
+    info.__dict__.update(geometry, generation=generation, timestamp_ns=timestamp_ns,
+                         writer_pid=pid, meta=decode_meta(meta, where) if meta else {})
+    return info

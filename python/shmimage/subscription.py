@@ -28,6 +28,18 @@ class Source(Protocol):
 
 STARTS = ("next", "latest", "oldest")
 
+#: Forks this process descends through: os.getpid() is a system call, and
+#: a subscription asked it twice per frame to notice it was inherited.
+_forks = [0]
+
+
+def _forked() -> None:
+    _forks[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
 
 class Subscription:
     """An ordered stream of a `SharedImage`'s frames.
@@ -86,7 +98,7 @@ class Subscription:
         self._dropped = 0
         self._closed = False
         self._mu = threading.Lock()
-        self._pid = os.getpid()
+        self._fork = _forks[0]
         try:
             self._attach()
         except NotFoundError:
@@ -99,8 +111,8 @@ class Subscription:
         entry to the parent (they are its own: the kernel lock is shared
         with the inherited descriptor) and keep the position: the child
         attaches and registers anew on first use."""
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
+        if self._fork != _forks[0]:
+            self._fork = _forks[0]
             self._mu = threading.Lock()
             self._store = None
             self._entry = -1
