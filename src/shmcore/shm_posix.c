@@ -527,11 +527,11 @@ static void pins_here(shmp_seg *s) {
     s->pin_pid = my_pid();
 }
 
-/* Closes the segment's descriptors (the pin one only where this process
- * opened it), never one twice: a number closed once may already name
- * another thread's file. */
 static void held_range_forget(shmp_seg *s);
 
+/* Closes the segment's descriptors (the pin one only where this process
+ * opened it), never one twice: a number closed once may already name
+ * another thread's file. Its range locks go with them. */
 static void close_fds(shmp_seg *s) {
     held_range_forget(s);
     if (s->pin_fd > 0 && s->pin_fd != s->fd && s->pin_pid == my_pid()) close(s->pin_fd);
@@ -1315,7 +1315,8 @@ static int held_range_lock(shmp_seg *s, uint64_t index, int exclusive) {
     if (others_excl || (exclusive && others)) rc = EAGAIN;
     else if (!mine && (fresh = calloc(1, sizeof *fresh)) == NULL) rc = ENOMEM;
     /* Other handles' shared holds keep the kernel's shared lock. */
-    else if (exclusive || !others) rc = range_op(s, index, exclusive ? F_WRLCK : F_RDLCK, SETLK, NULL);
+    else if (exclusive || !others)
+        rc = range_op(s, index, exclusive ? F_WRLCK : F_RDLCK, SETLK, NULL);
     if (!rc && mine) {
         (*mine)->exclusive = exclusive;
     } else if (!rc) {
