@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
+from shmimage._shmcore import segment_dir
 
 pytest_plugins = ["pytester"]  # the fixtures' own tests run inner sessions
 
-SHM_DIR = "/dev/shm"
+# Where the core keeps segments: /dev/shm, or the portable build's directory.
+SHM_DIR = segment_dir() or "/dev/shm"
 JOIN_TIMEOUT = 30.0
 GRACE = 2.0  # seconds children get to exit on their own at the end of a test
 

@@ -118,7 +118,8 @@ def test_three_readers_out_of_phase_never_make_the_writer_wait(image, procs) -> 
         parent_end, child_end = ctx.Pipe(duplex=False)
         procs.start(keep_views_out_of_phase, image.key, phase, stop, child_end)
         conns.append(parent_end)
-    time.sleep(0.5)
+    for conn in conns:  # each reader is pinning, however slowly it started
+        assert receive(conn, "first view") == ("viewing",)
     try:
         for generation in range(2, 202):
             # timeout=0: a publish that had to wait for a slot would raise

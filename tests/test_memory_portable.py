@@ -12,26 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from portable_core import build_portable_package
 
-ROOT = Path(__file__).resolve().parent.parent
 TESTS_DIR = Path(__file__).resolve().parent
 WAIT = 300
-
-BUILD = """
-import sys
-from Cython.Build import cythonize
-from setuptools import Extension, setup
-out = sys.argv[1]
-ext = Extension("shmimage._shmcore",
-                sources=["src/shmcore/_shmcore.pyx", "src/shmcore/shm_posix.c",
-                         "src/shmcore/admission.c", "src/shmcore/frames.c",
-                         "src/shmcore/keywatch.c"],
-                include_dirs=["src/shmcore"], libraries=["pthread"],
-                define_macros=[("SHMP_FORCE_PORTABLE", None)],
-                extra_compile_args=["-O1", "-std=gnu11"])
-setup(name="portable-core", ext_modules=cythonize([ext], build_dir=out + "/c", quiet=True),
-      script_args=["build_ext", "--build-lib", out, "--build-temp", out + "/tmp"])
-"""
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +24,7 @@ def portable_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("Cython", reason="needs Cython to build the portable core")
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("needs a C compiler to build the portable core")
-    out = tmp_path_factory.mktemp("portable")
-    built = subprocess.run([sys.executable, "-c", BUILD, str(out)], cwd=ROOT, check=False,
-                           capture_output=True, text=True, timeout=WAIT)
-    assert built.returncode == 0, built.stderr[-3000:]
-    package = out / "pkg" / "shmimage"
-    shutil.copytree(ROOT / "python" / "shmimage", package,
-                    ignore=shutil.ignore_patterns("_shmcore.*.so", "_shmcore.*.pyd",
-                                                  "__pycache__"))
-    (so,) = (out / "shmimage").glob("_shmcore*")
-    shutil.copy(so, package / so.name)
-    return package.parent
+    return build_portable_package(tmp_path_factory.mktemp("portable"))
 
 
 def test_ls_and_gc_find_segments_where_the_core_keeps_them(portable_package: Path) -> None:

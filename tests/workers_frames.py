@@ -31,7 +31,8 @@ def publish_frames(key: str, shape: tuple, count: int, conn: Any, timeout: float
 
 def keep_views_out_of_phase(key: str, phase: float, stop: Any, conn: Any) -> None:
     """Keep each view() array for 50 ms, starting `phase` seconds late; check
-    each stays the frame it was when taken. Send ("ok", views, bad)."""
+    each stays the frame it was when taken. Send ("viewing",) once the first
+    view is kept, then ("ok", views, bad)."""
     image = SharedImage(key)
     views = bad = 0
     try:
@@ -43,6 +44,8 @@ def keep_views_out_of_phase(key: str, phase: float, stop: Any, conn: Any) -> Non
             if first < 0 or frame_generation(pixels) != first:
                 bad += 1
             views += 1
+            if views == 1:
+                conn.send(("viewing",))
             del pixels
         conn.send(("ok", views, bad))
     except REPORTED as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from shmimage import NoFrameError, SharedImage, SharedMemory, SharedMemoryError
+from shmimage._shmcore import segment_dir
 
 WAIT = 30.0  # upper bound for any wait
 HOLD = 120.0  # how long a child that should be killed lives if nobody kills it
@@ -30,7 +31,8 @@ REPORTED = (SharedMemoryError, OSError, ValueError, AssertionError)
 
 
 def shm_path(native_key: str) -> str:
-    return os.path.join("/dev/shm", native_key.lstrip("/"))
+    """The segment's file, wherever the core keeps them (not /dev/shm on macOS)."""
+    return os.path.join(segment_dir() or "/dev/shm", native_key.lstrip("/"))
 
 
 def gen_frame(shape: tuple, generation: int) -> np.ndarray:

@@ -52,6 +52,21 @@ c_tests() {
     say "C frame protocol tests under ThreadSanitizer (writer and readers as threads, one mapping)"
     clang "${flags[@]}" -fsanitize=thread "${frames[@]}" -o "$work/test_frames_tsan" -lpthread
     TSAN_OPTIONS=halt_on_error=1 setarch "$(uname -m)" -R "$work/test_frames_tsan" threads
+    # macOS's paths: pins and registry entries are record locks of the process
+    # there, kept apart per handle by the layer. Once with Linux's futex
+    # standing in for __ulock_wait, once with no kernel wait on a word.
+    for variant in "-DSHMP_FORCE_PORTABLE" "-U__linux__ -U__gnu_linux__ -Ulinux"; do
+        say "C frame protocol tests, portable build ($variant), under ASan+UBSan, then TSan"
+        # shellcheck disable=SC2086 # the variant is several flags
+        clang "${flags[@]}" $variant -fsanitize=address,undefined -fno-sanitize-recover=all \
+            "${frames[@]}" -o "$work/test_frames_portable_asan" -lpthread
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+            "$work/test_frames_portable_asan"
+        # shellcheck disable=SC2086
+        clang "${flags[@]}" $variant -fsanitize=thread "${frames[@]}" \
+            -o "$work/test_frames_portable_tsan" -lpthread
+        TSAN_OPTIONS=halt_on_error=1 setarch "$(uname -m)" -R "$work/test_frames_portable_tsan" threads
+    done
     say "C key watch tests (inotify) under AddressSanitizer + UndefinedBehaviorSanitizer"
     clang "${flags[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all \
         tests/c/test_keywatch.c src/shmcore/keywatch.c "${frames[@]:1}" \

@@ -142,6 +142,12 @@ step "ls and gc through the portable core (segments outside /dev/shm)"
 pip_install python cython
 python -m pytest -q -p no:cacheprovider tests/test_memory_portable.py
 
+step "pins and lossless streams on the portable core (record locks kept per handle)"
+portable_pkg=$(python tests/portable_core.py "$work/portable")
+# The suite's leak checks look where that core keeps segments.
+SHMIMAGE_STRICT_SHM=1 PYTHONPATH="$portable_pkg" python -m pytest -q -p no:cacheprovider \
+    tests/test_image_pins.py tests/test_streams_lossless.py
+
 step "mypy --strict"
 mypy --strict --cache-dir "$work/mypy" python/shmimage
 

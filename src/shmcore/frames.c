@@ -544,16 +544,25 @@ int frm_decode(frm_store *st, int slot, frm_frame *f) {
     return decode_desc(st, &d, slot, f);
 }
 
+/* Is slot i left WRITING by a writer that died: no claim of this handle, no
+ * lock on it, and still WRITING after that look (a writer that has just
+ * finished stored COMPLETE before letting go of the slot), with still
+ * nothing published? */
+static int abandoned(frm_store *st, uint32_t i) {
+    int locked = 1;
+    enter(st);
+    int mine = st->claimed[i];
+    mu_unlock(&st->mu);
+    if (mine || shmp_range_test(st->seg, i, &locked) != 0 || locked) return 0;
+    return load32(&slot_at(st, (int)i)->state) == FRM_WRITING && load64(&st->ctrl->latest) == 0;
+}
+
 /* Nothing published: ETORN when a writer died mid-publish (a slot left
  * WRITING with no writer's lock on it), else ENOFRAME. */
 static int no_frame(frm_store *st) {
     for (uint32_t i = 0; i < st->table_slots; i++) {
         if (load32(&slot_at(st, (int)i)->state) != FRM_WRITING) continue;
-        int locked = 1;
-        enter(st);
-        int mine = st->claimed[i];
-        mu_unlock(&st->mu);
-        if (!mine && shmp_range_test(st->seg, i, &locked) == 0 && !locked) return FRM_ETORN;
+        if (abandoned(st, i)) return FRM_ETORN;
     }
     return FRM_ENOFRAME;
 }

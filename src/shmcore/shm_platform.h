@@ -147,7 +147,9 @@ int shmp_wait(shmp_seg *s, uint32_t *word, uint32_t expected, int64_t timeout_ns
 int shmp_wake(shmp_seg *s, uint32_t *word);
 
 /* Per-slot pins: byte-range locks owned by this open handle, dropped by the
- * kernel when the process dies. exclusive=1 for a writer. EAGAIN when held. */
+ * kernel when the process dies and given up when the handle closes (where
+ * the kernel's locks belong to the process, the layer keeps them apart per
+ * handle). exclusive=1 for a writer. EAGAIN when held. */
 int shmp_range_lock(shmp_seg *s, uint64_t index, int exclusive);
 int shmp_range_unlock(shmp_seg *s, uint64_t index);
 /* *locked = 1 when another handle holds a lock conflicting with a writer. */

@@ -49,8 +49,10 @@
 #endif
 #if defined(SHMP_FORCE_PORTABLE)
 #undef O_TMPFILE
-#undef F_OFD_SETLK
 #endif
+/* Pins are taken through the descriptor a forked child shares: they must be
+ * the process's record locks, never that description's (see range_holds). */
+#undef F_OFD_SETLK
 
 /* Segments are files in one directory on a regular file system, created
  * sticky and world-writable like /dev/shm (each file is still 0600). */
@@ -525,10 +527,13 @@ static void pins_here(shmp_seg *s) {
     s->pin_pid = my_pid();
 }
 
+static void held_range_forget(shmp_seg *s);
+
 /* Closes the segment's descriptors (the pin one only where this process
  * opened it), never one twice: a number closed once may already name
- * another thread's file. */
+ * another thread's file. Its range locks go with them. */
 static void close_fds(shmp_seg *s) {
+    held_range_forget(s);
     if (s->pin_fd > 0 && s->pin_fd != s->fd && s->pin_pid == my_pid()) close(s->pin_fd);
     s->pin_fd = -1;
     if (s->fd >= 0) held_close(s->fd);
@@ -1212,20 +1217,200 @@ static int range_op(shmp_seg *s, uint64_t index, short type, int cmd, struct flo
     return 0;
 }
 
-int shmp_range_lock(shmp_seg *s, uint64_t index, int exclusive) {
-    return range_op(s, index, exclusive ? F_WRLCK : F_RDLCK, SETLK, NULL);
-}
-
-int shmp_range_unlock(shmp_seg *s, uint64_t index) {
-    return range_op(s, index, F_UNLCK, SETLK, NULL);
-}
-
-int shmp_range_test(shmp_seg *s, uint64_t index, int *locked) {
+static int range_kernel_test(shmp_seg *s, uint64_t index, int *locked) {
     struct flock fl;
     memset(&fl, 0, sizeof fl);
     int rc = range_op(s, index, F_WRLCK, GETLK, &fl);
     if (!rc) *locked = fl.l_type != F_UNLCK;
     return rc;
+}
+
+#if defined(SHMP_PORTABLE)
+/* ---- range locks per handle, where the kernel's belong to the process ----
+ * POSIX record locks belong to the process: F_GETLK does not report its own
+ * locks to it and F_SETLK never refuses it, so two handles of one process (a
+ * writer and a reader of one store, a subscription) would neither see nor
+ * exclude each other's pins and registry entries. Here each handle gets
+ * its own locks, as Linux's OFD locks give them: this table holds which
+ * handle of this process holds what on each byte (per file), decides
+ * conflicts between them, and the kernel holds the process's lock on a
+ * byte while any handle does, for other processes to see. A handle is its
+ * shmp_seg (by address: segments are not moved while they hold locks).
+ * A forked child holds none of its parent's locks: it starts empty. */
+typedef struct range_hold {
+    dev_t dev;
+    ino_t ino;
+    uint64_t index;
+    const shmp_seg *owner;
+    int exclusive;
+    struct range_hold *next;
+} range_hold;
+
+#define RANGE_BUCKETS 256
+static range_hold *range_holds[RANGE_BUCKETS];
+static pthread_mutex_t range_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t range_once = PTHREAD_ONCE_INIT;
+
+static void range_fork_prepare(void) { pthread_mutex_lock(&range_mu); }
+static void range_fork_parent(void) { pthread_mutex_unlock(&range_mu); }
+
+static void range_fork_child(void) {
+    for (int b = 0; b < RANGE_BUCKETS; b++) {
+        while (range_holds[b]) {
+            range_hold *h = range_holds[b];
+            range_holds[b] = h->next;
+            free(h);
+        }
+    }
+    pthread_mutex_unlock(&range_mu);
+}
+
+static void range_init(void) {
+    pthread_atfork(range_fork_prepare, range_fork_parent, range_fork_child);
+}
+
+/* Takes the table's mutex; fills in the file a handle built but not yet
+ * named holds. */
+static void range_enter(shmp_seg *s) {
+    pthread_once(&range_once, range_init);
+    pthread_mutex_lock(&range_mu);
+    struct stat st;
+    if (s->ino == 0 && s->fd >= 0 && fstat(s->fd, &st) == 0) {
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
+    }
+}
+
+static range_hold **range_bucket(const shmp_seg *s, uint64_t index) {
+    uint64_t h = ((uint64_t)s->ino * 0x9e3779b97f4a7c15ULL) ^ (uint64_t)s->dev ^ index;
+    return &range_holds[(h ^ h >> 29) % RANGE_BUCKETS];
+}
+
+static int range_same(const range_hold *h, const shmp_seg *s, uint64_t index) {
+    return h->index == index && h->ino == s->ino && h->dev == s->dev;
+}
+
+/* Who holds `index` of s's file here: *mine (s's own hold, or NULL), and
+ * how many other handles hold it, exclusively or at all. Mutex held. */
+static range_hold **range_look(const shmp_seg *s, uint64_t index, int *others, int *others_excl) {
+    range_hold **mine = NULL;
+    *others = *others_excl = 0;
+    for (range_hold **p = range_bucket(s, index); *p; p = &(*p)->next) {
+        if (!range_same(*p, s, index)) continue;
+        if ((*p)->owner == s) {
+            mine = p;
+        } else {
+            (*others)++;
+            *others_excl += (*p)->exclusive;
+        }
+    }
+    return mine;
+}
+
+static int held_range_lock(shmp_seg *s, uint64_t index, int exclusive) {
+    int others, others_excl, rc = 0;
+    range_enter(s);
+    range_hold **mine = range_look(s, index, &others, &others_excl);
+    range_hold *fresh = NULL;
+    if (others_excl || (exclusive && others)) rc = EAGAIN;
+    else if (!mine && (fresh = calloc(1, sizeof *fresh)) == NULL) rc = ENOMEM;
+    /* Other handles' shared holds keep the kernel's shared lock. */
+    else if (exclusive || !others)
+        rc = range_op(s, index, exclusive ? F_WRLCK : F_RDLCK, SETLK, NULL);
+    if (!rc && mine) {
+        (*mine)->exclusive = exclusive;
+    } else if (!rc) {
+        range_hold **b = range_bucket(s, index);
+        *fresh = (range_hold){s->dev, s->ino, index, s, exclusive, *b};
+        *b = fresh;
+    } else {
+        free(fresh);
+    }
+    pthread_mutex_unlock(&range_mu);
+    return rc;
+}
+
+/* Drops s's hold of `index` (*mine, when it has one); the kernel's lock
+ * goes with the last hold of this process. Mutex held. */
+static int range_drop(shmp_seg *s, uint64_t index, range_hold **mine, int others) {
+    if (mine) {
+        range_hold *h = *mine;
+        *mine = h->next;
+        free(h);
+    }
+    return others ? 0 : range_op(s, index, F_UNLCK, SETLK, NULL);
+}
+
+static int held_range_unlock(shmp_seg *s, uint64_t index) {
+    int others, others_excl;
+    range_enter(s);
+    range_hold **mine = range_look(s, index, &others, &others_excl);
+    int rc = range_drop(s, index, mine, others);
+    pthread_mutex_unlock(&range_mu);
+    return rc;
+}
+
+/* Held by another handle: of this process (the table), or of another one
+ * (the kernel, which does not report this process's own locks). */
+static int held_range_test(shmp_seg *s, uint64_t index, int *locked) {
+    int others, others_excl, rc = 0;
+    range_enter(s);
+    range_look(s, index, &others, &others_excl);
+    if (others) *locked = 1;
+    else rc = range_kernel_test(s, index, locked);
+    pthread_mutex_unlock(&range_mu);
+    return rc;
+}
+
+/* A handle that closes gives up its holds, as closing an OFD does. */
+static void held_range_forget(shmp_seg *s) {
+    if (s->fd < 0 || s->ino == 0) return;
+    range_enter(s);
+    for (int b = 0; b < RANGE_BUCKETS; b++) {
+        range_hold **p = &range_holds[b];
+        while (*p) {
+            if ((*p)->owner != s) {
+                p = &(*p)->next;
+            } else if (!range_same(*p, s, (*p)->index)) {
+                range_hold *stale = *p; /* of a file s left without closing */
+                *p = stale->next;
+                free(stale);
+            } else {
+                uint64_t index = (*p)->index;
+                int others, others_excl;
+                range_hold **mine = range_look(s, index, &others, &others_excl);
+                range_drop(s, index, mine, others); /* *p is the next hold now */
+            }
+        }
+    }
+    pthread_mutex_unlock(&range_mu);
+}
+#else
+static void held_range_forget(shmp_seg *s) { (void)s; }
+#endif
+
+int shmp_range_lock(shmp_seg *s, uint64_t index, int exclusive) {
+#if defined(SHMP_PORTABLE)
+    return held_range_lock(s, index, exclusive);
+#else
+    return range_op(s, index, exclusive ? F_WRLCK : F_RDLCK, SETLK, NULL);
+#endif
+}
+
+int shmp_range_unlock(shmp_seg *s, uint64_t index) {
+#if defined(SHMP_PORTABLE)
+    return held_range_unlock(s, index);
+#else
+    return range_op(s, index, F_UNLCK, SETLK, NULL);
+#endif
+}
+
+int shmp_range_test(shmp_seg *s, uint64_t index, int *locked) {
+#if defined(SHMP_PORTABLE)
+    return held_range_test(s, index, locked);
+#else
+    return range_kernel_test(s, index, locked);
+#endif
 }
 
 #endif /* !_WIN32 */

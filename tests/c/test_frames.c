@@ -1257,17 +1257,6 @@ static void test_registry_holds_64_lossless_subscribers(void) {
     close_store(&w);
 }
 
-/* Built with -DSHMP_FORCE_PORTABLE (macOS's paths), pins and subscriber
- * locks are POSIX record locks, which belong to the process, not to the
- * handle: two handles of one process neither see nor exclude each other's.
- * These tests take both roles in one process. */
-#if defined(SHMP_FORCE_PORTABLE)
-#define CHECK_TEST_PORTABLE_BUG(fn) \
-    CHECK_TEST_BUG(fn, "record locks are per process here: one process's handles share them")
-#else
-#define CHECK_TEST_PORTABLE_BUG(fn) CHECK_TEST(fn)
-#endif
-
 /* Lossy entries are listed, never wait the writer, and give way to a
  * lossless subscriber that finds no free entry. */
 static void test_lossy_entries_are_listed_and_give_way(void) {
@@ -1324,7 +1313,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_build_attach_and_options),
     CHECK_TEST(test_commit_then_pin_reads_it),
     CHECK_TEST(test_writer_alternates_between_two_warm_slots),
-    CHECK_TEST_PORTABLE_BUG(test_pins_keep_slots_until_max_slots),
+    CHECK_TEST(test_pins_keep_slots_until_max_slots),
     CHECK_TEST(test_history_keeps_frames_from_writers),
     CHECK_TEST(test_hostile_head_fields_are_refused),
     CHECK_TEST(test_hostile_slot_fields_are_refused),
@@ -1338,8 +1327,8 @@ static const check_test tests[] = {
     CHECK_TEST(test_forked_child_holds_no_pins),
     CHECK_TEST(test_threads_writer_readers_waiter),
     CHECK_TEST(test_threads_two_loaning_writers),
-    CHECK_TEST_PORTABLE_BUG(test_threads_own_pins_fail_at_once_others_are_waited_for),
-    CHECK_TEST_PORTABLE_BUG(test_threads_an_ended_threads_pins_count_as_the_callers),
+    CHECK_TEST(test_threads_own_pins_fail_at_once_others_are_waited_for),
+    CHECK_TEST(test_threads_an_ended_threads_pins_count_as_the_callers),
     CHECK_TEST(test_foreign_pins_time_out_naming_them_and_die_with_their_process),
     CHECK_TEST(test_pins_per_handle_are_listed_and_counted),
     CHECK_TEST(test_commit_pinned_keeps_the_writers_frame),
@@ -1348,10 +1337,10 @@ static const check_test tests[] = {
     CHECK_TEST(test_rebuild_changes_options_and_carries_frames),
     CHECK_TEST(test_pin_from_walks_the_history_and_the_end_of_stream),
     CHECK_TEST(test_a_lying_ring_is_refused),
-    CHECK_TEST_PORTABLE_BUG(test_lossless_subscribers_hold_the_writer_back),
-    CHECK_TEST_PORTABLE_BUG(test_registry_holds_64_lossless_subscribers),
-    CHECK_TEST_PORTABLE_BUG(test_growth_carries_lossless_positions),
-    CHECK_TEST_PORTABLE_BUG(test_lossy_entries_are_listed_and_give_way),
+    CHECK_TEST(test_lossless_subscribers_hold_the_writer_back),
+    CHECK_TEST(test_registry_holds_64_lossless_subscribers),
+    CHECK_TEST(test_growth_carries_lossless_positions),
+    CHECK_TEST(test_lossy_entries_are_listed_and_give_way),
 };
 
 /* Removes what this process's tests left in /dev/shm; how many there were. */

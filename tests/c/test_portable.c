@@ -350,6 +350,58 @@ static void test_wait_wake(void) {
     shmp_detach(&a);
 }
 
+/* Record locks belong to the process: the layer gives each handle its own
+ * range locks, so two handles of one process see and exclude each other's
+ * as two processes do. A forked child holds none of them but sees them all,
+ * and a handle that closes gives its up. */
+static void test_range_locks_are_per_handle(void) {
+    char name[SHMP_NAME_MAX];
+    unique_name(name, sizeof name, "r");
+    shmp_seg w, r, r2;
+    int locked = 0;
+    CHECK_RC(make_segment(&w, name, 64), 0);
+    CHECK_RC(shmp_attach(&r, name, 1), 0);
+    CHECK_RC(shmp_attach(&r2, name, 0), 0);
+    CHECK_RC(shmp_range_lock(&r, 2, 0), 0);
+    CHECK_RC(shmp_range_test(&w, 2, &locked), 0);
+    CHECK(locked);
+    CHECK_RC(shmp_range_test(&r, 2, &locked), 0);
+    CHECK(!locked); /* its own lock is no conflict */
+    CHECK_RC(shmp_range_lock(&w, 2, 1), EAGAIN);
+    CHECK_RC(shmp_range_lock(&r2, 2, 0), 0); /* shared with shared */
+    CHECK_RC(shmp_range_unlock(&r, 2), 0);
+    CHECK_RC(shmp_range_test(&w, 2, &locked), 0);
+    CHECK(locked); /* r2 still holds it */
+    CHECK_RC(shmp_range_unlock(&r2, 2), 0);
+    CHECK_RC(shmp_range_test(&w, 2, &locked), 0);
+    CHECK(!locked);
+    CHECK_RC(shmp_range_lock(&w, 2, 1), 0);
+    CHECK_RC(shmp_range_lock(&r, 2, 0), EAGAIN);
+    CHECK_RC(shmp_range_lock(&r2, 3, 0), 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) { /* none of the parent's, each seen through the kernel */
+        int a = 0, b = 0;
+        if (shmp_range_test(&w, 2, &a) || shmp_range_test(&r2, 3, &b) || !a || !b) _exit(2);
+        if (shmp_range_lock(&w, 2, 0) != EAGAIN || shmp_range_lock(&w, 3, 1) != EAGAIN) _exit(3);
+        if (shmp_range_lock(&w, 4, 1) != 0) _exit(4); /* its own lock, in the kernel */
+        if (shmp_range_unlock(&w, 4) || shmp_range_unlock(&r2, 3)) _exit(5);
+        _exit(0);
+    }
+    CHECK(reap(child) == 0);
+    CHECK_RC(shmp_range_lock(&r, 3, 1), EAGAIN); /* the child's unlock freed nothing here */
+    shmp_detach(&w); /* closing a handle gives up its locks */
+    CHECK_RC(shmp_range_test(&r, 2, &locked), 0);
+    CHECK(!locked);
+    CHECK_RC(shmp_range_lock(&r, 2, 1), 0);
+    shmp_detach(&r2); /* read-only: its shared lock goes too */
+    CHECK_RC(shmp_range_lock(&r, 3, 1), 0);
+    CHECK_RC(shmp_range_unlock(&r, 3), 0);
+    CHECK_RC(shmp_range_unlock(&r, 2), 0);
+    shmp_detach(&r);
+    CHECK(!name_exists(name));
+}
+
 static const check_test tests[] = {
     CHECK_TEST(test_segment_in_portable_dir),
     CHECK_TEST(test_lock_basics),
@@ -363,6 +415,7 @@ static const check_test tests[] = {
 #endif
     CHECK_TEST(test_lock_excludes_across_processes),
     CHECK_TEST(test_wait_wake),
+    CHECK_TEST(test_range_locks_are_per_handle),
 };
 
 int main(int argc, char **argv) {
