@@ -20,10 +20,10 @@ time of all five processes. Every subscriber checks that it saw each index
 once, in order: a gap or a dropped count fails the run, so a figure exists
 only with 0 dropped on both sides. A writer that does not finish a run in
 time is killed and that system's figure fails with the reason (what each
-subscriber said); the other system goes on. iceoryx2 0.10's blocking
-publisher has been seen to do so here: blocked in ``send()`` for good while
-all 4 subscribers had waited on their listeners for seconds with empty
-buffers, more often on a loaded machine.
+subscriber said); the other system goes on. (iceoryx2's writer used to: a
+subscriber took an early, empty return of its listener's ``timed_wait`` for
+a timeout and stopped taking samples while its port stayed connected, so
+the blocking publisher waited on its full buffer for good.)
 """
 from __future__ import annotations
 
