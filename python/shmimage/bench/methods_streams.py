@@ -20,10 +20,10 @@ time of all five processes. Every subscriber checks that it saw each index
 once, in order: a gap or a dropped count fails the run, so a figure exists
 only with 0 dropped on both sides. A writer that does not finish a run in
 time is killed and that system's figure fails with the reason (what each
-subscriber said); the other system goes on. iceoryx2 0.10's blocking
-publisher has been seen to do so here: blocked in ``send()`` for good while
-all 4 subscribers had waited on their listeners for seconds with empty
-buffers, more often on a loaded machine.
+subscriber said); the other system goes on. (iceoryx2's writer used to: a
+subscriber took an early, empty return of its listener's ``timed_wait`` for
+a timeout and stopped taking samples while its port stayed connected, so
+the blocking publisher waited on its full buffer for good.)
 """
 from __future__ import annotations
 
@@ -205,14 +205,13 @@ class StreamRoles:
             del frame
 
     def _take_iceoryx(self, seen: _Seen, frames: int) -> None:
-        wait = _duration(WAIT_SECONDS)
-        got = 0
+        got, until = 0, 0.0
         while got < frames:
             sample = self.subscriber.receive()
             if sample is None:
-                if not self.listener.timed_wait(wait) and not self.subscriber.has_samples():
-                    raise TimeoutError(f"no iceoryx2 sample within {WAIT_SECONDS:g} s")
+                until = self._wait_iceoryx(until)
                 continue
+            until = 0.0
             pixels = np.frombuffer(self.ports.array_type.from_address(sample.payload_ptr),
                                    np.uint8).reshape(self.shape)
             pixels.flags.writeable = False
@@ -220,6 +219,24 @@ class StreamRoles:
             del pixels
             sample.delete()
             got += 1
+
+    def _wait_iceoryx(self, until: float) -> float:
+        """Sleep on the listener until a notification or ``until`` (0: start a
+        WAIT_SECONDS wait now); returns the deadline to keep.
+
+        The deadline is our own: ``timed_wait`` also returns early with no
+        event (seen under load, after 0 ms), which is not a timeout. Taking it
+        for one stopped this subscriber while its port stayed connected: its
+        buffer filled, the blocking publisher waited on it for good and the
+        other subscribers starved (the "stall" this figure used to show).
+        """
+        now = time.monotonic()
+        if not until:
+            until = now + WAIT_SECONDS
+        elif now >= until:
+            raise TimeoutError(f"no iceoryx2 sample within {WAIT_SECONDS:g} s")
+        self.listener.timed_wait(_duration(until - now))
+        return until
 
     def close(self) -> None:
         if self.sub is not None:
