@@ -167,3 +167,36 @@ def test_a_carried_entry_is_let_go_by_death_or_close(procs, unique_key, how):
         assert writer.status()["subscribers"] == []
         if how == "closed":
             reader.detach()
+
+
+def test_a_move_that_crosses_another_growth_keeps_the_carried_entry(unique_key, monkeypatch):
+    """A subscription adopts its entry in the grown store, the store grows
+    again before the subscription leaves its first one: leaving that old
+    store must not give up the entry carried into the newest."""
+    key = unique_key("streams")
+    with SharedImage(key, history=2) as writer:
+        writer.publish(index_frame(1))
+        reader = SharedImage(key)
+        sub = reader.subscribe(lossless=True)  # at generation 2
+        writer.publish(np.full((300, 300), 2, np.uint32))  # grows: the entry is carried
+        assert sub.next(timeout=WAIT).info.generation == 2  # read through the new store
+        register = sub._register
+
+        def register_then_grow(store):
+            store = register(store)  # adopted in the grown store
+            writer.publish(np.full((600, 600), 3, np.uint32))  # grows again
+            return store
+
+        monkeypatch.setattr(sub, "_register", register_then_grow)
+        assert sub.next(timeout=WAIT).info.generation == 3  # moves: adopts, leaves the first
+        monkeypatch.undo()
+        writer.publish(index_frame(4))
+        with pytest.raises(TimeoutError, match=f"pid {os.getpid()}"):
+            writer.publish(index_frame(5), timeout=0.2)  # would drop 4, not taken yet
+        got = []
+        for i in range(4, 8):
+            got.append(sub.next(timeout=WAIT).info.generation)
+            writer.publish(index_frame(i + 1), timeout=WAIT)
+        assert got == [4, 5, 6, 7] and sub.dropped == 0
+        sub.close()
+        reader.detach()

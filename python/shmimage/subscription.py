@@ -145,14 +145,17 @@ class Subscription:
         try:
             store = self._register(store)
         finally:
-            self._leave(old, entry, token)
+            # Moved, not closed: a store that replaced the live one since
+            # carries this subscription's entry, and must keep it.
+            self._leave(old, entry, token, moved=True)
         return store
 
-    def _leave(self, store: _shmcore.FrameStore, entry: int, token: int) -> None:
+    def _leave(self, store: _shmcore.FrameStore, entry: int, token: int,
+               moved: bool = False) -> None:
         if entry < 0:
             return
         if self._lossless:
-            store.unsubscribe(entry)
+            store.unsubscribe(entry, moved)
         else:
             store.leave_lossy(entry, token)
 
