@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import signal
 import threading
 import time
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 from shmimage import SharedImage
 from workers_image import WAIT
-from workers_streams import hold_lossless, index_frame, publish_growing, record
+from workers_streams import (follow_lossless, hold_lossless, index_frame, publish_growing,
+                             publish_resizing, record)
 
 ctx = multiprocessing.get_context("spawn")
 
@@ -200,3 +202,46 @@ def test_a_move_that_crosses_another_growth_keeps_the_carried_entry(unique_key, 
         assert got == [4, 5, 6, 7] and sub.dropped == 0
         sub.close()
         reader.detach()
+
+
+def test_lossless_subscribers_miss_nothing_while_writers_resize_and_die(procs, unique_key):
+    """Two writers publish frames of changing sizes (the store grows and
+    shrinks all the time) and are SIGKILLed and restarted; two lossless
+    subscribers, SIGSTOPped now and then, see every generation."""
+    key = unique_key("streams")
+    rng = random.Random(7)
+    with SharedImage(key, history=4) as first:
+        first.publish(index_frame(0))
+        followers = []
+        for _ in range(2):
+            ready, ready_child = ctx.Pipe()
+            stop, stop_child = ctx.Pipe()
+            result, result_child = ctx.Pipe()
+            proc = procs.start(follow_lossless, key, ready_child, stop_child, result_child)
+            assert receive(ready, "ready") == "ready"
+            followers.append((proc, stop, result))
+        writers = [procs.start(publish_resizing, key, rng.random()) for _ in range(2)]
+        end = time.monotonic() + 12.0
+        while time.monotonic() < end:
+            time.sleep(rng.uniform(0.05, 0.3))
+            if rng.random() < 0.5:
+                j = rng.randrange(2)
+                os.kill(writers[j].pid, signal.SIGKILL)
+                writers[j].join(WAIT)
+                writers[j] = procs.start(publish_resizing, key, rng.random())
+            else:
+                pid = rng.choice(followers)[0].pid
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(rng.uniform(0.001, 0.05))
+                os.kill(pid, signal.SIGCONT)
+        for proc in writers:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join(WAIT)
+        moved = first._store is not first._store.live or first._store.superseded
+        for proc, stop, result in followers:
+            stop.send(None)
+            _, taken, gaps, dropped = receive(result, "result")
+            proc.join(WAIT)
+            assert (gaps, dropped) == ([], 0)
+            assert taken > 100  # frames really flowed
+        assert moved  # the store really was replaced
