@@ -15,8 +15,14 @@ import numpy as np
 import pytest
 from shmimage import SharedImage
 from workers_image import WAIT
-from workers_streams import (follow_lossless, hold_lossless, index_frame, publish_growing,
-                             publish_resizing, record)
+from workers_streams import (
+    follow_lossless,
+    hold_lossless,
+    index_frame,
+    publish_growing,
+    publish_resizing,
+    record,
+)
 
 ctx = multiprocessing.get_context("spawn")
 
