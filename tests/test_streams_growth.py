@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import signal
 import threading
 import time
@@ -14,7 +15,14 @@ import numpy as np
 import pytest
 from shmimage import SharedImage
 from workers_image import WAIT
-from workers_streams import hold_lossless, index_frame, publish_growing, record
+from workers_streams import (
+    follow_lossless,
+    hold_lossless,
+    index_frame,
+    publish_growing,
+    publish_resizing,
+    record,
+)
 
 ctx = multiprocessing.get_context("spawn")
 
@@ -167,3 +175,79 @@ def test_a_carried_entry_is_let_go_by_death_or_close(procs, unique_key, how):
         assert writer.status()["subscribers"] == []
         if how == "closed":
             reader.detach()
+
+
+def test_a_move_that_crosses_another_growth_keeps_the_carried_entry(unique_key, monkeypatch):
+    """A subscription adopts its entry in the grown store, the store grows
+    again before the subscription leaves its first one: leaving that old
+    store must not give up the entry carried into the newest."""
+    key = unique_key("streams")
+    with SharedImage(key, history=2) as writer:
+        writer.publish(index_frame(1))
+        reader = SharedImage(key)
+        sub = reader.subscribe(lossless=True)  # at generation 2
+        writer.publish(np.full((300, 300), 2, np.uint32))  # grows: the entry is carried
+        assert sub.next(timeout=WAIT).info.generation == 2  # read through the new store
+        register = sub._register
+
+        def register_then_grow(store):
+            store = register(store)  # adopted in the grown store
+            writer.publish(np.full((600, 600), 3, np.uint32))  # grows again
+            return store
+
+        monkeypatch.setattr(sub, "_register", register_then_grow)
+        assert sub.next(timeout=WAIT).info.generation == 3  # moves: adopts, leaves the first
+        monkeypatch.undo()
+        writer.publish(index_frame(4))
+        with pytest.raises(TimeoutError, match=f"pid {os.getpid()}"):
+            writer.publish(index_frame(5), timeout=0.2)  # would drop 4, not taken yet
+        got = []
+        for i in range(4, 8):
+            got.append(sub.next(timeout=WAIT).info.generation)
+            writer.publish(index_frame(i + 1), timeout=WAIT)
+        assert got == [4, 5, 6, 7] and sub.dropped == 0
+        sub.close()
+        reader.detach()
+
+
+def test_lossless_subscribers_miss_nothing_while_writers_resize_and_die(procs, unique_key):
+    """Two writers publish frames of changing sizes (the store grows and
+    shrinks all the time) and are SIGKILLed and restarted; two lossless
+    subscribers, SIGSTOPped now and then, see every generation."""
+    key = unique_key("streams")
+    rng = random.Random(7)
+    with SharedImage(key, history=4) as first:
+        first.publish(index_frame(0))
+        followers = []
+        for _ in range(2):
+            ready, ready_child = ctx.Pipe()
+            stop, stop_child = ctx.Pipe()
+            result, result_child = ctx.Pipe()
+            proc = procs.start(follow_lossless, key, ready_child, stop_child, result_child)
+            assert receive(ready, "ready") == "ready"
+            followers.append((proc, stop, result))
+        writers = [procs.start(publish_resizing, key, rng.random()) for _ in range(2)]
+        end = time.monotonic() + 12.0
+        while time.monotonic() < end:
+            time.sleep(rng.uniform(0.05, 0.3))
+            if rng.random() < 0.5:
+                j = rng.randrange(2)
+                os.kill(writers[j].pid, signal.SIGKILL)
+                writers[j].join(WAIT)
+                writers[j] = procs.start(publish_resizing, key, rng.random())
+            else:
+                pid = rng.choice(followers)[0].pid
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(rng.uniform(0.001, 0.05))
+                os.kill(pid, signal.SIGCONT)
+        for proc in writers:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join(WAIT)
+        moved = first._store is not first._store.live or first._store.superseded
+        for proc, stop, result in followers:
+            stop.send(None)
+            _, taken, gaps, dropped = receive(result, "result")
+            proc.join(WAIT)
+            assert (gaps, dropped) == ([], 0)
+            assert taken > 100  # frames really flowed
+        assert moved  # the store really was replaced

@@ -136,3 +136,24 @@ def test_65th_lossless_subscriber_is_refused(unique_key):
         for sub in subs:
             sub.close()
         assert writer.status()["subscribers"] == []
+
+
+def test_a_lossless_subscription_refused_at_first_use_registers_on_the_next(unique_key):
+    """Made before its key existed, it registers on first use; refused then
+    (a full registry), it must not go on unregistered: the next call tries
+    again."""
+    key = unique_key("streams")
+    reader = SharedImage(key)
+    late = reader.subscribe(lossless=True)  # no store yet
+    with SharedImage(key, history=2) as writer:
+        writer.publish(index_frame(1))
+        subs = [SharedImage(key).subscribe(lossless=True) for _ in range(64)]
+        with pytest.raises(OutOfResourcesError):
+            late.next(timeout=0.1)
+        subs.pop().close()
+        assert late.next(timeout=WAIT).info.generation == 1
+        assert len(writer.status()["subscribers"]) == 64  # late is registered
+        for sub in subs + [late]:
+            sub.close()
+        assert writer.status()["subscribers"] == []
+    reader.detach()

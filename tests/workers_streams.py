@@ -176,3 +176,42 @@ def take_inherited(sub: Any, key: str, count: int, conn: Any) -> None:
         conn.send(("ok", gens, listed))
     except REPORTED as exc:
         conn.send(_error(exc))
+
+
+def publish_resizing(key: str, seed: float) -> None:
+    """Publish until killed (HOLD at most): mostly small frames, now and
+    then a large one, so the store grows and shrinks again and again."""
+    rng = random.Random(seed)
+    image = SharedImage(key, history=4)
+    end = time.monotonic() + HOLD
+    i = 0
+    while time.monotonic() < end:
+        i += 1
+        shape = (rng.choice([64, 128, 256]), 256) if rng.random() < 0.08 else SHAPE
+        try:
+            image.publish(np.full(shape, i, np.uint32), timeout=2.0)
+        except TimeoutError:
+            pass  # a subscriber stopped for long: the writer waits, drops nothing
+
+
+def follow_lossless(key: str, ready: Any, stop: Any, conn: Any) -> None:
+    """Subscribe losslessly, say "ready", take frames until told to stop;
+    send ("ok", frames taken, [(generation, next one taken)] gaps, dropped)."""
+    rng = random.Random()
+    try:
+        with SharedImage(key).subscribe(lossless=True) as sub:
+            ready.send("ready")
+            taken, last, gaps = 0, 0, []
+            while not stop.poll():
+                try:
+                    gen = sub.next(timeout=0.1).info.generation
+                except TimeoutError:
+                    continue
+                if last and gen != last + 1:
+                    gaps.append((last, gen))
+                last, taken = gen, taken + 1
+                if rng.random() < 0.02:
+                    time.sleep(rng.uniform(0, 0.01))  # slow now and then: writers wait
+            conn.send(("ok", taken, gaps, sub.dropped))
+    except REPORTED as exc:
+        conn.send(_error(exc))

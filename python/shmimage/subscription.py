@@ -130,7 +130,11 @@ class Subscription:
                 self._store = store
             if self._next == 0:
                 self._next = self._first(store)
-            store = self._register(store)
+            try:
+                store = self._register(store)
+            except BaseException:
+                self._store = None  # registered nowhere: the next call tries again
+                raise
         elif store.successor is not None:
             store = self._follow(store)
         return store
@@ -139,20 +143,27 @@ class Subscription:
         """Move to the store that replaced `old`: a lossless subscription
         adopts the entry the rebuild carried over (it held the writer back
         meanwhile) before it leaves its entry in `old`; a lossy one is
-        listed anew."""
+        listed anew. When registering fails, the subscription stays on
+        `old`, registered nowhere: its next call tries again rather than
+        going on unregistered."""
         entry, token = self._entry, self._token
-        self._store = store = old.live
         try:
-            store = self._register(store)
-        finally:
-            self._leave(old, entry, token)
+            store = self._register(old.live)
+        except BaseException:
+            self._store, self._entry = old, -1
+            self._leave(old, entry, token)  # and what rebuilds carried of it
+            raise
+        # Moved, not closed: a store that replaced the live one since
+        # carries this subscription's entry, and must keep it.
+        self._leave(old, entry, token, moved=True)
         return store
 
-    def _leave(self, store: _shmcore.FrameStore, entry: int, token: int) -> None:
+    def _leave(self, store: _shmcore.FrameStore, entry: int, token: int,
+               moved: bool = False) -> None:
         if entry < 0:
             return
         if self._lossless:
-            store.unsubscribe(entry)
+            store.unsubscribe(entry, moved)
         else:
             store.leave_lossy(entry, token)
 

@@ -811,7 +811,10 @@ cdef class FrameStore:
         """Entry `k` has taken every frame before `next_generation`."""
         check(frm_sub_advance(&self.st, k, next_generation), "record a subscriber's progress")
 
-    def unsubscribe(self, int k):
-        """Free registry entry `k` (a waiting writer goes on)."""
+    def unsubscribe(self, int k, bint moved=False):
+        """Free registry entry `k` (a waiting writer goes on). `moved`: the
+        subscription goes on in the store that replaced this one, so what
+        rebuilds carried of it stays registered."""
         if self.segment is not None and self.segment.attached:
-            check(frm_unsubscribe(&self.st, k), "unregister a subscriber")
+            check(frm_sub_moved(&self.st, k) if moved else frm_unsubscribe(&self.st, k),
+                  "unregister a subscriber")

@@ -1210,8 +1210,10 @@ static int commit(frm_claim_t *c, const frm_spec *spec, uint64_t *generation, in
      * at once instead of losing races until this writer runs again. */
     if (keep) keep_pinned(st, c->slot);
     else release_slot(st, c->slot);
-    ctrl->last_generation = gen;
+    /* The ring first: a writer killed in between leaves `gen` unused (the
+     * next commit takes it), never a generation spent with no frame. */
     store64(&ctrl->ring[gen % st->history], word);
+    store64(&ctrl->last_generation, gen);
     store64(&ctrl->latest, word);
     note_size(st, nbytes);
     bump_and_wake(st);
@@ -1714,13 +1716,26 @@ static void release_carried(frm_store *st, uint64_t token) {
     }
 }
 
-int frm_unsubscribe(frm_store *st, int k) {
-    if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) return EINVAL;
+/* Frees entry k and its lock: the token it held. */
+static uint64_t free_entry(frm_store *st, int k, int *rc) {
     uint64_t token = load64(&st->subs[k].token);
     store32(&st->subs[k].state, FRM_SUB_FREE);
-    int rc = shmp_range_unlock(st->seg, FRM_SUB_LOCKS + (uint32_t)k);
+    *rc = shmp_range_unlock(st->seg, FRM_SUB_LOCKS + (uint32_t)k);
     sub_progress(st);
-    release_carried(st, token);
+    return token;
+}
+
+int frm_unsubscribe(frm_store *st, int k) {
+    if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) return EINVAL;
+    int rc;
+    release_carried(st, free_entry(st, k, &rc));
+    return rc;
+}
+
+int frm_sub_moved(frm_store *st, int k) {
+    if (k < 0 || (uint32_t)k >= FRM_MAX_SUBS) return EINVAL;
+    int rc;
+    free_entry(st, k, &rc);
     return rc;
 }
 

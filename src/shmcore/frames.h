@@ -387,6 +387,10 @@ int frm_sub_advance(frm_store *st, int k, uint64_t next);
 /* Frees entry k and its lock, and the entries rebuilds carried it into
  * since; wakes a waiting writer. */
 int frm_unsubscribe(frm_store *st, int k);
+/* Frees entry k and its lock in a store the subscription has moved out of
+ * (it adopted or took an entry in the live store first): what rebuilds
+ * carried of it stays its own. */
+int frm_sub_moved(frm_store *st, int k);
 
 int64_t frm_now_ns(void);
 uint64_t frm_wall_ns(void);

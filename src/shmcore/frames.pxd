@@ -135,6 +135,7 @@ cdef extern from "frames.h" nogil:
     int frm_sub_leave(frm_store *st, int k, uint64_t token)
     int frm_sub_advance(frm_store *st, int k, uint64_t next)
     int frm_unsubscribe(frm_store *st, int k)
+    int frm_sub_moved(frm_store *st, int k)
 
 
 cdef extern from "keywatch.h" nogil:

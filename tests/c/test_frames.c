@@ -1233,6 +1233,41 @@ static void test_growth_carries_lossless_positions(void) {
     close_store(&w);
 }
 
+/* A subscription adopts its entry in a grown store, which grows again
+ * before the subscription leaves its first store: leaving that one as a
+ * move keeps the entry carried into the newest store; leaving for good
+ * gives it up. */
+static void test_a_move_keeps_what_a_later_growth_carried(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, s;
+    frm_options o = {4096, 2, 4, 2, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen, from = 2;
+    CHECK_RC(put(&w, 4, 4, 1, -1, &gen), 0);
+    CHECK_RC(open_store(&s, name, 0, NULL), 0);
+    int k = -1, k2 = -1;
+    CHECK_RC(frm_subscribe(H(&s), NULL, &from, -1, &k), 0);
+    frm_sub sub;
+    int alive = 0;
+    CHECK_RC(frm_subscriber(H(&s), (uint32_t)k, &sub, &alive), 0);
+    uint64_t token = sub.token;
+    CHECK_RC(put(&w, 128, 128, 2, -1, &gen), 0); /* grows: carried */
+    frm_follow fw = follow_of(&s);
+    CHECK_RC(frm_resubscribe(H(&s), &fw, &from, token, -1, &k2), 0); /* adopted */
+    CHECK(fw.moved && from == 2);
+    CHECK_RC(put(&w, 512, 512, 3, -1, &gen), 0); /* grows again: carried again */
+    CHECK_RC(frm_sub_moved(H(&s), k), 0); /* leaves its first store */
+    adopt(&s, &fw);
+    CHECK_RC(frm_subscriber(H(&w), (uint32_t)k2, &sub, &alive), 0);
+    CHECK(alive && sub.flags == (FRM_SUB_LOSSLESS | FRM_SUB_CARRIED) && sub.next_generation == 2);
+    CHECK_RC(put(&w, 4, 4, 4, in_ms(30), &gen), FRM_ESLOW); /* would drop 2 */
+    CHECK_RC(frm_unsubscribe(H(&s), k2), 0); /* closed: the carried entry goes too */
+    CHECK_RC(put(&w, 4, 4, 4, in_ms(1000), &gen), 0);
+    close_store(&s);
+    close_store(&w);
+}
+
 static void test_registry_holds_64_lossless_subscribers(void) {
     char name[64];
     unique_name(name, sizeof name, "");
@@ -1340,6 +1375,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_lossless_subscribers_hold_the_writer_back),
     CHECK_TEST(test_registry_holds_64_lossless_subscribers),
     CHECK_TEST(test_growth_carries_lossless_positions),
+    CHECK_TEST(test_a_move_keeps_what_a_later_growth_carried),
     CHECK_TEST(test_lossy_entries_are_listed_and_give_way),
 };
 
