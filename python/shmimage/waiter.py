@@ -49,12 +49,14 @@ class Waiter:
         self._mu = threading.Lock()
         self._pending: list[Wait] = []
         self._thread: threading.Thread | None = None
+        self._ended: threading.Thread | None = None  # the last one, until it is gone
 
     def _forget(self) -> None:
         """In a forked child: the parent's thread and waits are not here."""
         self._mu = threading.Lock()
         self._pending = []
         self._thread = None
+        self._ended = None
 
     def add(self, wait: Wait) -> None:
         with self._mu:
@@ -71,16 +73,20 @@ class Waiter:
 
     @property
     def running(self) -> bool:
-        """Whether the thread is alive (tests watch it stop)."""
+        """Whether the thread is alive (tests watch it stop): one that has
+        left its loop still runs until its function has returned."""
         with self._mu:
-            return self._thread is not None
+            ended = self._ended
+            if self._thread is not None:
+                return True
+        return ended is not None and ended.is_alive()
 
     def _run(self) -> None:
         while True:
             with self._mu:
                 pending = list(self._pending)
                 if not pending:
-                    self._thread = None
+                    self._ended, self._thread = self._thread, None
                     return
             for i, wait in enumerate(pending):
                 # The first waits a slice in the kernel; the rest are looked at.
