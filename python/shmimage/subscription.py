@@ -60,8 +60,10 @@ class Subscription:
     Parameters
     ----------
     image
-        The `SharedImage` whose frames it follows; made before the key
-        exists, it takes every frame from the first one.
+        The `SharedImage` whose frames it follows. Made before the key
+        exists, it starts at the oldest frame the store keeps when the key
+        appears; a lossless one holds the writer back only from then on, so
+        a writer that must not outrun it waits until `status()` lists it.
     lossless, start, copy
         As for `SharedImage.subscribe`.
 
