@@ -175,6 +175,10 @@ def test_a_carried_entry_is_let_go_by_death_or_close(procs, unique_key, how):
         assert writer.status()["subscribers"] == []
         if how == "closed":
             reader.detach()
+        else:
+            # Before the last detach: a process still exiting counts as attached,
+            # and the segment would then wait for the next call to reclaim it.
+            proc.join(WAIT)
 
 
 def test_a_move_that_crosses_another_growth_keeps_the_carried_entry(unique_key, monkeypatch):
