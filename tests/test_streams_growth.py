@@ -17,29 +17,15 @@ from shmimage import SharedImage
 from workers_image import WAIT
 from workers_streams import (
     follow_lossless,
-    hold_lossless,
     index_frame,
     publish_growing,
     publish_resizing,
+    receive,
     record,
+    start_holder,
 )
 
 ctx = multiprocessing.get_context("spawn")
-
-
-def receive(conn, what: str):
-    assert conn.poll(WAIT), f"child sent no {what}"
-    msg = conn.recv()
-    assert not (isinstance(msg, tuple) and msg[0] == "error"), msg
-    return msg
-
-
-def start_holder(procs, key: str):
-    conn, child = ctx.Pipe()
-    take, take_child = ctx.Pipe()
-    proc = procs.start(hold_lossless, key, child, take_child)
-    assert receive(conn, "ready") == "ready"
-    return proc, conn, take
 
 
 def test_frames_growing_mid_stream(procs, unique_key):

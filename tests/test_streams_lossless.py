@@ -11,24 +11,15 @@ import time
 import pytest
 from shmimage import OutOfResourcesError, SharedImage
 from workers_image import WAIT
-from workers_streams import hold_lossless, index_frame, publish_indexed, record
+from workers_streams import (
+    index_frame,
+    publish_indexed,
+    receive,
+    record,
+    start_holder,
+)
 
 ctx = multiprocessing.get_context("spawn")
-
-
-def receive(conn, what: str):
-    assert conn.poll(WAIT), f"child sent no {what}"
-    msg = conn.recv()
-    assert not (isinstance(msg, tuple) and msg[0] == "error"), msg
-    return msg
-
-
-def start_holder(procs, key: str):
-    conn, child = ctx.Pipe()
-    take, take_child = ctx.Pipe()
-    proc = procs.start(hold_lossless, key, child, take_child)
-    assert receive(conn, "ready") == "ready"
-    return proc, conn, take
 
 
 def test_every_frame_once_in_order_with_slow_subscribers(procs, unique_key):

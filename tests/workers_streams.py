@@ -4,6 +4,7 @@ Workers report through a Pipe and their exit code; every wait is bounded.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import time
@@ -215,3 +216,23 @@ def follow_lossless(key: str, ready: Any, stop: Any, conn: Any) -> None:
             conn.send(("ok", taken, gaps, sub.dropped))
     except REPORTED as exc:
         conn.send(_error(exc))
+
+
+# -- the test side: started with the `procs` fixture --
+
+def receive(conn: Any, what: str) -> Any:
+    """The child's next message; a child that failed or went quiet fails the test."""
+    assert conn.poll(WAIT), f"child sent no {what}"
+    msg = conn.recv()
+    assert not (isinstance(msg, tuple) and msg[0] == "error"), msg
+    return msg
+
+
+def start_holder(procs: Any, key: str) -> tuple[Any, Any, Any]:
+    """A `hold_lossless` child, registered: its process, its pipe, its take pipe."""
+    ctx = multiprocessing.get_context("spawn")
+    conn, child = ctx.Pipe()
+    take, take_child = ctx.Pipe()
+    proc = procs.start(hold_lossless, key, child, take_child)
+    assert receive(conn, "ready") == "ready"
+    return proc, conn, take
