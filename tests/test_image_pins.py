@@ -16,6 +16,7 @@ from workers_frames import (
     exit_with_live_views,
     keep_views_out_of_phase,
     pin_and_wait,
+    pin_both_spares,
     pin_every_slot_then_publish,
     publish_frames,
 )
@@ -136,13 +137,7 @@ def test_three_readers_out_of_phase_never_make_the_writer_wait(image, procs) -> 
 
 def test_all_pins_held_by_the_caller_raise_buffer_error_at_once(unique_key) -> None:
     with SharedImage(unique_key(), slots=2, max_slots=2) as image:
-        image.publish(gen_frame(SHAPE, 1))
-        with image.view() as first:
-            pass
-        image.publish(gen_frame(SHAPE, 2))
-        with image.view() as second:
-            pass
-        image.publish(gen_frame(SHAPE, 3))  # the latest is kept: every spare is pinned
+        first, second = pin_both_spares(image, SHAPE)  # the latest is kept: every spare is pinned
         started = time.monotonic()
         with pytest.raises(BufferError, match="pins every slot"):
             image.publish(gen_frame(SHAPE, 4), timeout=30)
@@ -171,13 +166,7 @@ def test_a_deadline_already_past_says_buffer_error_not_timeout(unique_key) -> No
     # One look is all a claim gets with timeout=0: the caller's own pins are
     # recognised at the first one, not after a grace period.
     with SharedImage(unique_key(), slots=2, max_slots=2) as image:
-        image.publish(gen_frame(SHAPE, 1))
-        with image.view() as first:
-            pass
-        image.publish(gen_frame(SHAPE, 2))
-        with image.view() as second:
-            pass
-        image.publish(gen_frame(SHAPE, 3))
+        first, second = pin_both_spares(image, SHAPE)
         with pytest.raises(BufferError, match="pins every slot"):
             image.publish(gen_frame(SHAPE, 4), timeout=0)
         del first, second
@@ -234,13 +223,7 @@ def test_another_threads_pins_on_another_key_do_not_delay_buffer_error(unique_ke
         holder.start()
         try:
             assert pinned.wait(WAIT)
-            image.publish(gen_frame(SHAPE, 1))
-            with image.view() as first:
-                pass
-            image.publish(gen_frame(SHAPE, 2))
-            with image.view() as second:
-                pass
-            image.publish(gen_frame(SHAPE, 3))
+            first, second = pin_both_spares(image, SHAPE)
             with pytest.raises(BufferError, match="pins every slot"):
                 image.publish(gen_frame(SHAPE, 4), timeout=0)
         finally:

@@ -126,19 +126,26 @@ def pid() -> int:
     return os.getpid()
 
 
+def pin_both_spares(image: SharedImage, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Into a slots=max_slots=2 store: publish generations 1 to 3, keeping
+    views of 1 and 2. With the latest kept, every spare is pinned by them."""
+    image.publish(gen_frame(shape, 1))
+    with image.view() as first:
+        pass
+    image.publish(gen_frame(shape, 2))
+    with image.view() as second:
+        pass
+    image.publish(gen_frame(shape, 3))
+    return first, second
+
+
 def pin_every_slot_then_publish(key: str, conn: Any) -> None:
     """In one thread: pin every spare of a slots=max_slots=2 store, then
     publish with no timeout. Send what publish and loan raised (or "ok")."""
     shape = (48, 64)
     image = SharedImage(key, slots=2, max_slots=2)
     try:
-        image.publish(gen_frame(shape, 1))
-        with image.view() as first:
-            pass
-        image.publish(gen_frame(shape, 2))
-        with image.view() as second:
-            pass
-        image.publish(gen_frame(shape, 3))
+        first, second = pin_both_spares(image, shape)
         outcome = []
         for attempt in ("publish", "loan"):
             try:
