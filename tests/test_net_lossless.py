@@ -65,17 +65,6 @@ def held_back(writer, server, first, limit=60):
     raise AssertionError(f"{limit} frames and the writer was never held back")
 
 
-def wait_until(condition, seconds):
-    """Whether `condition()` came true within `seconds` (the server answers from
-    its own loop, which may not have looked at its stats yet)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def check_in_order(got, first, last):
     indices = [index for index, _ in got]
     assert indices == sorted(set(indices)), "a frame twice or out of order"
@@ -139,7 +128,7 @@ def test_a_stopped_relay_holds_the_writer_until_dropped_then_counts_the_gap(
             started = time.monotonic()
             publish(writer, stuck)  # freed once the server drops the silent relay
             assert time.monotonic() - started < SILENCE + 10
-            assert wait_until(lambda: server.ask()["relays"] == 0, 2.0)
+            server.wait_for(lambda facts: facts["relays"] == 0, 2.0)
             for index in range(stuck + 1, stuck + 6):  # published while the relay is away
                 publish(writer, index)
         finally:
