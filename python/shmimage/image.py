@@ -1,16 +1,15 @@
 """`SharedImage`: frames of raw pixels in one named segment."""
 from __future__ import annotations
 
-import math
 import os
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 
 from . import _shmcore
 from .blocks import LoanBlock, ViewBlock
+from .deadlines import deadline_of, time_left
 from .errors import NotAttachedError, NotFoundError, OutOfResourcesError
 from .frameinfo import Frame, FrameInfo, encode_meta, frame_info
 from .imageio import array_to_pil, as_frame_array, check_frame_spec, load_image_file
@@ -248,9 +247,9 @@ class SharedImage:
             array = as_frame_array(image, mode)
             store = self._store
             if store is None or store.successor is not None:
-                deadline = _deadline(timeout)
+                deadline = deadline_of(timeout)
                 store = self._writer(array.nbytes, timeout)
-                timeout = _left(deadline)
+                timeout = time_left(deadline)
             generation: int = store.publish(array, timeout, data)
         except (TimeoutError, BufferError, ValueError) as exc:
             raise self._named(exc) from None
@@ -335,9 +334,9 @@ class SharedImage:
         """A slot to loan, its store and its array (C grows or follows the store)."""
         store = self._store
         if store is None or store.successor is not None:  # loan_begin checks the size
-            deadline = _deadline(timeout)
+            deadline = deadline_of(timeout)
             store = self._writer(_shmcore.frame_bytes(shape, dtype), timeout)
-            timeout = _left(deadline)
+            timeout = time_left(deadline)
         try:
             return store.loan_begin(shape, dtype, timeout, meta_len)
         except (TimeoutError, BufferError) as exc:
@@ -593,13 +592,13 @@ class SharedImage:
         epoch = self._detaches
         store = self._store
         if store is None or store.successor is not None:
-            deadline = _deadline(timeout)
+            deadline = deadline_of(timeout)
             try:
                 store = self._attach(timeout)
             except NotFoundError:
                 store = self._appear(deadline, epoch)
                 after = 0 if after is None else after
-            timeout = _left(deadline)
+            timeout = time_left(deadline)
         # else attached: the core checks `timeout` and times the whole wait
         if after is None:
             after = store.generation
@@ -624,10 +623,10 @@ class SharedImage:
                 if epoch != self._detaches:
                     raise NotAttachedError(f"wait on {self._where()}: detached")
                 try:
-                    return self._attach(_left(deadline))
+                    return self._attach(time_left(deadline))
                 except NotFoundError:
                     pass
-                left = _left(deadline)
+                left = time_left(deadline)
                 if left == 0:
                     raise TimeoutError(f"no segment {self._where()} within the timeout")
                 watch.wait(0.1 if left is None else min(left, 0.1))
@@ -845,27 +844,6 @@ class SharedImage:
         """``numpy.asarray(image)`` is ``image.read()``."""
         frame = self.read()
         return frame if dtype is None else frame.astype(dtype, copy=False)
-
-
-def _seconds(timeout: float) -> float:
-    """A timeout in seconds, checked as the core checks it."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-    t = float(timeout)
-    if math.isnan(t) or t < 0:
-        raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
-    return t
-
-
-def _deadline(timeout: float | None) -> float | None:
-    """The monotonic time a call with `timeout` ends by (None: never)."""
-    return None if timeout is None else time.monotonic() + _seconds(timeout)
-
-
-def _left(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    return max(0.0, deadline - time.monotonic())
 
 
 def _unpickle(key: str, options: dict[str, Any]) -> SharedImage:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _shmcore
+from .deadlines import time_left
 from .errors import EndOfStream, NotAttachedError, NotFoundError, OutOfResourcesError
 from .frameinfo import Frame, frame_info
 from .waiter import WAITER, Wait
@@ -273,11 +274,11 @@ class Subscription:
             try:
                 frame = self._take()
             except NotFoundError:
-                self._image.wait(_left(deadline), after=0)
+                self._image.wait(time_left(deadline), after=0)
                 continue
             if frame is not None:
                 return frame
-            if not self._attach().wait_from(self._next, _left(deadline)):
+            if not self._attach().wait_from(self._next, time_left(deadline)):
                 raise TimeoutError(f"no frame from {self._where} within the timeout")
 
     async def next_async(self, timeout: float | None = None) -> Frame:
@@ -409,7 +410,3 @@ class Subscription:
         state = "closed" if self._closed else f"next={self._next}"
         mode = "lossless" if self._lossless else "lossy"
         return f"<Subscription {self._where} {mode} {state} dropped={self._dropped}>"
-
-
-def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
