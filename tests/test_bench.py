@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shmimage.bench import main, methods_peers, methods_streams, report
+from shmimage.bench import main, methods_peers, methods_streams, placement, report
 from shmimage.bench.bootstrap import ratio_interval
 from shmimage.bench.build import build_figures
 from shmimage.bench.figures import Figure
@@ -329,6 +329,36 @@ def test_a_killed_reader_is_an_error_not_a_hang() -> None:
             round_trip(writer, pool.readers, warmup=1, runs=1)
 
 
+def _allowed(pid: int) -> set[int]:
+    return set(os.sched_getaffinity(pid))
+
+
+@pytest.mark.skipif(placement.pair() is None, reason="needs two CPUs and sched_setaffinity")
+def test_round_trips_run_on_two_cpus_and_the_placement_is_undone() -> None:
+    cpus = placement.pair()
+    assert cpus is not None and cpus[0] != cpus[1]
+    mine = _allowed(0)
+    with ReaderPool(2) as pool:
+        first, second = (reader.process.pid for reader in pool.readers)
+        before = _allowed(first), _allowed(second)
+        with placement.pinned(cpus, pool.readers[0]):
+            assert _allowed(0) == {cpus[0]} and _allowed(first) == {cpus[1]}
+            assert _allowed(second) == before[1], "only the first reader is placed"
+            with methods_peers.MpSharedMemoryWriter(make_frame(24, 32)) as writer:
+                assert len(round_trip(writer, pool.readers[:1], warmup=1, runs=2)["rt"]) == 2
+        assert (_allowed(0), _allowed(first), _allowed(second)) == (mine, *before)
+        with pytest.raises(RuntimeError, match="boom"), placement.pinned(cpus, pool.readers[0]):
+            raise RuntimeError("boom")
+        assert _allowed(0) == mine, "the writer's CPUs come back after a failure too"
+
+
+def test_steps_that_start_processes_are_not_placed() -> None:
+    """Processes started while the writer is pinned would inherit its one CPU."""
+    suite = Suite(Settings.make(quick=True), {})
+    unplaced = {step.key for step in suite.measure.plan([SIZE]) if not step.placed}
+    assert unplaced == {"streams", "net", "rss"}
+
+
 # -- the real suite ---------------------------------------------------------------------
 def _shm_entries() -> set[str]:
     return set(os.listdir(SHM_DIR)) if os.path.isdir(SHM_DIR) else set()
@@ -396,6 +426,8 @@ def test_quick_run_writes_every_figure_as_json(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(n >= MIN_RUNS for n in doc["runs"].values()), doc["runs"]
     assert doc["pid"], "the JSON names the process that ran the suite"
+    cpus = placement.pair()
+    assert doc["settings"]["cpus"] == (list(cpus) if cpus else None)
     assert doc["machine"]["date"] and "load_average_1min_end" in doc["machine"]
     assert set(doc["stalls"]) == {f"{STREAMS}{name}" for name in methods_streams.SYSTEMS
                                   if name not in doc["skipped"]}, doc["stalls"]
@@ -434,8 +466,10 @@ def test_sigterm_mid_run_leaves_nothing_behind(during: str) -> None:
 def test_tiny_sizes_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "tiny.json"
     done = _run_bench(["--quick", "--size", "32x24", "--size", "64x48", "--json", str(out),
-                       "--markdown"])
+                       "--markdown", "--no-pin"])
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "the scheduler placed the writer and its reader" in done.stdout
+    assert json.loads(out.read_text())["settings"]["cpus"] is None
     assert done.stdout.startswith("## Benchmark results")
     assert "| figure | size | shmimage | baseline | ratio | 95% interval |" in done.stdout
     doc = json.loads(out.read_text())

@@ -45,6 +45,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", dest="sizes", action="append", type=_size, metavar="WxH",
                    help="frame size to measure instead of the defaults (repeatable)")
     p.add_argument("--runs", type=_runs, help=f"counted runs per figure (>= {MIN_RUNS})")
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="let the scheduler place the writer and its reader (by default each "
+                        "round trip runs them on two CPUs of their own)")
     p.add_argument("--markdown", action="store_true",
                    help="print a README results section (Markdown table) instead")
     return p
@@ -60,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ----------
     argv : sequence of str, optional
         The command's arguments (``--quick``, ``--json OUT``, ``--plot OUT.png``,
-        ``--size WxH``, ``--runs N``, ``--markdown``); ``sys.argv[1:]`` when None.
+        ``--size WxH``, ``--runs N``, ``--no-pin``, ``--markdown``); ``sys.argv[1:]``
+        when None.
 
     Returns
     -------
@@ -85,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"shmimage bench: {problem}", file=sys.stderr)
         return 1
-    settings = Settings.make(args.quick, args.sizes, args.runs)
+    settings = Settings.make(args.quick, args.sizes, args.runs, args.pin)
     info = machine.describe()
     print(f"shmimage bench on {machine.one_line(info)}", file=sys.stderr, flush=True)
     try:
@@ -136,7 +140,8 @@ def _settings_json(settings: Settings) -> dict[str, object]:
     repeats = settings.repeats
     return {"sizes": settings.sizes, "warmup_per_round": repeats.warmup,
             "rounds": repeats.rounds, "runs": repeats.per_round * repeats.rounds,
-            "wake_trips_per_run": {size: _wake_trips(size) for size in settings.sizes}}
+            "wake_trips_per_run": {size: _wake_trips(size) for size in settings.sizes},
+            "cpus": list(settings.cpus) if settings.cpus else None}
 
 
 def _wake_trips(size: str) -> dict[str, int]:
@@ -155,4 +160,12 @@ def _method_line(settings: Settings) -> str:
     repeats = settings.repeats
     return (f"each figure: the median of {repeats.per_round * repeats.rounds} runs "
             f"({repeats.rounds} rounds over every method, {repeats.warmup} warm-up runs each "
-            f"time); {_trips_clause(settings)}; each ratio with its 95% bootstrap interval")
+            f"time); {_trips_clause(settings)}; {_placement_clause(settings)}; "
+            "each ratio with its 95% bootstrap interval")
+
+
+def _placement_clause(settings: Settings) -> str:
+    if settings.cpus is None:
+        return "the scheduler placed the writer and its reader"
+    writer, reader = settings.cpus
+    return f"the writer ran on CPU {writer} and its reader on CPU {reader}"

@@ -133,6 +133,9 @@ class Step:
     sustained: bool = False
     #: The keys of the runs it returns (default: its own key).
     keys: tuple[str, ...] = ()
+    #: Run with the writer and the first reader pinned to two CPUs (not the steps
+    #: that start processes of their own: those would inherit the writer's CPU).
+    placed: bool = True
 
     def __post_init__(self) -> None:
         self.keys = self.keys or (self.key,)
@@ -196,12 +199,12 @@ class Measurements:
             Step("streams", f"streams: {FAN_OUT} lossless subscribers, history "
                  f"{streams.HISTORY}, {streams.SIZE}, loan -> view", self.streams,
                  keys=tuple(f"{prefix}{STREAMS}{name}" for name in streams.SYSTEMS
-                            for prefix in ("", CPU))),
+                            for prefix in ("", CPU)), placed=False),
             Step("net", f"across hosts: {across_hosts.SIZE} over loopback TCP, sustained",
                  self.across_hosts, "pyzmq", sustained=True,
-                 keys=across_hosts.keys(self.net_plan)),
+                 keys=across_hosts.keys(self.net_plan), placed=False),
             Step("rss", f"{largest} reader RssAnon holding a view()",
-                 lambda: self.rss(largest), "procfs", once=True),
+                 lambda: self.rss(largest), "procfs", once=True, placed=False),
         ]
 
     def _size_steps(self, size: str) -> list[Step]:

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from . import placement
+
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
 
@@ -90,6 +92,8 @@ def _control(command: str, args: list[Any], role: Any, conn: Connection) -> tupl
         return None, load_role(args[0])(**args[1])
     if command == "call":
         return getattr(role, args[0])(conn, *args[1]), role
+    if command == "pin":
+        return placement.pin(args[0]), role
     if command == "teardown":
         if role is not None:
             role.close()
@@ -153,6 +157,11 @@ class Reader:
 
     def teardown(self) -> None:
         self.request("teardown")
+
+    def pin(self, cpus: set[int]) -> set[int]:
+        """Restrict the reader process to ``cpus``; returns what it was allowed before."""
+        before: set[int] = self.request("pin", cpus)
+        return before
 
     def start_steps(self) -> None:
         self.request("steps")

@@ -1,13 +1,14 @@
 """Runs the measurements round after round, with progress."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 import sys
 import time
 from typing import TextIO
 
-from . import across_hosts, interrupt, sandbox
+from . import across_hosts, interrupt, placement, sandbox
 from .frames import SIZES, parse_size
 from .measure import FAN_OUT, Measurements, Step
 from .methods_peers import pyshmem_lock_dir
@@ -21,17 +22,19 @@ class Settings:
     repeats: Repeats
     net: across_hosts.Plan = dataclasses.field(
         default_factory=lambda: across_hosts.Plan.make(quick=False))
+    #: The writer's and its reader's CPUs in the round trips; None lets the scheduler choose.
+    cpus: tuple[int, int] | None = None
 
     @classmethod
     def make(cls, quick: bool, sizes: list[str] | None = None,
-             runs: int | None = None) -> Settings:
+             runs: int | None = None, pin: bool = True) -> Settings:
         chosen = sizes or (["3840x2160"] if quick else list(SIZES))
         for size in chosen:
             parse_size(size)
         default_runs, warmup, rounds = (15, 2, 3) if quick else (35, 3, 5)
         runs = runs or default_runs
         return cls(chosen, Repeats(warmup=warmup, runs=runs, rounds=min(rounds, runs)),
-                   across_hosts.Plan.make(quick))
+                   across_hosts.Plan.make(quick), placement.pair() if pin else None)
 
 
 @dataclasses.dataclass
@@ -100,7 +103,8 @@ class Suite:
         if step.needs in self.results.skipped or all(k in failures for k in step.keys):
             return
         try:
-            got = step.run()
+            with self._placed(step):
+                got = step.run()
         except Exception as exc:  # noqa: BLE001 - one broken method must not end the suite
             self._fail(step, exc, stream)
             if self._pool is not None:
@@ -112,6 +116,13 @@ class Suite:
             return
         for key, runs in got.items():
             self.results.samples.setdefault(key, []).extend(runs)
+
+    def _placed(self, step: Step) -> contextlib.AbstractContextManager[None]:
+        cpus = self.settings.cpus
+        if cpus is None or not step.placed:
+            return contextlib.nullcontext()
+        reader = self.pool().readers[0]  # the pool first: its processes inherit this one's CPUs
+        return placement.pinned(cpus, reader)
 
     def _fail(self, step: Step, exc: BaseException, stream: TextIO) -> None:
         lines = str(exc).strip().splitlines()
