@@ -352,11 +352,25 @@ def test_round_trips_run_on_two_cpus_and_the_placement_is_undone() -> None:
         assert _allowed(0) == mine, "the writer's CPUs come back after a failure too"
 
 
-def test_steps_that_start_processes_are_not_placed() -> None:
-    """Processes started while the writer is pinned would inherit its one CPU."""
+@pytest.mark.skipif(placement.pair("one-cpu") is None, reason="needs sched_setaffinity")
+def test_one_cpu_placement_puts_both_on_the_same_cpu() -> None:
+    cpu, same = placement.pair("one-cpu") or (None, None)
+    assert cpu == same and cpu in _allowed(0)
+    assert placement.pair("scheduler") is None
+    with pytest.raises(ValueError, match="placement must be one of"):
+        placement.pair("anywhere")
+    with ReaderPool(1) as pool, placement.pinned((cpu, cpu), pool.readers[0]):
+        assert _allowed(0) == _allowed(pool.readers[0].process.pid) == {cpu}
+
+
+def test_only_round_trips_are_placed() -> None:
+    """Processes started while the writer is pinned would inherit its one CPU, and a
+    copy in one process may use both CPUs."""
     suite = Suite(Settings.make(quick=True), {})
-    unplaced = {step.key for step in suite.measure.plan([SIZE]) if not step.placed}
-    assert unplaced == {"streams", "net", "rss"}
+    placed = {step.key for step in suite.measure.plan([SIZE]) if step.placed}
+    assert placed == ({f"rt/{name}/{SIZE}" for name in ROUND_TRIPS}
+                      | {f"{WAKE}{SIZE}", f"fanout/{SIZE}", "wake/shmimage", "wake/posix_ipc",
+                         "wake/Pipe", "wake/pyshmem"})
 
 
 # -- the real suite ---------------------------------------------------------------------
@@ -466,7 +480,7 @@ def test_sigterm_mid_run_leaves_nothing_behind(during: str) -> None:
 def test_tiny_sizes_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "tiny.json"
     done = _run_bench(["--quick", "--size", "32x24", "--size", "64x48", "--json", str(out),
-                       "--markdown", "--no-pin"])
+                       "--markdown", "--placement", "scheduler"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "the scheduler placed the writer and its reader" in done.stdout
     assert json.loads(out.read_text())["settings"]["cpus"] is None

@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import interrupt, machine, optional, report
+from . import interrupt, machine, optional, placement, report
 from .build import build_figures
 from .frames import make_frame, parse_size
 from .measure import WAKE_TRIPS, ZERO_COPY_TRIPS, copy_trips, wake_trips
@@ -45,9 +45,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", dest="sizes", action="append", type=_size, metavar="WxH",
                    help="frame size to measure instead of the defaults (repeatable)")
     p.add_argument("--runs", type=_runs, help=f"counted runs per figure (>= {MIN_RUNS})")
-    p.add_argument("--no-pin", dest="pin", action="store_false",
-                   help="let the scheduler place the writer and its reader (by default each "
-                        "round trip runs them on two CPUs of their own)")
+    p.add_argument("--placement", choices=placement.CHOICES, default=placement.CHOICES[0],
+                   help="where a round trip's writer and reader run: each on a CPU of its "
+                        "own (the default), both on one CPU, or wherever the scheduler "
+                        "puts them")
     p.add_argument("--markdown", action="store_true",
                    help="print a README results section (Markdown table) instead")
     return p
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ----------
     argv : sequence of str, optional
         The command's arguments (``--quick``, ``--json OUT``, ``--plot OUT.png``,
-        ``--size WxH``, ``--runs N``, ``--no-pin``, ``--markdown``); ``sys.argv[1:]``
+        ``--size WxH``, ``--runs N``, ``--placement P``, ``--markdown``); ``sys.argv[1:]``
         when None.
 
     Returns
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"shmimage bench: {problem}", file=sys.stderr)
         return 1
-    settings = Settings.make(args.quick, args.sizes, args.runs, args.pin)
+    settings = Settings.make(args.quick, args.sizes, args.runs, args.placement)
     info = machine.describe()
     print(f"shmimage bench on {machine.one_line(info)}", file=sys.stderr, flush=True)
     try:
@@ -168,4 +169,6 @@ def _placement_clause(settings: Settings) -> str:
     if settings.cpus is None:
         return "the scheduler placed the writer and its reader"
     writer, reader = settings.cpus
+    if writer == reader:
+        return f"the writer and its reader both ran on CPU {writer}"
     return f"the writer ran on CPU {writer} and its reader on CPU {reader}"

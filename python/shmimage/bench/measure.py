@@ -133,9 +133,10 @@ class Step:
     sustained: bool = False
     #: The keys of the runs it returns (default: its own key).
     keys: tuple[str, ...] = ()
-    #: Run with the writer and the first reader pinned to two CPUs (not the steps
-    #: that start processes of their own: those would inherit the writer's CPU).
-    placed: bool = True
+    #: A round trip between this process and the first reader: run with both pinned
+    #: (``placement``). The other steps run in one process, whose copies may use
+    #: both CPUs, or start processes of their own, which would inherit its one CPU.
+    placed: bool = False
 
     def __post_init__(self) -> None:
         self.keys = self.keys or (self.key,)
@@ -190,21 +191,23 @@ class Measurements:
         return steps + [
             Step("lock", "lock()+unlock() beside multiprocessing.Lock", self.lock,
                  keys=("lock/shmimage", "lock/multiprocessing.Lock")),
-            Step("wake/shmimage", "wake-up ping-pong: shmimage publish/wait", self.wake_image),
+            Step("wake/shmimage", "wake-up ping-pong: shmimage publish/wait", self.wake_image,
+                 placed=True),
             Step("wake/posix_ipc", "wake-up ping-pong: posix_ipc semaphores",
-                 self.wake_semaphore, "posix_ipc"),
-            Step("wake/Pipe", "wake-up ping-pong: multiprocessing.Pipe", self.wake_pipe),
+                 self.wake_semaphore, "posix_ipc", placed=True),
+            Step("wake/Pipe", "wake-up ping-pong: multiprocessing.Pipe", self.wake_pipe,
+                 placed=True),
             Step("wake/pyshmem", "wake-up ping-pong: pyshmem futex notification",
-                 self.wake_pyshmem, "pyshmem"),
+                 self.wake_pyshmem, "pyshmem", placed=True),
             Step("streams", f"streams: {FAN_OUT} lossless subscribers, history "
                  f"{streams.HISTORY}, {streams.SIZE}, loan -> view", self.streams,
                  keys=tuple(f"{prefix}{STREAMS}{name}" for name in streams.SYSTEMS
-                            for prefix in ("", CPU)), placed=False),
+                            for prefix in ("", CPU))),
             Step("net", f"across hosts: {across_hosts.SIZE} over loopback TCP, sustained",
                  self.across_hosts, "pyzmq", sustained=True,
-                 keys=across_hosts.keys(self.net_plan), placed=False),
+                 keys=across_hosts.keys(self.net_plan)),
             Step("rss", f"{largest} reader RssAnon holding a view()",
-                 lambda: self.rss(largest), "procfs", once=True, placed=False),
+                 lambda: self.rss(largest), "procfs", once=True),
         ]
 
     def _size_steps(self, size: str) -> list[Step]:
@@ -215,14 +218,15 @@ class Measurements:
             key = f"rt/{name}/{size}"
             steps.append(Step(key, f"{size} round trip: {name}",
                               self._round_trip_of(name, factory, size), needs,
-                              keys=(key, MEMCPY + key)))
+                              keys=(key, MEMCPY + key), placed=True))
         wake_keys = tuple(f"{prefix}{WAKE}{name}/{size}" for name in WAKE_TRIPS
                           for prefix in ("", CPU))
         return steps + [
             Step(f"{WAKE}{size}", f"{size} round trips by each system's own wake-ups",
-                 lambda: self.wake_round_trips(size), keys=wake_keys),
+                 lambda: self.wake_round_trips(size), keys=wake_keys, placed=True),
             Step(f"fanout/{size}", f"{size} fan-out to {FAN_OUT} view() readers",
-                 lambda: self.fan_out(size), keys=(f"fanout/{size}", f"fanout1/{size}")),
+                 lambda: self.fan_out(size), keys=(f"fanout/{size}", f"fanout1/{size}"),
+                 placed=True),
             Step(f"first/{size}", f"{size} first publish into a new segment",
                  lambda: self.first_publish(size),
                  keys=(f"first/shmimage/{size}", f"first/mp/{size}")),

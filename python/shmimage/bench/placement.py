@@ -5,8 +5,8 @@ two, and it may change its mind during a run. The two placements cost very
 different amounts (on one CPU a frame the writer has just copied is still in
 that CPU's caches when the reader copies it out), so one method could be
 measured on one CPU and the next on two. Pinning the writer and the reader
-to two different CPUs, as a pipeline whose stages run at once has them,
-measures every method the same way.
+measures every method the same way: on two CPUs by default, as a pipeline
+whose stages run at once has them, or both on one CPU.
 """
 from __future__ import annotations
 
@@ -20,11 +20,20 @@ class Pinnable(Protocol):
     def pin(self, cpus: set[int]) -> set[int]: ...
 
 
-def pair() -> tuple[int, int] | None:
-    """Two CPUs this process may run on (writer, reader), or None when it has fewer."""
-    if not hasattr(os, "sched_getaffinity"):
+#: ``--placement`` choices: two CPUs, one CPU for both, or no pinning.
+CHOICES = ("two-cpus", "one-cpu", "scheduler")
+
+
+def pair(choice: str = "two-cpus") -> tuple[int, int] | None:
+    """The writer's and the reader's CPU for ``choice``, or None when the scheduler
+    places them (asked for, or this system cannot pin, or two CPUs were asked of one)."""
+    if choice not in CHOICES:
+        raise ValueError(f"placement must be one of {CHOICES}, got {choice!r}")
+    if choice == "scheduler" or not hasattr(os, "sched_getaffinity"):
         return None
     allowed = sorted(os.sched_getaffinity(0))
+    if choice == "one-cpu":
+        return (allowed[0], allowed[0])
     return (allowed[0], allowed[1]) if len(allowed) >= 2 else None
 
 

@@ -27,14 +27,14 @@ class Settings:
 
     @classmethod
     def make(cls, quick: bool, sizes: list[str] | None = None,
-             runs: int | None = None, pin: bool = True) -> Settings:
+             runs: int | None = None, placement_choice: str = "two-cpus") -> Settings:
         chosen = sizes or (["3840x2160"] if quick else list(SIZES))
         for size in chosen:
             parse_size(size)
         default_runs, warmup, rounds = (15, 2, 3) if quick else (35, 3, 5)
         runs = runs or default_runs
         return cls(chosen, Repeats(warmup=warmup, runs=runs, rounds=min(rounds, runs)),
-                   across_hosts.Plan.make(quick), placement.pair() if pin else None)
+                   across_hosts.Plan.make(quick), placement.pair(placement_choice))
 
 
 @dataclasses.dataclass
