@@ -153,6 +153,7 @@ static struct {
     uint32_t pins;
 } tally[TALLY_ENTRIES];
 static uint32_t tally_lost, tally_pid;
+static int tally_top; /* entries from here on are all free */
 static frm_mutex tally_mu = MU_STATIC;
 
 static uint32_t tally_threads;          /* serials handed out */
@@ -169,7 +170,7 @@ uintptr_t frm_thread(void) {
  * become orphans, counted as no other thread's (a dead thread frees none). */
 static void tally_orphan(uintptr_t thread) {
     mu_lock(&tally_mu);
-    for (int i = 0; i < TALLY_ENTRIES; i++)
+    for (int i = 0; i < tally_top; i++)
         if (tally[i].pins && tally[i].thread == thread) tally[i].thread = 0;
     mu_unlock(&tally_mu);
 }
@@ -201,10 +202,12 @@ static void tally_watch_exit(void) {
 }
 #endif
 
-static uint32_t store_hash(const frm_store *st) {
+/* tally_mu held (it guards name_hash). */
+static uint32_t store_hash(frm_store *st) {
+    if (st->name_hash) return st->name_hash;
     uint32_t h = 2166136261u; /* FNV-1a */
     for (const char *c = st->seg->name; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
-    return h;
+    return st->name_hash = h | 1u; /* never 0, which means "not yet" */
 }
 
 /* Mutex held. A forked child starts with no pins: forget the parent's. */
@@ -212,21 +215,22 @@ static void tally_own_process(void) {
     if (tally_pid == my_pid()) return;
     memset(tally, 0, sizeof tally);
     tally_lost = 0;
+    tally_top = 0;
     tally_pid = my_pid();
 }
 
-static void tally_add(const frm_store *st, uintptr_t thread, int delta) {
-    uint32_t store = store_hash(st);
+static void tally_add(frm_store *st, uintptr_t thread, int delta) {
     if (delta > 0 && !tally_hooked) {
         tally_watch_exit();
         tally_hooked = 1;
     }
     mu_lock(&tally_mu);
     tally_own_process();
+    uint32_t store = store_hash(st);
     int at = -1;
-    for (int i = 0; i < TALLY_ENTRIES && at < 0; i++)
+    for (int i = 0; i < tally_top && at < 0; i++)
         if (tally[i].pins && tally[i].thread == thread && tally[i].store == store) at = i;
-    for (int i = 0; i < TALLY_ENTRIES && at < 0 && delta < 0; i++)
+    for (int i = 0; i < tally_top && at < 0 && delta < 0; i++)
         if (tally[i].pins && tally[i].thread == 0 && tally[i].store == store) at = i; /* orphaned */
     for (int i = 0; i < TALLY_ENTRIES && at < 0 && delta > 0; i++)
         if (tally[i].pins == 0) at = i;
@@ -234,6 +238,8 @@ static void tally_add(const frm_store *st, uintptr_t thread, int delta) {
         tally[at].thread = thread;
         tally[at].store = store;
         tally[at].pins += (uint32_t)delta;
+        if (at >= tally_top) tally_top = at + 1;
+        while (tally_top > 0 && tally[tally_top - 1].pins == 0) tally_top--;
     } else if (delta > 0 || tally_lost) {
         tally_lost += (uint32_t)delta;
     }
@@ -242,13 +248,13 @@ static void tally_add(const frm_store *st, uintptr_t thread, int delta) {
 
 /* Does no live thread but the calling one hold pins this process took in
  * `st`? (Pins of ended threads are the caller's for all anyone can tell.) */
-static int tally_all_mine(const frm_store *st) {
-    uint32_t store = store_hash(st);
+static int tally_all_mine(frm_store *st) {
     uintptr_t me = frm_thread();
     uint32_t others = 0, any = 0;
     mu_lock(&tally_mu);
     tally_own_process();
-    for (int i = 0; i < TALLY_ENTRIES; i++) {
+    uint32_t store = store_hash(st);
+    for (int i = 0; i < tally_top; i++) {
         if (!tally[i].pins || tally[i].store != store) continue;
         any += tally[i].pins;
         if (tally[i].thread != me && tally[i].thread != 0) others += tally[i].pins;

@@ -220,6 +220,7 @@ typedef struct frm_store {
     uint64_t capacity, stride, ctrl_size, min_capacity;
     uint32_t meta_capacity, table_slots, history, slots, max_slots;
     int copy_threads;
+    uint32_t name_hash; /* of the segment's name, for the pin tally; 0: not yet */
     frm_mutex mu;
     uint32_t pid; /* the process whose pins these are */
     uint32_t pins[FRM_MAX_TABLE];
