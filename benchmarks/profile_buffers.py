@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from shmimage.bench import placement
 from shmimage.bench.frames import make_frame, parse_size
+from shmimage.bench.timing import timed_runs
 
 STOP = b"s"
 
@@ -113,13 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _memcpy(frame: np.ndarray) -> float:
     """Median seconds of one copy of ``frame`` into an array kept for it."""
     copy = np.empty_like(frame)
-    times = []
-    for _ in range(30):
-        start = time.perf_counter()
-        np.copyto(copy, frame)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[3:])
-
+    return statistics.median(timed_runs(lambda: np.copyto(copy, frame), warmup=3, runs=27))
 
 if __name__ == "__main__":
     sys.exit(main())
