@@ -427,7 +427,8 @@ cdef class Segment:
     def superseded(self):
         if not self.attached:
             return False
-        return bool(shmp_load_flags(&shmp_hdr(&self.seg).flags) & SHMP_FLAG_SUPERSEDED)
+        return bool(self.seg.replaced or
+                    shmp_load_flags(&shmp_hdr(&self.seg).flags) & SHMP_FLAG_SUPERSEDED)
 
     @property
     def key(self):

@@ -414,7 +414,8 @@ void frm_get_options(const frm_store *st, frm_options *o) {
 }
 
 int frm_superseded(const frm_store *st) {
-    return (shmp_load_flags(&shmp_hdr(st->seg)->flags) & SHMP_FLAG_SUPERSEDED) != 0;
+    return st->seg->replaced ||
+           (shmp_load_flags(&shmp_hdr(st->seg)->flags) & SHMP_FLAG_SUPERSEDED) != 0;
 }
 
 uint64_t frm_generation(const frm_store *st) { return load64(&st->ctrl->latest) >> 8; }
@@ -738,6 +739,13 @@ static int64_t slice_end_for(int64_t deadline) {
     return deadline >= 0 && deadline < end ? deadline : end;
 }
 
+/* When a wait's slice ends with nothing new: was the store replaced by a
+ * writer that died before marking it? Then the wait goes on in the
+ * successor. A look at the name, once a slice. */
+static int found_replaced(frm_store *cur) {
+    return !frm_superseded(cur) && shmp_replaced(cur->seg);
+}
+
 int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline, int64_t spin_ns,
              uint64_t *generation) {
     int64_t slice_end = slice_end_for(deadline);
@@ -753,7 +761,10 @@ int frm_wait(frm_store *st, frm_follow *fw, uint64_t after, int64_t deadline, in
             return 0;
         }
         int64_t left = slice_end - frm_now_ns();
-        if (left <= 0) return past(deadline) ? ETIMEDOUT : EINTR;
+        if (left <= 0) {
+            if (found_replaced(cur)) continue;
+            return past(deadline) ? ETIMEDOUT : EINTR;
+        }
         /* frm_cancel wakes the store it was called on; in a successor, look
          * again every 10 ms. */
         if (cur != st && left > 10000000) left = 10000000;
@@ -787,14 +798,22 @@ int frm_set_persistent(frm_store *st) {
 
 /* ---- writing ---- */
 
+/* Takes the store's mutex. From a holder that died, it may also inherit a
+ * replacement left half done: the successor named, this store not yet
+ * marked (shmp_replaced marks it, for the caller's superseded check). */
 static int lock_segment(frm_store *st, int64_t deadline) {
     int died = 0;
     int rc = shmp_lock_try(st->seg, &died);
-    if (rc != EBUSY) return rc;
-    int64_t left = slice_left(deadline);
-    if (left == 0) return ETIMEDOUT;
-    rc = shmp_lock_wait(st->seg, left, &died);
-    if (rc == ETIMEDOUT && !past(deadline)) return EINTR;
+    if (rc == EBUSY) {
+        int64_t left = slice_left(deadline);
+        if (left == 0) return ETIMEDOUT;
+        rc = shmp_lock_wait(st->seg, left, &died);
+        if (rc == ETIMEDOUT && !past(deadline)) return EINTR;
+    }
+    if (!rc && died && !frm_superseded(st) && shmp_replaced(st->seg)) {
+        bump_and_wake(st); /* its waiters move on to the successor */
+        shmp_wake(st->seg, &st->ctrl->seq);
+    }
     return rc;
 }
 
@@ -1435,7 +1454,10 @@ int frm_wait_from(frm_store *st, frm_follow *fw, uint64_t want, int64_t deadline
         uint32_t seq = load32(&cur->ctrl->seq);
         if (load64(&cur->ctrl->latest) >> 8 >= want || ended(cur, want)) return 0;
         int64_t left = slice_end - frm_now_ns();
-        if (left <= 0) return past(deadline) ? ETIMEDOUT : EINTR;
+        if (left <= 0) {
+            if (found_replaced(cur)) continue;
+            return past(deadline) ? ETIMEDOUT : EINTR;
+        }
         if (cur != st && left > 10000000) left = 10000000;
         if (frm_superseded(cur)) continue;
         add32(&cur->ctrl->waiters, 1);

@@ -64,6 +64,7 @@ typedef struct shmp_seg {
     size_t map_size;
     int writable;
     char name[SHMP_NAME_MAX + 1];
+    int replaced; /* shmp_replaced found a successor it could not mark */
 #if defined(_WIN32)
     HANDLE map_handle;
     HANDLE mutex;
@@ -112,6 +113,12 @@ int shmp_build(shmp_seg *s, uint64_t data_size, uint64_t reserve, int persistent
 int shmp_link(shmp_seg *s, const char *name);
 /* Atomically puts `s` under `old`'s name and marks `old` superseded. */
 int shmp_swap(shmp_seg *s, shmp_seg *old);
+/* Is `s` replaced: marked superseded, or named over by a successor whose
+ * builder died between shmp_swap's rename and its mark? The latter is
+ * marked now (or, through a read-only mapping, remembered in this handle).
+ * 1 or 0; a look at the name, for when a wait found nothing new or a dead
+ * holder's mutex was taken over. */
+int shmp_replaced(shmp_seg *s);
 /* Undoes a build that was never named. */
 int shmp_discard(shmp_seg *s);
 int shmp_attach(shmp_seg *s, const char *name, int writable);

@@ -24,6 +24,7 @@ cdef extern from "shm_platform.h" nogil:
         size_t map_size
         int writable
         char name[65]
+        int replaced
 
     ctypedef struct shmp_probe_info:
         int ours

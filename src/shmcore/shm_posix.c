@@ -876,6 +876,41 @@ static int owned_privately(int fd) {
     return (st.st_uid == geteuid() && (st.st_mode & 077) == 0) ? 0 : EACCES;
 }
 
+/* Does the header list (dev, ino) among the segments it replaced? */
+static int lists_predecessor(const shmp_header *h, uint64_t dev, uint64_t ino) {
+    for (int i = 0; i < SHMP_MAX_PRED; i++)
+        if (h->pred_ino[i] == ino && h->pred_dev[i] == dev && ino) return 1;
+    return 0;
+}
+
+int shmp_replaced(shmp_seg *s) {
+    if (s->replaced || (shmc_load_u32(&shmp_hdr(s)->flags) & SHMP_FLAG_SUPERSEDED)) return 1;
+    char path[128];
+    struct stat st;
+    if (shm_path(path, sizeof path, s->name) != 0 || stat(path, &st) != 0) return 0;
+    if (st.st_dev == s->dev && st.st_ino == s->ino) return 0; /* still under the name */
+    /* Through the process's own descriptor where it has one: closing another
+     * would drop its record locks where they belong to the process. */
+    int fd = held_borrow(path);
+    if (fd < 0) {
+        if (open_segment_file(path, O_RDONLY, &fd) != 0) return 0;
+        if (held_add(fd) != 0) {
+            close(fd);
+            return 0;
+        }
+    }
+    shmp_header h;
+    off_t size;
+    int found = read_header(fd, &h, &size) == 0 && header_ours(&h) &&
+                owned_privately(fd) == 0 &&
+                lists_predecessor(&h, (uint64_t)s->dev, (uint64_t)s->ino);
+    held_close(fd);
+    if (!found) return 0; /* removed, then made anew: not a successor */
+    if (s->writable) shmc_fetch_or_u32(&shmp_hdr(s)->flags, SHMP_FLAG_SUPERSEDED);
+    else s->replaced = 1;
+    return 1;
+}
+
 static int attach_once(shmp_seg *s, const char *path, int writable) {
     int rc = open_segment_file(path, writable ? O_RDWR : O_RDONLY, &s->fd);
     if (!rc && (rc = held_add(s->fd)) != 0) close(s->fd);

@@ -253,6 +253,10 @@ int shmp_swap(shmp_seg *s, shmp_seg *old) {
     return ENOTSUP;
 }
 
+int shmp_replaced(shmp_seg *s) { /* no swap, so only the removal mark */
+    return (shmc_load_u32(&shmp_hdr(s)->flags) & SHMP_FLAG_SUPERSEDED) != 0;
+}
+
 /* ---- attaching and leaving ---- */
 
 static int map_named(shmp_seg *s, const char *name, int writable) {

@@ -567,6 +567,80 @@ static void test_wait_follows_growth_and_times_out(void) {
     close_store(&w);
 }
 
+/* Clears the superseded mark, as a writer killed between shmp_swap's
+ * rename and its mark leaves the replaced store. */
+static void unmark(frm_store *st) {
+    __atomic_fetch_and(&shmp_hdr(st->seg)->flags, ~SHMP_FLAG_SUPERSEDED, __ATOMIC_SEQ_CST);
+}
+
+/* A child that takes the store's mutex through an inherited handle and dies
+ * holding it. */
+static void die_holding_the_mutex(frm_store *st) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        int died = 0;
+        _exit(shmp_lock_wait(st->seg, -1, &died) == 0 ? 0 : 1);
+    }
+    CHECK(reap(pid) == 0);
+}
+
+/* A writer killed after naming the grown store but before marking the old
+ * one: the old store's holders find the successor by themselves, a writer
+ * when it takes over the dead writer's mutex, a waiting reader when its
+ * slice ends, a read-only handle without writing to the mapping. */
+static void test_a_replacement_left_unmarked_is_found(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, w2, r, ro, old; /* `old` stays on the first store, to unmark it */
+    CHECK_RC(open_store(&w, name, 1, &DEFAULTS), 0);
+    CHECK_RC(open_store(&old, name, 0, NULL), 0);
+    CHECK_RC(open_store(&w2, name, 0, NULL), 0);
+    CHECK_RC(open_store(&r, name, 0, NULL), 0);
+    memset(&ro, 0, sizeof ro);
+    int created;
+    CHECK_RC(frm_attach(&ro.st[0], &ro.seg[0], name, 0, 0, NULL, "key", 3, 0, &created), 0);
+    uint64_t gen;
+    CHECK_RC(put(&w, 16, 16, 1, -1, &gen), 0);
+    CHECK_RC(put(&w, 100, 100, 2, -1, &gen), 0); /* grows */
+    CHECK(frm_superseded(H(&w2)));
+    unmark(H(&old));
+    CHECK(!frm_superseded(H(&w2)) && !frm_superseded(H(&r)) && !frm_superseded(H(&ro)));
+
+    /* Readers that do not wait go on reading the old store. */
+    frm_frame f;
+    CHECK_RC(frm_pin(H(&r), NULL, &f), 0);
+    CHECK(f.generation == 1);
+    frm_unpin(H(&r), f.slot);
+    CHECK(!frm_superseded(H(&r)));
+    die_holding_the_mutex(H(&w2));
+    CHECK_RC(put(&w2, 16, 16, 3, in_ms(2000), &gen), 0);
+    CHECK(gen == 3 && H(&w2)->seg->ino == H(&w)->seg->ino); /* published in the successor */
+    CHECK(frm_superseded(H(&r)));                         /* and marked the old store */
+
+    unmark(H(&old));
+    frm_follow fw = follow_of(&r);
+    int rc;
+    do {
+        rc = frm_wait(H(&r), &fw, 2, in_ms(2000), 0, &gen);
+    } while (rc == EINTR);
+    CHECK_RC(rc, 0);
+    CHECK(gen == 3 && fw.moved == 1);
+    adopt(&r, &fw);
+    CHECK(H(&r)->seg->ino == H(&w)->seg->ino);
+
+    unmark(H(&old));
+    CHECK(!frm_superseded(H(&ro)));
+    CHECK(shmp_replaced(H(&ro)->seg) == 1 && frm_superseded(H(&ro)));
+    CHECK((shmp_hdr(H(&ro)->seg)->flags & SHMP_FLAG_SUPERSEDED) == 0); /* not written */
+    CHECK(shmp_replaced(H(&w)->seg) == 0); /* the successor is still under the name */
+    close_store(&ro);
+    close_store(&old);
+    close_store(&r);
+    close_store(&w2);
+    close_store(&w);
+    CHECK(!name_exists(name));
+}
+
 /* ---- processes ---- */
 
 /* A reader process: pins, checks and unpins the latest frame (following
@@ -1357,6 +1431,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_writer_killed_before_any_frame_is_torn),
     CHECK_TEST(test_growth_carries_the_kept_frames),
     CHECK_TEST(test_wait_follows_growth_and_times_out),
+    CHECK_TEST(test_a_replacement_left_unmarked_is_found),
     CHECK_TEST(test_readers_pin_while_the_writer_grows),
     CHECK_TEST(test_wake_across_processes),
     CHECK_TEST(test_forked_child_holds_no_pins),
