@@ -450,6 +450,13 @@ cdef class FrameStore:
         spec_meta(&spec, meta)
         deadline = deadline_of(timeout)
         PyObject_GetBuffer(array, &src, PyBUF_C_CONTIGUOUS)
+        if <uint64_t>src.len <= FRM_NOW_MAX_BYTES:
+            # A small frame into an idle store: too little to release the GIL for.
+            rc = frm_publish_now(&self.st, src.buf, &spec, &gen)
+            if rc == 0 or gen != 0:  # published (an error then is the unlock's)
+                PyBuffer_Release(&src)
+                self._claim_failed(rc, "publish")
+                return gen
         fw = self._spare()
         self.segment.waiting += 1
         try:

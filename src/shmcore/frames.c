@@ -798,9 +798,18 @@ int frm_set_persistent(frm_store *st) {
 
 /* ---- writing ---- */
 
-/* Takes the store's mutex. From a holder that died, it may also inherit a
- * replacement left half done: the successor named, this store not yet
+/* The store's mutex was taken from a holder that died: it may have left a
+ * replacement half done, the successor named but this store not yet
  * marked (shmp_replaced marks it, for the caller's superseded check). */
+static void took_from_the_dead(frm_store *st) {
+    shmp_sweep_builds(); /* it may have died growing the store */
+    if (!frm_superseded(st) && shmp_replaced(st->seg)) {
+        bump_and_wake(st); /* its waiters move on to the successor */
+        shmp_wake(st->seg, &st->ctrl->seq);
+    }
+}
+
+/* Takes the store's mutex, waiting up to `deadline`. */
 static int lock_segment(frm_store *st, int64_t deadline) {
     int died = 0;
     int rc = shmp_lock_try(st->seg, &died);
@@ -810,10 +819,7 @@ static int lock_segment(frm_store *st, int64_t deadline) {
         rc = shmp_lock_wait(st->seg, left, &died);
         if (rc == ETIMEDOUT && !past(deadline)) return EINTR;
     }
-    if (!rc && died && !frm_superseded(st) && shmp_replaced(st->seg)) {
-        bump_and_wake(st); /* its waiters move on to the successor */
-        shmp_wake(st->seg, &st->ctrl->seq);
-    }
+    if (!rc && died) took_from_the_dead(st);
     return rc;
 }
 
@@ -1077,6 +1083,7 @@ static int only_own_pins(frm_store *st) {
 }
 
 static int wait_for_subscribers(frm_store *st, uint32_t keep, int64_t deadline);
+static uint32_t slow_subscriber(frm_store *st, uint32_t keep);
 
 int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t deadline) {
     if (!fw) return EINVAL;
@@ -1112,6 +1119,15 @@ int frm_rebuild(frm_store *st, frm_follow *fw, const frm_options *o, int64_t dea
     return SHMP_EINCOMPAT;
 }
 
+/* The claim of `slot`, found free with the mutex held: being written now. */
+static void claimed(frm_store *st, int slot, frm_claim_t *out) {
+    store32(&slot_at(st, slot)->state, FRM_WRITING);
+    out->store = st;
+    out->slot = slot;
+    out->meta = st->data + slot_offset(st, slot);
+    out->pixels = out->meta + st->meta_capacity;
+}
+
 static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t meta_len,
                         int64_t deadline, frm_claim_t *out) {
     if (nbytes > FRM_MAX_FRAME_BYTES) return EFBIG;
@@ -1130,11 +1146,7 @@ static int claim_locked(frm_store *st, frm_follow *fw, uint64_t nbytes, uint32_t
         int err;
         int slot = find_slot(cur, &err);
         if (slot >= 0) {
-            store32(&slot_at(cur, slot)->state, FRM_WRITING);
-            out->store = cur;
-            out->slot = slot;
-            out->meta = cur->data + slot_offset(cur, slot);
-            out->pixels = out->meta + cur->meta_capacity;
+            claimed(cur, slot, out);
             return 0;
         }
         /* Waiting cannot end when the calling thread took every pin of
@@ -1256,32 +1268,71 @@ int frm_commit_pinned(frm_claim_t *c, const frm_spec *spec, uint64_t *generation
     return commit(c, spec, generation, 1);
 }
 
-int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *spec,
-                int64_t deadline, uint64_t *generation) {
+/* The byte size of the frame `spec` describes, or EINVAL/EFBIG. */
+static int spec_bytes(const frm_spec *spec, uint64_t *nbytes) {
     uint32_t item = frm_itemsize(spec->dtype);
     if (!item || spec->ndim < 2 || spec->ndim > FRM_MAX_DIMS) return EINVAL;
-    uint64_t nbytes = item;
+    uint64_t n = item;
     for (uint32_t i = 0; i < spec->ndim; i++) {
-        if (spec->shape[i] == 0 || spec->shape[i] > FRM_MAX_FRAME_BYTES / nbytes) return EFBIG;
-        nbytes *= spec->shape[i];
+        if (spec->shape[i] == 0 || spec->shape[i] > FRM_MAX_FRAME_BYTES / n) return EFBIG;
+        n *= spec->shape[i];
     }
-    frm_claim_t c;
-    int rc = claim_locked(st, fw, nbytes, spec->meta_len, deadline, &c);
-    if (rc) return rc;
-    frm_store *cur = c.store;
-    frm_slot *d = slot_at(cur, c.slot);
+    *nbytes = n;
+    return 0;
+}
+
+/* Copies `src` into a claimed slot and commits it (unlocks either way). */
+static int fill_and_commit(frm_claim_t *c, const void *src, uint64_t nbytes,
+                           const frm_spec *spec, uint64_t *generation) {
+    frm_store *cur = c->store;
+    frm_slot *d = slot_at(cur, c->slot);
     if (d->flags & FRM_SLOT_RESERVED) {
-        shmp_copy(c.pixels, src, (size_t)nbytes, cur->copy_threads);
+        shmp_copy(c->pixels, src, (size_t)nbytes, cur->copy_threads);
     } else {
-        uint64_t off = SHMP_HEADER_SIZE + slot_offset(cur, c.slot) + cur->meta_capacity;
-        rc = shmp_fill(cur->seg, off, src, nbytes, cur->copy_threads);
-        if (!rc) rc = reserve_slot(cur, c.slot, nbytes); /* meta pages, and the rest */
+        uint64_t off = SHMP_HEADER_SIZE + slot_offset(cur, c->slot) + cur->meta_capacity;
+        int rc = shmp_fill(cur->seg, off, src, nbytes, cur->copy_threads);
+        if (!rc) rc = reserve_slot(cur, c->slot, nbytes); /* meta pages, and the rest */
         if (rc) {
-            frm_abandon(&c);
+            frm_abandon(c);
             return rc;
         }
     }
-    return frm_commit(&c, spec, generation);
+    return frm_commit(c, spec, generation);
+}
+
+int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *spec,
+                int64_t deadline, uint64_t *generation) {
+    uint64_t nbytes;
+    int rc = spec_bytes(spec, &nbytes);
+    if (rc) return rc;
+    frm_claim_t c;
+    rc = claim_locked(st, fw, nbytes, spec->meta_len, deadline, &c);
+    if (rc) return rc;
+    return fill_and_commit(&c, src, nbytes, spec, generation);
+}
+
+int frm_publish_now(frm_store *st, const void *src, const frm_spec *spec,
+                    uint64_t *generation) {
+    uint64_t nbytes;
+    int rc = spec_bytes(spec, &nbytes);
+    if (rc) return rc;
+    if (nbytes > FRM_NOW_MAX_BYTES || spec->meta_len > st->meta_capacity) return EWOULDBLOCK;
+    int died = 0;
+    rc = shmp_lock_try(st->seg, &died);
+    if (rc) return rc == EBUSY ? EWOULDBLOCK : rc;
+    if (died) took_from_the_dead(st);
+    int slot = -1, err = 0;
+    /* Anything that would move, rebuild or wait is left to frm_publish. */
+    if (!frm_superseded(st) && nbytes <= st->capacity && !shrink_to(st, nbytes) &&
+        !slow_subscriber(st, st->history - 1))
+        slot = find_slot(st, &err);
+    if (slot < 0) {
+        shmp_unlock(st->seg);
+        return err ? err : EWOULDBLOCK;
+    }
+    frm_claim_t c;
+    claimed(st, slot, &c);
+    return fill_and_commit(&c, src, nbytes, spec, generation);
 }
 
 /* ---- subscribers ---- */

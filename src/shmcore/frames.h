@@ -313,6 +313,14 @@ int frm_abandon(frm_claim_t *c);
  * commit, with no caller code in between. */
 int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *spec,
                 int64_t deadline, uint64_t *generation);
+/* frm_publish of a small frame (at most FRM_NOW_MAX_BYTES) without waiting,
+ * moving to a successor or rebuilding, for a caller that holds an
+ * interpreter lock it would rather not release for so little: EWOULDBLOCK
+ * when any of that would be needed (the mutex busy, a slow lossless
+ * subscriber, every slot pinned, the store replaced, the frame not fitting
+ * or the store due to shrink); the caller then calls frm_publish. */
+#define FRM_NOW_MAX_BYTES ((uint64_t)64 << 10)
+int frm_publish_now(frm_store *st, const void *src, const frm_spec *spec, uint64_t *generation);
 
 /* ---- reading ---- */
 

@@ -108,6 +108,9 @@ cdef extern from "frames.h" nogil:
     int frm_abandon(frm_claim_t *c)
     int frm_publish(frm_store *st, frm_follow *fw, const void *src, const frm_spec *spec,
                     int64_t deadline, uint64_t *generation)
+    int frm_publish_now(frm_store *st, const void *src, const frm_spec *spec,
+                        uint64_t *generation)
+    uint64_t FRM_NOW_MAX_BYTES
     int frm_latest(frm_store *st, frm_follow *fw, frm_frame *f)
     int frm_pin(frm_store *st, frm_follow *fw, frm_frame *f)
     int frm_unpin(frm_store *st, int slot)

@@ -119,6 +119,11 @@ int shmp_swap(shmp_seg *s, shmp_seg *old);
  * 1 or 0; a look at the name, for when a wait found nothing new or a dead
  * holder's mutex was taken over. */
 int shmp_replaced(shmp_seg *s);
+/* Removes what builders that died left in the segment directory: a grower
+ * killed between naming its new segment and renaming it over the key leaves
+ * that name (and the whole segment) behind. Called by the last holder of a
+ * key leaving it and by a writer taking over a dead holder's mutex. */
+void shmp_sweep_builds(void);
 /* Undoes a build that was never named. */
 int shmp_discard(shmp_seg *s);
 int shmp_attach(shmp_seg *s, const char *name, int writable);

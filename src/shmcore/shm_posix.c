@@ -13,9 +13,11 @@
 #include "compat.h"
 #include "shm_platform.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +152,7 @@ _Static_assert(offsetof(shmp_header, key) == 56, "header layout");
 #else
 #define SHM_DIR "/dev/shm"
 #endif
+#define TMP_PREFIX ".shmimage-" /* a build's names before it goes under a key */
 #define PIN_BASE 0x40000000LL
 /* Below this a second thread costs more to start than it saves. */
 #define PARALLEL_MIN (16u << 20)
@@ -556,7 +559,7 @@ static int open_unnamed(char *tmp, size_t cap) {
     if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) return fd;
 #endif
     for (unsigned i = 0; i < 100; i++) {
-        snprintf(tmp, cap, "%s/.shmimage-%ld-%u", SHM_DIR, (long)getpid(), i);
+        snprintf(tmp, cap, "%s/" TMP_PREFIX "%ld-%u", SHM_DIR, (long)getpid(), i);
         int fd2 = open(tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd2 >= 0 || errno != EEXIST) return fd2;
     }
@@ -686,6 +689,36 @@ static int lock_alone(const char *path, int *out) {
     }
     *out = fd;
     return 0;
+}
+
+/* Is the builder that named a temporary ".shmimage-PID-..." file gone? */
+static int builder_gone(const char *entry) {
+    char *end;
+    long pid = strtol(entry + sizeof TMP_PREFIX - 1, &end, 10);
+    if (end == entry + sizeof TMP_PREFIX - 1 || *end != '-' || pid <= 0) return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+void shmp_sweep_builds(void) {
+    DIR *dir = opendir(SHM_DIR);
+    if (!dir) return;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        if (strncmp(e->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0) continue;
+        /* "-grow" is linked with the builder's flock held: unheld, it is
+         * left over. A temporary build name is unlocked until its build
+         * is done: only once its process is gone too. */
+        size_t n = strlen(e->d_name);
+        int grow = n > 5 && strcmp(e->d_name + n - 5, "-grow") == 0;
+        if (!grow && !builder_gone(e->d_name)) continue;
+        char path[128];
+        int fd = -1;
+        snprintf(path, sizeof path, "%s/%s", SHM_DIR, e->d_name);
+        if (lock_alone(path, &fd) != 0) continue;
+        unlink(path);
+        held_close(fd);
+    }
+    closedir(dir);
 }
 
 /* One (dev, ino) among many, for counting in one pass over the table. */
@@ -851,7 +884,7 @@ int shmp_swap(shmp_seg *s, shmp_seg *old) {
     if (s->tmp[0]) {
         snprintf(from, sizeof from, "%s", s->tmp);
     } else {
-        snprintf(from, sizeof from, "%s/.shmimage-%ld-grow", SHM_DIR, (long)getpid());
+        snprintf(from, sizeof from, "%s/" TMP_PREFIX "%ld-grow", SHM_DIR, (long)getpid());
         unlink(from);
         rc = link_into_place(s, from);
     }
@@ -990,16 +1023,17 @@ int shmp_leave(shmp_seg *s) {
         /* A larger segment replaced ours under the name; with us gone it
          * may be stale now. */
         shmp_probe_info info;
-        shmp_probe(s->name, 1, &info);
+        if (shmp_probe(s->name, 1, &info) == 0 && info.reclaimed) shmp_sweep_builds();
         return 0;
     }
     int fd = -1;
     if (lock_alone(path, &fd) != 0) return 0; /* others still hold it, or it is gone */
     struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino &&
-        !predecessors_held(shmp_hdr(s), (uint64_t)dev, (uint64_t)ino))
-        unlink(path);
+    int last = fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino &&
+               !predecessors_held(shmp_hdr(s), (uint64_t)dev, (uint64_t)ino);
+    if (last) unlink(path);
     held_close(fd);
+    if (last) shmp_sweep_builds(); /* the last holder of a key: what its growers left */
     return 0;
 }
 

@@ -257,6 +257,8 @@ int shmp_replaced(shmp_seg *s) { /* no swap, so only the removal mark */
     return (shmc_load_u32(&shmp_hdr(s)->flags) & SHMP_FLAG_SUPERSEDED) != 0;
 }
 
+void shmp_sweep_builds(void) {} /* a section has no name until it is whole */
+
 /* ---- attaching and leaving ---- */
 
 static int map_named(shmp_seg *s, const char *name, int writable) {

@@ -1256,6 +1256,70 @@ static void test_lossless_subscribers_hold_the_writer_back(void) {
     close_store(&w);
 }
 
+/* frm_publish_now of a rows x cols uint8 frame of `value`. */
+static int put_now(handle *h, uint64_t rows, uint64_t cols, uint8_t value, uint64_t *gen) {
+    unsigned char buf[128 * 1024];
+    memset(buf, value, sizeof buf);
+    frm_spec spec = {2, {rows, cols, 0, 0}, FRM_UINT8, NULL, 0};
+    return frm_publish_now(H(h), buf, &spec, gen);
+}
+
+/* Publishing without waiting does what frm_publish does when nothing needs
+ * waiting for, and otherwise nothing at all: the mutex busy, a lossless
+ * subscriber behind, a frame that does not fit or is not small, a store
+ * replaced. */
+static void test_publish_now_publishes_or_leaves_everything_as_it_was(void) {
+    char name[64];
+    unique_name(name, sizeof name, "");
+    handle w, s;
+    frm_options o = {4096, 2, 4, 2, 0, 0};
+    CHECK_RC(open_store(&w, name, 1, &o), 0);
+    uint64_t gen = 0;
+    CHECK_RC(put_now(&w, 4, 4, 1, &gen), 0); /* the first frame: fresh pages */
+    CHECK(gen == 1);
+    CHECK_RC(read_latest(&w, &gen), 0);
+    CHECK(gen == 1);
+    CHECK_RC(put_now(&w, 100, 100, 9, &gen), EWOULDBLOCK); /* would grow */
+    CHECK_RC(put_now(&w, 300, 300, 9, &gen), EWOULDBLOCK); /* not small */
+    CHECK(frm_generation(H(&w)) == 1 && !frm_superseded(H(&w)));
+
+    int fds[2];
+    char c;
+    CHECK(pipe(fds) == 0);
+    pid_t pid = fork();
+    if (pid == 0) claim_and_hang(name, fds[1]); /* holds the mutex */
+    CHECK(read(fds[0], &c, 1) == 1);
+    int64_t start = frm_now_ns();
+    CHECK_RC(put_now(&w, 4, 4, 9, &gen), EWOULDBLOCK);
+    CHECK(frm_now_ns() - start < 1000000000LL); /* at once, not after a wait */
+    kill(pid, SIGKILL);
+    CHECK(reap(pid) == 128 + SIGKILL);
+    close(fds[0]);
+    close(fds[1]);
+    CHECK_RC(put_now(&w, 4, 4, 2, &gen), 0); /* the dead writer's mutex taken over */
+    CHECK(gen == 2);
+
+    CHECK_RC(open_store(&s, name, 0, NULL), 0);
+    uint64_t from = 2;
+    int k = -1;
+    CHECK_RC(frm_subscribe(H(&s), NULL, &from, -1, &k), 0);
+    CHECK_RC(put_now(&w, 4, 4, 3, &gen), 0);
+    CHECK_RC(put_now(&w, 4, 4, 4, &gen), EWOULDBLOCK); /* would drop 2, not taken */
+    CHECK(frm_generation(H(&w)) == 3);
+    CHECK_RC(frm_sub_advance(H(&s), k, 3), 0);
+    CHECK_RC(put_now(&w, 4, 4, 4, &gen), 0);
+    CHECK_RC(frm_unsubscribe(H(&s), k), 0);
+
+    CHECK_RC(put(&w, 100, 100, 5, -1, &gen), 0); /* grows: `s` is on the old store */
+    CHECK_RC(put_now(&s, 4, 4, 6, &gen), EWOULDBLOCK);
+    CHECK_RC(put_now(&w, 4, 4, 6, &gen), 0);
+    CHECK(gen == 6);
+    CHECK_RC(read_latest(&w, &gen), 0);
+    CHECK(gen == 6);
+    close_store(&s);
+    close_store(&w);
+}
+
 /* A store replaced under its name (here: grown) carries each live lossless
  * entry: it holds the writer back before its subscriber calls again, the
  * subscriber adopts it, and one that leaves its old store gives it up. */
@@ -1448,6 +1512,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_pin_from_walks_the_history_and_the_end_of_stream),
     CHECK_TEST(test_a_lying_ring_is_refused),
     CHECK_TEST(test_lossless_subscribers_hold_the_writer_back),
+    CHECK_TEST(test_publish_now_publishes_or_leaves_everything_as_it_was),
     CHECK_TEST(test_registry_holds_64_lossless_subscribers),
     CHECK_TEST(test_growth_carries_lossless_positions),
     CHECK_TEST(test_a_move_keeps_what_a_later_growth_carried),

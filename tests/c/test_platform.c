@@ -264,6 +264,52 @@ static void test_swap_supersedes(void) {
     CHECK(!name_exists(name));
 }
 
+/* A file in the segment directory, empty, as a build's temporary name. */
+static void touch_segment_file(const char *name) {
+    char path[320];
+    snprintf(path, sizeof path, "%s%s", shmp_dir(), name);
+    int fd = open(path, O_CREAT | O_EXCL | O_RDWR, 0600);
+    CHECK(fd >= 0);
+    if (fd >= 0) close(fd);
+}
+
+static void remove_segment_file(const char *name) {
+    char path[320];
+    snprintf(path, sizeof path, "%s%s", shmp_dir(), name);
+    unlink(path);
+}
+
+/* A grower killed between giving its new segment a name and renaming that
+ * over the key leaves the name and the whole segment behind, as does a
+ * process that died building under a temporary name: swept. Names a live
+ * builder holds or may still be building under are not. */
+static void test_sweep_removes_what_dead_builders_left(void) {
+    char grow[64], mine[64], tmp_dead[64], tmp_live[64];
+    pid_t pid = fork();
+    if (pid == 0) {
+        shmp_seg s;
+        char n[64];
+        snprintf(n, sizeof n, "/.shmimage-%ld-grow", (long)getpid());
+        _exit(shmp_build(&s, 4096, 0, 0, "key", 3) == 0 && shmp_link(&s, n) == 0 ? 0 : 1);
+    }
+    CHECK(reap(pid) == 0);
+    snprintf(grow, sizeof grow, "/.shmimage-%ld-grow", (long)pid);
+    snprintf(tmp_dead, sizeof tmp_dead, "/.shmimage-%ld-0", (long)pid);
+    snprintf(mine, sizeof mine, "/.shmimage-%ld-grow", (long)getpid());
+    snprintf(tmp_live, sizeof tmp_live, "/.shmimage-%ld-7", (long)getpid());
+    CHECK(name_exists(grow));
+    shmp_seg held;
+    CHECK_RC(make_segment(&held, mine, 4096), 0); /* a live grower's, flocked */
+    touch_segment_file(tmp_dead);
+    touch_segment_file(tmp_live); /* unlocked, but its process lives */
+    shmp_sweep_builds();
+    CHECK(!name_exists(grow) && !name_exists(tmp_dead));
+    CHECK(name_exists(mine) && name_exists(tmp_live));
+    CHECK_RC(shmp_detach(&held), 0);
+    CHECK(!name_exists(mine));
+    remove_segment_file(tmp_live);
+}
+
 /* ---- the robust mutex ---- */
 
 static void test_lock_unlock_and_deadlock(void) {
@@ -658,6 +704,7 @@ static const check_test tests[] = {
     CHECK_TEST(test_attach_refuses_bad_headers),
     CHECK_TEST(test_read_only_attach),
     CHECK_TEST(test_swap_supersedes),
+    CHECK_TEST(test_sweep_removes_what_dead_builders_left),
     CHECK_TEST(test_lock_unlock_and_deadlock),
     CHECK_TEST(test_owner_died_exit),
     CHECK_TEST(test_owner_died_sigkill),
