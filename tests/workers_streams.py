@@ -195,9 +195,22 @@ def publish_resizing(key: str, seed: float) -> None:
             pass  # a subscriber stopped for long: the writer waits, drops nothing
 
 
+def _where_it_stood(sub: Any) -> dict[str, Any]:
+    """What a failing lossless test reports of a gap: the store the
+    subscription was on and the registry as the writers see it."""
+    store = sub._store
+    try:
+        subscribers = sub._image.status()["subscribers"]
+    except Exception as exc:  # noqa: BLE001 - a report, not a check
+        subscribers = repr(exc)
+    return {"pid": os.getpid(), "store_generation": store.generation if store else None,
+            "superseded": bool(store and store.superseded), "entry": sub._entry,
+            "subscribers": subscribers}
+
+
 def follow_lossless(key: str, ready: Any, stop: Any, conn: Any) -> None:
     """Subscribe losslessly, say "ready", take frames until told to stop;
-    send ("ok", frames taken, [(generation, next one taken)] gaps, dropped)."""
+    send ("ok", frames taken, [(generation, next one taken, where)] gaps, dropped)."""
     rng = random.Random()
     try:
         with SharedImage(key).subscribe(lossless=True) as sub:
@@ -209,7 +222,7 @@ def follow_lossless(key: str, ready: Any, stop: Any, conn: Any) -> None:
                 except TimeoutError:
                     continue
                 if last and gen != last + 1:
-                    gaps.append((last, gen))
+                    gaps.append((last, gen, _where_it_stood(sub)))
                 last, taken = gen, taken + 1
                 if rng.random() < 0.02:
                     time.sleep(rng.uniform(0, 0.01))  # slow now and then: writers wait
