@@ -305,6 +305,38 @@ def test_wait_releases_the_gil(unique_key) -> None:
         assert not thread.is_alive() and woken == [2]
 
 
+def test_a_small_publish_that_must_wait_releases_the_gil(unique_key) -> None:
+    """A small frame goes in without releasing the GIL only when the
+    store's lock is free at once; waiting for it, the GIL is released."""
+    with SharedImage(unique_key()) as image:
+        image.publish(np.zeros((2, 2), np.uint8))
+        holder = SharedMemory(image.key)
+        holder.attach()
+        assert holder.lock(timeout=WAIT)  # the store's own mutex, held by this thread
+        done: list = []
+
+        def publish() -> None:
+            try:
+                done.append(image.publish(np.ones((2, 2), np.uint8), timeout=5.0))
+            except TimeoutError as exc:
+                done.append(exc)
+
+        thread = threading.Thread(target=publish)
+        thread.start()
+        try:
+            # Pure Python work runs here while the publish waits for the lock.
+            spins, end = 0, time.monotonic() + 0.3
+            while time.monotonic() < end:
+                spins += 1
+            waiting = thread.is_alive()
+        finally:
+            holder.unlock()
+            thread.join(WAIT)
+            holder.detach()
+        assert waiting and spins > 1000
+        assert done == [2]
+
+
 def test_default_key_is_the_examples() -> None:
     image = SharedImage()
     assert image.key == "QSharedMemoryExample"

@@ -232,6 +232,12 @@ class SharedImage:
             this process are waited for, as other processes' are (those of
             a thread that has ended count as the caller's).
 
+        Notes
+        -----
+        The GIL is released while the call waits and while it copies; a
+        frame of at most 64 KiB into a store no other writer holds at that
+        moment is published without releasing it.
+
         Examples
         --------
         >>> import numpy as np, shmimage
