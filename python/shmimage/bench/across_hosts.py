@@ -17,11 +17,14 @@ producer is paced a quarter faster than the raw pyzmq rate of the same run:
 fast enough that frames are skipped, without spinning on a core the link
 needs (the machine may have two).
 
-Every method copies a frame four times: the sender's write, the kernel's two
-socket copies, and one out of the message ZeroMQ received into (raw pyzmq
-``recv_into``, imagezmq's ``recv``, the relay's ``recv_into`` a ``loan()``);
-the server sends from the pinned frame and the consumers only look. A lossy
-producer also writes the frames that are skipped. On a busy machine a
+shmimage and raw pyzmq copy a frame four times: the sender's write, the
+kernel's two socket copies, and one out of the message ZeroMQ received into
+(raw pyzmq ``recv_into`` a kept array, the relay's ``recv_into`` a ``loan()``,
+so that the frame is in shared memory for every local reader); the server
+sends from the pinned frame and the consumers only look. imagezmq copies it
+three times: its hub's ``recv_image`` looks at the message ZeroMQ received
+into (``copy=False``). A lossy producer also writes the frames that are
+skipped. On a busy machine a
 method's rate follows the CPU share its processes get (shmimage runs four,
 the baselines two), so the ratios are only as steady as the machine's load.
 """
