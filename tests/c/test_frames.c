@@ -75,6 +75,20 @@ static int put(handle *h, uint64_t rows, uint64_t cols, uint8_t value, int64_t d
     return rc;
 }
 
+/* frm_wait through its slices, following a replacement: 0 or what ended
+ * it; *moved says whether the handle moved to a successor. */
+static int wait_following(handle *h, uint64_t after, int64_t deadline, uint64_t *gen,
+                          int *moved) {
+    frm_follow fw = follow_of(h);
+    int rc;
+    do {
+        rc = frm_wait(H(h), &fw, after, deadline, 0, gen);
+    } while (rc == EINTR);
+    *moved = fw.moved;
+    adopt(h, &fw);
+    return rc;
+}
+
 /* Is every pixel of the pinned frame `value`? */
 static int uniform(frm_store *st, const frm_frame *f, uint8_t value) {
     const unsigned char *p = st->data + f->offset;
@@ -556,13 +570,9 @@ static void test_wait_follows_growth_and_times_out(void) {
     CHECK(frm_now_ns() - start >= 90000000LL);
     CHECK(H(&r)->ctrl->waiters == 0);
     CHECK_RC(put(&w, 200, 200, 1, -1, &gen), 0); /* grows */
-    fw = follow_of(&r);
-    do {
-        rc = frm_wait(H(&r), &fw, 0, in_ms(1000), 0, &gen);
-    } while (rc == EINTR);
-    CHECK_RC(rc, 0);
-    CHECK(gen == 1 && fw.moved == 1);
-    adopt(&r, &fw);
+    int moved = 0;
+    CHECK_RC(wait_following(&r, 0, in_ms(1000), &gen, &moved), 0);
+    CHECK(gen == 1 && moved);
     close_store(&r);
     close_store(&w);
 }
@@ -618,15 +628,9 @@ static void test_a_replacement_left_unmarked_is_found(void) {
     CHECK(frm_superseded(H(&r)));                         /* and marked the old store */
 
     unmark(H(&old));
-    frm_follow fw = follow_of(&r);
-    int rc;
-    do {
-        rc = frm_wait(H(&r), &fw, 2, in_ms(2000), 0, &gen);
-    } while (rc == EINTR);
-    CHECK_RC(rc, 0);
-    CHECK(gen == 3 && fw.moved == 1);
-    adopt(&r, &fw);
-    CHECK(H(&r)->seg->ino == H(&w)->seg->ino);
+    int moved = 0;
+    CHECK_RC(wait_following(&r, 2, in_ms(2000), &gen, &moved), 0);
+    CHECK(gen == 3 && moved && H(&r)->seg->ino == H(&w)->seg->ino);
 
     unmark(H(&old));
     CHECK(!frm_superseded(H(&ro)));
