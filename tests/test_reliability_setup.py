@@ -5,6 +5,10 @@ SIGKILL on entry to the n-th call of one system call: every step of build,
 reserve, header, link, first frame and last detach gets its own death. A
 later opener must find nothing, or a complete segment; never hang; and a
 publish must always work afterwards. Nothing may be left in /dev/shm.
+
+A writer that grows the store under a lossless subscriber is killed the same
+way, at each call of its run that can change what others see: another writer
+goes on, the subscriber misses nothing, and the last detach leaves nothing.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -31,9 +36,10 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 CALL = re.compile(r"^([a-z_0-9]+)\(")
 
 
-def start_creator(key: str, grow: bool) -> subprocess.Popen:
+def start_stepped(call: str) -> subprocess.Popen:
+    """A child running workers_reliability.<call>, ready for strace and "go"."""
     env = {**os.environ, "PYTHONPATH": TESTS_DIR}
-    code = f"import workers_reliability as w; w.stepped_creator({key!r}, {grow!r})"
+    code = f"import workers_reliability as w; w.{call}"
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
@@ -54,7 +60,12 @@ def attach_strace(pid: int, args: list) -> subprocess.Popen:
 
 def run_creator(key: str, grow: bool, strace_args: list, pids: list | None = None) -> int:
     """Run one creator under strace: its return code (-9 when it was killed)."""
-    proc = start_creator(key, grow)
+    return run_stepped(f"stepped_creator({key!r}, {grow!r})", strace_args, pids)
+
+
+def run_stepped(call: str, strace_args: list, pids: list | None = None) -> int:
+    """Run one stepped child under strace: its return code (-9 when it was killed)."""
+    proc = start_stepped(call)
     if pids is not None:
         pids.append(proc.pid)
     tracer: subprocess.Popen | None = None
@@ -85,6 +96,12 @@ def remove_names(names: list) -> None:
 def creation_steps(key: str, grow: bool, log: str) -> list:
     """The (system call, occurrence) steps of one untroubled create/publish/detach."""
     assert run_creator(key, grow, ["-o", log]) == 0
+    return traced_steps(log)
+
+
+def traced_steps(log: str, keep: Callable[[str, str], bool] = lambda name, line: True) -> list:
+    """The (system call, occurrence) steps a trace holds after GO_MARKER, of
+    the calls `keep(name, line)` accepts."""
     with open(log) as f:
         lines = f.read().splitlines()
     steps, seen, started, previous = [], Counter(), False, ""
@@ -98,7 +115,8 @@ def creation_steps(key: str, grow: bool, log: str) -> list:
             started = True
         elif name == "write" and '"done' in line:
             break
-        elif started and name != "getpid" and not more_of_one_read(previous, line):
+        elif (started and name != "getpid" and not more_of_one_read(previous, line)
+              and keep(name, line)):
             steps.append((name, seen[name]))
         previous = line
     return steps
@@ -159,3 +177,71 @@ def test_killed_at_every_step_of_set_up(unique_key, tmp_path, grow: bool) -> Non
     assert outcomes["refused"] == 0
     assert outcomes["stale_left"] > 0  # kills after the link left a segment: it was reclaimed
     assert leaked == [], "a killed build or grow left its temporary name"
+
+
+#: Calls that change nothing another process can see: a death there is the
+#: same as a death at the next call that does.
+LOOKS = {"read", "pread64", "close", "newfstatat", "fstat", "stat", "lstat", "statfs",
+         "fstatfs", "access", "faccessat2", "getdents64", "lseek", "getpid", "gettid"}
+
+
+def changes_something(name: str, line: str) -> bool:
+    """Can a call change what other processes see? (An openat only when it
+    makes a file in /dev/shm.)"""
+    return name not in LOOKS and (name != "openat" or "/dev/shm" in line)
+
+
+def take_all(sub, got: list) -> None:
+    """Every frame the subscription has now: (generation, whole)."""
+    while True:
+        try:
+            frame = sub.next(timeout=0.02)
+        except TimeoutError:
+            return
+        got.append((frame.info.generation, uniform(frame.pixels)))
+        del frame
+
+
+def test_a_grower_killed_at_every_step_keeps_lossless_streams_whole(unique_key,
+                                                                    tmp_path) -> None:
+    """A writer whose large frame grows the store, under a registered lossless
+    subscriber, is killed at each system call of its run: another writer
+    then goes on, and the subscriber gets every generation, whole, with no
+    drop. Whatever the grower had built is gone after the last detach,
+    without a gc."""
+    key = unique_key("grow-steps")
+    log = str(tmp_path / "trace.txt")
+    pids: list = []
+    with SharedImage(key, history=4) as first:
+        first.publish(np.full((8, 8), 1, np.uint8))
+        assert run_stepped(f"stepped_grower({key!r})", ["-o", log], pids) == 0
+    steps = traced_steps(log, changes_something)
+    assert ("rename", 1) in steps and ("linkat", 1) in steps, steps
+    outcomes: Counter = Counter()
+    try:
+        for name, nth in steps:
+            got: list = []
+            with SharedImage(key, history=4) as first, SharedImage(key) as reader:
+                first.publish(np.full((8, 8), 1, np.uint8))
+                with reader.subscribe(lossless=True) as sub:
+                    inject = f"inject={name}:signal=KILL:when={nth}"
+                    code = run_stepped(f"stepped_grower({key!r})",
+                                       ["-o", "/dev/null", "-e", f"trace={name}", "-e", inject],
+                                       pids)
+                    assert code == -9, f"the grower was not killed at {name} #{nth}: {code}"
+                    take_all(sub, got)
+                    with SharedImage(key) as look:  # the store under the key now
+                        outcomes["died grown"] += look.status()["options"]["slot_capacity"] > 4096
+                    for i in range(8):
+                        first.publish(np.full((8, 8), 100 + i, np.uint8), timeout=WAIT)
+                        take_all(sub, got)
+                    dropped = sub.dropped
+            gens = [g for g, _ in got]
+            assert gens == list(range(2, 2 + len(gens))) and len(gens) >= 8, (name, nth, gens)
+            assert dropped == 0 and all(whole for _, whole in got), (name, nth)
+            assert temporary_names_of(pids) == [], f"left behind after {name} #{nth}"
+            outcomes["steps"] += 1
+    finally:
+        remove_names(temporary_names_of(pids))
+    report("kill a grower under a lossless subscriber at each step", dict(outcomes))
+

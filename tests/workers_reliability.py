@@ -350,6 +350,23 @@ def stepped_creator(key: str, grow: bool) -> None:
     print("done", flush=True)
 
 
+def stepped_grower(key: str) -> None:
+    """Attach to the store under `key`; once stdin has a line, publish a
+    small frame, a large one (the store grows, under whatever lossless
+    subscriber is registered) and a small one, and detach (traced by strace)."""
+    import select
+
+    image = SharedImage(key)
+    image.info()  # attached before the trace starts
+    print("ready", flush=True)
+    select.select([0], [], [])
+    os.path.exists(GO_MARKER)
+    for side in (8, 256, 8):
+        image.publish(np.full((side, side), 7, np.uint8))
+    image.detach()
+    print("done", flush=True)
+
+
 # --- 7: another user ------------------------------------------------------------------
 
 
